@@ -1,0 +1,42 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Both build .venv first (torch==2.13.0 CPU first, then the project under constraints.txt).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+# OpenMP spin-waiting makes small 2-thread CPU steps ~60x slower (ENVIRONMENT.md, trap 7).
+export OMP_WAIT_POLICY ?= PASSIVE
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+STAMP := $(VENV)/.chemprune-installed
+
+.PHONY: venv demo test test-all bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt requirements/nodeps.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24"
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[interop,bench,test]"
+	$(PIP) install -q -c constraints.txt --no-deps -r requirements/nodeps.txt
+	$(BIN)/python -c "import torch, chemprune; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/chemprune demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ""
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/schnet_throughput.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check chemprune reaction_nmt tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,78 @@
+"""Radius graphs for batches of small molecules, without torch-cluster or pyg-lib.
+
+Molecules are padded to ``[B, n_max, 3]`` and all pair distances are computed per molecule, so
+the cost is ``O(B * n_max^2)`` whatever the batch size (QM9: n_max = 29). Pairs are selected
+without gradient; distances are then recomputed from ``pos`` so that forces by autograd work.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["radius_pairs", "full_edge_index", "pad_positions"]
+
+
+def _counts_from_batch(batch: Tensor, num_graphs: int | None = None) -> Tensor:
+    if batch.numel() == 0:
+        return batch.new_zeros(0)
+    if num_graphs is None:
+        num_graphs = int(batch[-1]) + 1
+    return torch.bincount(batch, minlength=num_graphs)
+
+
+def pad_positions(pos: Tensor, batch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Pad atom positions to ``[B, n_max, 3]``.
+
+    Args:
+        pos: ``[N, 3]`` positions, atoms of one molecule contiguous and molecules in order.
+        batch: ``[N]`` molecule index of each atom (sorted).
+
+    Returns:
+        ``(padded, valid, ptr)``: padded positions, ``[B, n_max]`` mask of real atoms and
+        ``[B + 1]`` offsets of each molecule's first atom.
+    """
+    if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
+        raise ValueError("batch must be sorted: atoms of one molecule must be contiguous")
+    counts = _counts_from_batch(batch)
+    ptr = torch.zeros(counts.numel() + 1, dtype=torch.long, device=pos.device)
+    torch.cumsum(counts, 0, out=ptr[1:])
+    n_max = int(counts.max()) if counts.numel() else 0
+    local = torch.arange(pos.size(0), device=pos.device) - ptr[batch]
+    padded = pos.new_zeros(counts.numel(), n_max, 3)
+    padded[batch, local] = pos
+    valid = torch.zeros(counts.numel(), n_max, dtype=torch.bool, device=pos.device)
+    valid[batch, local] = True
+    return padded, valid, ptr
+
+
+@torch.no_grad()
+def radius_pairs(pos: Tensor, batch: Tensor, cutoff: float) -> Tensor:
+    """Unordered atom pairs ``i < j`` of the same molecule closer than ``cutoff``.
+
+    Args:
+        pos: ``[N, 3]`` positions in Angstrom.
+        batch: ``[N]`` sorted molecule index of each atom.
+        cutoff: distance cutoff in Angstrom (pairs at exactly ``cutoff`` are excluded).
+
+    Returns:
+        ``[2, P]`` long tensor of global atom indices with ``pairs[0] < pairs[1]``.
+    """
+    if pos.numel() == 0:
+        return torch.zeros(2, 0, dtype=torch.long, device=pos.device)
+    padded, valid, ptr = pad_positions(pos.detach(), batch)
+    dist = torch.cdist(padded, padded)
+    n_max = padded.size(1)
+    upper = torch.ones(n_max, n_max, dtype=torch.bool, device=pos.device).triu_(1)
+    mask = (dist < cutoff) & upper & valid.unsqueeze(2) & valid.unsqueeze(1)
+    mol, a, b = mask.nonzero(as_tuple=True)
+    offset = ptr[mol]
+    return torch.stack([offset + a, offset + b])
+
+
+def full_edge_index(pairs: Tensor) -> Tensor:
+    """Directed edges (both directions) from unordered pairs, as PyG's ``edge_index``.
+
+    Edge ``(j -> i)`` is stored as ``edge_index[:, e] = (j, i)`` (source, target).
+    """
+    return torch.cat([pairs, pairs.flip(0)], dim=1)

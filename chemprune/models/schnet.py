@@ -1,0 +1,375 @@
+"""SchNet with addressable continuous-filter channels.
+
+The layer layout and initialisation follow PyG's ``SchNet`` (so its weights load with identical
+outputs, see :mod:`chemprune.interop.pyg`), with three differences that matter for this project:
+
+* every interaction block has its own filter width ``F_b`` (and filter-network hidden width), so a
+  pruned model is an ordinary dense model with narrower blocks;
+* the filter-generating network of block ``b`` is ``interactions[b].filter_network`` with layers
+  ``lin1`` (RBF -> hidden) and ``lin2`` (hidden -> F_b); the F_b filter channels are the output
+  rows of ``lin2``, of ``in2f`` and the input columns of ``f2out``;
+* filters depend only on the distance, so they are computed once per unordered pair ``i < j``
+  and used for both message directions: half the per-edge work of a directed-edge implementation.
+
+References:
+    K. T. Schuett et al., "SchNet: A continuous-filter convolutional neural network for modeling
+    quantum interactions", NeurIPS 2017.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from chemprune.models.graph import radius_pairs
+
+__all__ = [
+    "ShiftedSoftplus",
+    "GaussianRBF",
+    "cosine_cutoff",
+    "FilterNetwork",
+    "InteractionBlock",
+    "SchNet",
+]
+
+_LOG2 = math.log(2.0)
+
+
+class ShiftedSoftplus(nn.Module):
+    """``softplus(x) - log(2)``, zero at the origin."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softplus(x) - _LOG2
+
+
+class GaussianRBF(nn.Module):
+    """Gaussians ``exp(-(d - mu_k)^2 / (2 delta^2))`` on an even grid ``mu_k`` in ``[start, stop]``.
+
+    ``delta`` is the grid spacing, as in PyG's ``GaussianSmearing`` and schnetpack's
+    ``GaussianRBF``.
+    """
+
+    def __init__(self, *, start: float = 0.0, stop: float = 5.0, num_gaussians: int = 50) -> None:
+        super().__init__()
+        if num_gaussians < 2:
+            raise ValueError(f"num_gaussians must be >= 2, got {num_gaussians}")
+        if not stop > start:
+            raise ValueError(f"need stop > start, got start={start}, stop={stop}")
+        offset = torch.linspace(start, stop, num_gaussians)
+        self.register_buffer("offset", offset)
+        self.coeff = -0.5 / float(offset[1] - offset[0]) ** 2
+        self.num_gaussians = num_gaussians
+
+    def forward(self, dist: Tensor) -> Tensor:
+        diff = dist.unsqueeze(-1) - self.offset
+        return torch.exp(self.coeff * diff * diff)
+
+    def extra_repr(self) -> str:
+        return (
+            f"start={float(self.offset[0]):g}, stop={float(self.offset[-1]):g}, "
+            f"num_gaussians={self.num_gaussians}"
+        )
+
+
+def cosine_cutoff(dist: Tensor, cutoff: float) -> Tensor:
+    """``0.5 (cos(pi d / r_c) + 1)`` inside the cutoff, 0 outside."""
+    c = 0.5 * (torch.cos(dist * (math.pi / cutoff)) + 1.0)
+    return c * (dist < cutoff).to(c.dtype)
+
+
+def _xavier_(lin: nn.Linear) -> None:
+    nn.init.xavier_uniform_(lin.weight)
+    if lin.bias is not None:
+        nn.init.zeros_(lin.bias)
+
+
+class FilterNetwork(nn.Module):
+    """Filter-generating network: ``lin2(ssp(lin1(rbf)))`` with ``lin2.out_features`` channels."""
+
+    def __init__(self, *, num_gaussians: int, hidden_channels: int, filter_channels: int) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(num_gaussians, hidden_channels)
+        self.act = ShiftedSoftplus()
+        self.lin2 = nn.Linear(hidden_channels, filter_channels)
+        self.reset_parameters()
+
+    @property
+    def filter_channels(self) -> int:
+        return self.lin2.out_features
+
+    @property
+    def hidden_channels(self) -> int:
+        return self.lin1.out_features
+
+    def reset_parameters(self) -> None:
+        _xavier_(self.lin1)
+        _xavier_(self.lin2)
+
+    def forward(self, rbf: Tensor) -> Tensor:
+        return self.lin2(self.act(self.lin1(rbf)))
+
+
+class InteractionBlock(nn.Module):
+    """One SchNet interaction: continuous-filter convolution, then an atom-wise MLP.
+
+    ``v_i = out(ssp(f2out(sum_j in2f(h_j) * W(d_ij) * fcut(d_ij))))``
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden_channels: int,
+        num_gaussians: int,
+        filter_channels: int,
+        filter_hidden_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        if filter_channels < 1:
+            raise ValueError(f"filter_channels must be >= 1, got {filter_channels}")
+        fh = filter_channels if filter_hidden_channels is None else filter_hidden_channels
+        if fh < 1:
+            raise ValueError(f"filter_hidden_channels must be >= 1, got {fh}")
+        self.filter_network = FilterNetwork(
+            num_gaussians=num_gaussians, hidden_channels=fh, filter_channels=filter_channels
+        )
+        self.in2f = nn.Linear(hidden_channels, filter_channels, bias=False)
+        self.f2out = nn.Linear(filter_channels, hidden_channels)
+        self.act = ShiftedSoftplus()
+        self.out = nn.Linear(hidden_channels, hidden_channels)
+        self.reset_parameters()
+
+    @property
+    def filter_channels(self) -> int:
+        return self.in2f.out_features
+
+    def reset_parameters(self) -> None:
+        self.filter_network.reset_parameters()
+        _xavier_(self.in2f)
+        _xavier_(self.f2out)
+        _xavier_(self.out)
+
+    def filters(self, rbf: Tensor, fcut: Tensor) -> Tensor:
+        """``[P, F]`` filters of the pairs, cutoff applied."""
+        return self.filter_network(rbf) * fcut.unsqueeze(-1)
+
+    def convolve(self, h: Tensor, pairs: Tensor, w: Tensor) -> Tensor:
+        """Continuous-filter convolution over unordered pairs, both directions."""
+        x = self.in2f(h)
+        i, j = pairs[0], pairs[1]
+        agg = torch.zeros_like(x)
+        agg = agg.index_add(0, i, x.index_select(0, j) * w)
+        agg = agg.index_add(0, j, x.index_select(0, i) * w)
+        return agg
+
+    def forward(self, h: Tensor, pairs: Tensor, rbf: Tensor, fcut: Tensor) -> Tensor:
+        agg = self.convolve(h, pairs, self.filters(rbf, fcut))
+        return self.out(self.act(self.f2out(agg)))
+
+    def extra_repr(self) -> str:
+        return (
+            f"hidden={self.out.in_features}, filters={self.filter_channels}, "
+            f"filter_hidden={self.filter_network.hidden_channels}"
+        )
+
+
+def _per_block(value: int | Sequence[int], n: int, name: str) -> list[int]:
+    if isinstance(value, int):
+        return [int(value)] * n
+    values = [int(v) for v in value]
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} entries for {n} interaction blocks")
+    return values
+
+
+class SchNet(nn.Module):
+    """SchNet property model ``forward(z, pos, batch) -> [num_molecules]``.
+
+    Args:
+        hidden_channels: atom-basis width (the residual stream).
+        filter_channels: filter width, one int for all blocks or one per block.
+        filter_hidden_channels: hidden width of each filter network (defaults to the filter width).
+        num_interactions: number of interaction blocks.
+        num_gaussians: radial basis size.
+        cutoff: radius-graph and cosine-cutoff radius in Angstrom.
+        readout: ``"sum"`` (extensive targets) or ``"mean"`` over the atoms of a molecule.
+        max_z: size of the element embedding (largest atomic number + 1).
+        mean, std: the per-atom output is ``out * std + mean`` before readout (standardisation).
+        atomref: optional ``[max_z]`` per-element reference added to each atom's output.
+        head_channels: width of the output MLP's hidden layer (defaults to ``hidden // 2``).
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden_channels: int = 128,
+        filter_channels: int | Sequence[int] = 128,
+        filter_hidden_channels: int | Sequence[int] | None = None,
+        num_interactions: int = 6,
+        num_gaussians: int = 50,
+        cutoff: float = 5.0,
+        readout: str = "sum",
+        max_z: int = 100,
+        mean: float = 0.0,
+        std: float = 1.0,
+        atomref: Tensor | Sequence[float] | None = None,
+        head_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        if readout not in ("sum", "mean"):
+            raise ValueError(f"readout must be 'sum' or 'mean', got {readout!r}")
+        if num_interactions < 1:
+            raise ValueError(f"num_interactions must be >= 1, got {num_interactions}")
+        if cutoff <= 0:
+            raise ValueError(f"cutoff must be positive, got {cutoff}")
+        filters = _per_block(filter_channels, num_interactions, "filter_channels")
+        fhidden = (
+            list(filters)
+            if filter_hidden_channels is None
+            else _per_block(filter_hidden_channels, num_interactions, "filter_hidden_channels")
+        )
+        self.cutoff = float(cutoff)
+        self.readout = readout
+        self.max_z = int(max_z)
+        self.embedding = nn.Embedding(max_z, hidden_channels, padding_idx=0)
+        self.rbf = GaussianRBF(start=0.0, stop=cutoff, num_gaussians=num_gaussians)
+        self.interactions = nn.ModuleList(
+            InteractionBlock(
+                hidden_channels=hidden_channels,
+                num_gaussians=num_gaussians,
+                filter_channels=f,
+                filter_hidden_channels=fh,
+            )
+            for f, fh in zip(filters, fhidden)
+        )
+        head = hidden_channels // 2 if head_channels is None else int(head_channels)
+        self.lin1 = nn.Linear(hidden_channels, head)
+        self.act = ShiftedSoftplus()
+        self.lin2 = nn.Linear(head, 1)
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+        ref = torch.zeros(max_z)
+        if atomref is not None:
+            ref_in = torch.as_tensor(atomref, dtype=torch.float32).reshape(-1)
+            if ref_in.numel() > max_z:
+                raise ValueError(f"atomref has {ref_in.numel()} entries, max_z is {max_z}")
+            ref[: ref_in.numel()] = ref_in
+        self.register_buffer("atomref", ref)
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def hidden_channels(self) -> int:
+        return self.embedding.embedding_dim
+
+    @property
+    def filter_channels(self) -> list[int]:
+        return [blk.filter_channels for blk in self.interactions]
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.rbf.num_gaussians
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this architecture (widths per block included)."""
+        return {
+            "hidden_channels": self.hidden_channels,
+            "filter_channels": self.filter_channels,
+            "filter_hidden_channels": [
+                blk.filter_network.hidden_channels for blk in self.interactions
+            ],
+            "num_interactions": len(self.interactions),
+            "num_gaussians": self.num_gaussians,
+            "cutoff": self.cutoff,
+            "readout": self.readout,
+            "max_z": self.max_z,
+            "head_channels": self.lin1.out_features,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SchNet:
+        known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(f"unknown SchNet config keys: {sorted(unknown)}")
+        return cls(**config)
+
+    def reset_parameters(self) -> None:
+        self.embedding.reset_parameters()
+        for blk in self.interactions:
+            blk.reset_parameters()
+        _xavier_(self.lin1)
+        _xavier_(self.lin2)
+
+    # ------------------------------------------------------------------ forward
+    def edge_features(self, pos: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
+        """Radial basis ``[P, G]`` and cutoff ``[P]`` of the pairs (differentiable in ``pos``)."""
+        dist = (pos.index_select(0, pairs[0]) - pos.index_select(0, pairs[1])).norm(dim=-1)
+        return self.rbf(dist), cosine_cutoff(dist, self.cutoff)
+
+    def atom_features(
+        self, z: Tensor, pos: Tensor, batch: Tensor, pairs: Tensor | None = None
+    ) -> Tensor:
+        """Atom representations ``[N, hidden]`` after the last interaction block."""
+        if pairs is None:
+            pairs = radius_pairs(pos, batch, self.cutoff)
+        rbf, fcut = self.edge_features(pos, pairs)
+        h = self.embedding(z)
+        for blk in self.interactions:
+            h = h + blk(h, pairs, rbf, fcut)
+        return h
+
+    def forward(
+        self,
+        z: Tensor,
+        pos: Tensor,
+        batch: Tensor | None = None,
+        pairs: Tensor | None = None,
+        num_molecules: int | None = None,
+    ) -> Tensor:
+        """Predict one value per molecule.
+
+        Args:
+            z: ``[N]`` atomic numbers.
+            pos: ``[N, 3]`` positions in Angstrom.
+            batch: ``[N]`` sorted molecule index of each atom (all zeros if omitted).
+            pairs: optional precomputed ``[2, P]`` unordered pairs ``i < j`` within the cutoff.
+            num_molecules: number of molecules (inferred from ``batch`` if omitted).
+
+        Returns:
+            ``[num_molecules]`` predictions in the target's unit.
+        """
+        if batch is None:
+            batch = torch.zeros_like(z)
+        if z.dim() != 1 or pos.shape != (z.numel(), 3) or batch.shape != z.shape:
+            raise ValueError(
+                f"expected z [N], pos [N, 3], batch [N]; got {tuple(z.shape)}, "
+                f"{tuple(pos.shape)}, {tuple(batch.shape)}"
+            )
+        if z.numel() and (int(z.min()) < 1 or int(z.max()) >= self.max_z):
+            raise ValueError(f"atomic numbers must be in [1, {self.max_z - 1}]")
+        h = self.atom_features(z, pos, batch, pairs)
+        y = self.lin2(self.act(self.lin1(h))).squeeze(-1)
+        y = y * self.std + self.mean + self.atomref.index_select(0, z)
+        if num_molecules is None:
+            num_molecules = int(batch[-1]) + 1 if batch.numel() else 0
+        out = y.new_zeros(num_molecules).index_add(0, batch, y)
+        if self.readout == "mean":
+            counts = torch.bincount(batch, minlength=num_molecules).clamp_min(1)
+            out = out / counts.to(out.dtype)
+        return out
+
+    def __repr__(self) -> str:
+        f = self.filter_channels
+        fs = str(f[0]) if len(set(f)) == 1 else str(f)
+        return (
+            f"{self.__class__.__name__}(hidden_channels={self.hidden_channels}, "
+            f"filter_channels={fs}, num_interactions={len(self.interactions)}, "
+            f"num_gaussians={self.num_gaussians}, cutoff={self.cutoff:g}, "
+            f"readout={self.readout!r}, params={sum(p.numel() for p in self.parameters()):,})"
+        )

@@ -1,0 +1,1 @@
+"""reaction_nmt: reactant SMILES to product SMILES."""
