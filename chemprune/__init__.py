@@ -1,2 +1,3 @@
 """chemprune: small, fast chemistry models."""
+
 __version__ = "0.1.0"

@@ -245,7 +245,7 @@ class SchNet(nn.Module):
                 filter_channels=f,
                 filter_hidden_channels=fh,
             )
-            for f, fh in zip(filters, fhidden)
+            for f, fh in zip(filters, fhidden, strict=True)
         )
         head = hidden_channels // 2 if head_channels is None else int(head_channels)
         self.lin1 = nn.Linear(hidden_channels, head)

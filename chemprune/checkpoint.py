@@ -1,0 +1,148 @@
+"""Checkpoints: written atomically, loaded with ``torch.load(weights_only=True)``, validated.
+
+A chemprune SchNet checkpoint is a plain dict of tensors, numbers and strings::
+
+    {"format": "chemprune.schnet", "format_version": 1, "chemprune_version": ...,
+     "config": {...SchNet constructor arguments, per-block widths...},
+     "state_dict": {...},
+     "target": {"name", "unit", "readout", "description"},
+     "data": {"source", "split": {"seed", "sizes", "val", "test"}},
+     "metrics": {...},
+     "training": {...}   # resumable state; only in a run's last.pt}
+
+so ``predict``/``evaluate`` need nothing else to rebuild the model.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from chemprune import __version__
+from chemprune.models.schnet import SchNet
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "atomic_save",
+    "load_checkpoint",
+    "load_model",
+    "model_checkpoint",
+]
+
+FORMAT = "chemprune.schnet"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable chemprune checkpoint; the message names the file."""
+
+
+def atomic_save(obj: Any, path: os.PathLike | str) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any point leaves either the old file or the new one, never a truncated file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: os.PathLike | str) -> dict[str, Any]:
+    """Load and validate a chemprune checkpoint (weights-only unpickling).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CheckpointError: empty, truncated or corrupted file, a file holding objects other than
+            tensors and plain data, or a foreign checkpoint (e.g. a bare PyG ``state_dict``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"model file {path} is a directory, not a checkpoint")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"model file {path} is empty")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"model file {path} holds objects that are not allowed in a weights-only load "
+            f"(not a chemprune checkpoint?): {first}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"model file {path} is truncated or corrupted: {msg}") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        hint = ""
+        if isinstance(obj, dict) and any(str(k).startswith("interactions.") for k in obj):
+            hint = " (it looks like a bare SchNet state_dict: import it with chemprune.interop)"
+        raise CheckpointError(f"model file {path} is not a chemprune SchNet checkpoint{hint}")
+    version = obj.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"model file {path} has format version {version!r}; this chemprune reads up to "
+            f"{FORMAT_VERSION}"
+        )
+    for key in ("config", "state_dict", "target"):
+        if not isinstance(obj.get(key), dict):
+            raise CheckpointError(f"model file {path} lacks its {key!r} section")
+    return obj
+
+
+def model_checkpoint(
+    model: SchNet,
+    *,
+    target: dict[str, Any],
+    data: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The dict to save for ``model``: architecture, weights, target and provenance."""
+    ckpt: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "chemprune_version": __version__,
+        "config": model.config(),
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "target": dict(target),
+        "data": dict(data or {}),
+        "metrics": dict(metrics or {}),
+    }
+    if extra:
+        ckpt.update(extra)
+    return ckpt
+
+
+def load_model(path: os.PathLike | str) -> tuple[SchNet, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint; returns ``(model in eval mode, checkpoint)``."""
+    ckpt = load_checkpoint(path)
+    try:
+        model = SchNet.from_config(ckpt["config"])
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except (TypeError, ValueError, RuntimeError, KeyError) as err:
+        msg = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"model file {path}: architecture and weights disagree: {msg}"
+        ) from None
+    model.eval()
+    return model, ckpt

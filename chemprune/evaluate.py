@@ -1,0 +1,46 @@
+"""Error metrics of a model on a set of molecules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from chemprune.data.batching import MoleculeSet
+from chemprune.models.schnet import SchNet
+
+__all__ = ["predict_indices", "evaluate_model"]
+
+
+@torch.no_grad()
+def predict_indices(
+    model: SchNet, data: MoleculeSet, indices: np.ndarray, batch_size: int = 256
+) -> torch.Tensor:
+    """Predictions for molecules ``indices`` of ``data``, in order."""
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for b in data.batches(indices, batch_size):
+            out.append(model(b.z, b.pos, b.batch, num_molecules=b.num_molecules))
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def evaluate_model(
+    model: SchNet, data: MoleculeSet, indices: np.ndarray, batch_size: int = 256
+) -> dict[str, float]:
+    """MAE and RMSE (target unit) over ``indices``."""
+    if data.y is None:
+        raise ValueError("the molecules have no target values to evaluate against")
+    if len(indices) == 0:
+        raise ValueError("no molecules to evaluate")
+    pred = predict_indices(model, data, indices, batch_size).double()
+    err = pred - data.y[torch.as_tensor(np.asarray(indices), dtype=torch.long)].double()
+    return {
+        "mae": float(err.abs().mean()),
+        "rmse": math.sqrt(float((err * err).mean())),
+        "n": int(err.numel()),
+    }

@@ -1,0 +1,378 @@
+"""Training SchNet on QM9: Adam, plateau schedule, validation MAE, time budget, exact resume.
+
+A run folder holds::
+
+    last.pt      resumable state (model, optimizer, scheduler, position in the epoch, history)
+    best.pt      the model with the lowest validation MAE so far (what predict/evaluate use)
+    history.jsonl  one line per epoch
+
+Batch order depends only on ``(seed, epoch)``, so a run resumed from ``last.pt`` (saved at every
+epoch end, every ``checkpoint_every`` steps and on SIGINT/SIGTERM) continues exactly where it
+stopped: the same batches, optimizer moments and learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from chemprune.checkpoint import CheckpointError, atomic_save, load_checkpoint, model_checkpoint
+from chemprune.data.batching import MoleculeSet
+from chemprune.data.qm9 import QM9Data
+from chemprune.data.splits import Split
+from chemprune.data.targets import Target, atomref_ev, get_target
+from chemprune.evaluate import evaluate_model
+from chemprune.models.schnet import SchNet
+
+__all__ = ["TrainSettings", "TrainingDiverged", "TrainingInterrupted", "train", "target_statistics"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM: state was saved to ``last.pt``; resume with ``--resume``."""
+
+
+@dataclass
+class TrainSettings:
+    """Everything that defines a run (saved in ``last.pt`` and checked on resume)."""
+
+    target: str = "gap"
+    hidden_channels: int = 128
+    filter_channels: int = 128
+    num_interactions: int = 6
+    num_gaussians: int = 50
+    cutoff: float = 5.0
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 5e-4
+    lr_factor: float = 0.5
+    lr_patience: int = 5
+    min_lr: float = 1e-6
+    seed: int = 0
+    eval_batch_size: int = 256
+
+    # Settings that may change when resuming (a longer budget, more epochs).
+    resumable_changes: tuple[str, ...] = field(default=("epochs",), repr=False)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {
+            "hidden_channels": self.hidden_channels,
+            "filter_channels": self.filter_channels,
+            "num_interactions": self.num_interactions,
+            "num_gaussians": self.num_gaussians,
+            "cutoff": self.cutoff,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("resumable_changes")
+        return d
+
+
+def target_statistics(
+    data: MoleculeSet, indices: np.ndarray, target: Target, atomref: list[float] | None
+) -> tuple[float, float]:
+    """``(mean, std)`` for the model's per-atom standardisation, from the training molecules.
+
+    Sum readout: statistics of ``(y - sum of atom references) / n_atoms``; mean readout: of ``y``.
+    """
+    idx = torch.as_tensor(indices, dtype=torch.long)
+    y = data.y[idx].double()
+    if target.readout == "mean":
+        vals = y
+    else:
+        counts = data.counts[idx].double()
+        if atomref is not None:
+            ref = torch.tensor(atomref, dtype=torch.float64)
+            per_atom = ref[data.z]
+            mol_ref = torch.zeros(len(data), dtype=torch.float64).index_add_(
+                0, torch.repeat_interleave(torch.arange(len(data)), data.counts), per_atom
+            )
+            y = y - mol_ref[idx]
+        vals = y / counts
+    std = float(vals.std()) if vals.numel() > 1 else 1.0
+    return float(vals.mean()), (std if std > 1e-12 else 1.0)
+
+
+def _target_dict(t: Target) -> dict[str, Any]:
+    return {"name": t.name, "unit": t.unit, "readout": t.readout, "description": t.description}
+
+
+def _split_dict(split: Split, source: str) -> dict[str, Any]:
+    return {
+        "source": source,
+        "split": {
+            "seed": split.seed,
+            "sizes": list(split.sizes),
+            "val": torch.as_tensor(split.val, dtype=torch.int32),
+            "test": torch.as_tensor(split.test, dtype=torch.int32),
+        },
+    }
+
+
+class _SignalGuard:
+    """Turns SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _SignalGuard:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not in the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # second signal: give up at once
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def train(
+    data: QM9Data,
+    split: Split,
+    out_dir: str | Path,
+    *,
+    settings: TrainSettings,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    checkpoint_every: int = 0,
+    data_source: str = "qm9pack",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train (or resume) a run in ``out_dir``; returns a summary with the best validation MAE.
+
+    Args:
+        data: molecules and properties.
+        split: train/val/test indices into ``data``.
+        out_dir: run folder (``last.pt``, ``best.pt``, ``history.jsonl``).
+        settings: hyperparameters; on resume they must equal the saved ones except ``epochs``.
+        resume: continue from ``out_dir/last.pt``.
+        max_minutes: stop (resumably) after this much training time in this call.
+        checkpoint_every: also save ``last.pt`` every N optimizer steps (0: epoch ends only).
+        data_source: provenance string stored in checkpoints.
+        progress: show a tqdm progress bar (loss, MAE, ETA).
+        log: where one-line messages go.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    last_path, best_path, hist_path = out / "last.pt", out / "best.pt", out / "history.jsonl"
+    target = get_target(settings.target)
+    atomref = atomref_ev(target)
+    mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target))
+
+    state: dict[str, Any] | None = None
+    if resume:
+        if not last_path.exists():
+            raise FileNotFoundError(f"cannot resume: {last_path} does not exist")
+        state = load_checkpoint(last_path)
+        if "training" not in state:
+            raise CheckpointError(f"{last_path} has no training state to resume from")
+        saved = dict(state["training"]["settings"])
+        now = settings.to_dict()
+        diff = {
+            k: (saved.get(k), v)
+            for k, v in now.items()
+            if k not in settings.resumable_changes and saved.get(k) != v
+        }
+        if diff:
+            raise ValueError(f"cannot resume {last_path} with different settings: {diff}")
+        saved_val = state["data"]["split"]["val"].numpy()
+        if not np.array_equal(saved_val, split.val):
+            raise ValueError(
+                f"cannot resume {last_path}: the data split differs from the saved one"
+            )
+    elif last_path.exists():
+        raise FileExistsError(
+            f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out"
+        )
+
+    torch.manual_seed(settings.seed)
+    mean, std = target_statistics(mset, split.train, target, atomref)
+    model = SchNet(
+        **settings.model_kwargs(), readout=target.readout, mean=mean, std=std, atomref=atomref
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt,
+        mode="min",
+        factor=settings.lr_factor,
+        patience=settings.lr_patience,
+        min_lr=settings.min_lr,
+    )
+    epoch, step_in_epoch, global_step = 0, 0, 0
+    best_val, elapsed_total = math.inf, 0.0
+    history: list[dict[str, Any]] = []
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        tr = state["training"]
+        opt.load_state_dict(tr["optimizer"])
+        sched.load_state_dict(tr["scheduler"])
+        epoch, step_in_epoch, global_step = tr["epoch"], tr["step_in_epoch"], tr["global_step"]
+        best_val, elapsed_total = tr["best_val"], tr["elapsed_s"]
+        history = list(tr["history"])
+        log(
+            f"resuming {last_path}: epoch {epoch + 1}, step {step_in_epoch}, "
+            f"best val MAE {best_val:.4f} {target.unit}"
+        )
+
+    provenance = _split_dict(split, data_source)
+    tdict = _target_dict(target)
+
+    def save_last() -> None:
+        ckpt = model_checkpoint(
+            model, target=tdict, data=provenance, metrics={"best_val_mae": best_val}
+        )
+        ckpt["training"] = {
+            "settings": settings.to_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "global_step": global_step,
+            "best_val": best_val,
+            "elapsed_s": elapsed_total + (time.perf_counter() - t_start),
+            "history": history,
+        }
+        atomic_save(ckpt, last_path)
+
+    n_batches = math.ceil(len(split.train) / settings.batch_size)
+    t_start = time.perf_counter()
+    deadline = None if max_minutes is None else t_start + 60.0 * max_minutes
+    stopped = None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        progress = False
+
+    with _SignalGuard() as guard:
+        while epoch < settings.epochs and stopped is None:
+            if opt.param_groups[0]["lr"] <= settings.min_lr * 1.0001 and history:
+                stopped = "learning rate reached min_lr"
+                break
+            model.train()
+            order_seed = settings.seed * 1_000_003 + epoch
+            batches = mset.batches(
+                split.train, settings.batch_size, shuffle=True, seed=order_seed, start=step_in_epoch
+            )
+            bar = None
+            if progress:
+                bar = tqdm(
+                    total=n_batches,
+                    initial=step_in_epoch,
+                    leave=False,
+                    dynamic_ncols=True,
+                    desc=f"epoch {epoch + 1}/{settings.epochs}",
+                )
+            sum_abs, sum_sq, count = 0.0, 0.0, 0
+            for b in batches:
+                pred = model(b.z, b.pos, b.batch, num_molecules=b.num_molecules)
+                err = pred - b.y
+                loss = (err * err).mean()
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at epoch {epoch + 1}, step {step_in_epoch + 1} "
+                        f"(lr {opt.param_groups[0]['lr']:.2e}); nothing was saved from this step. "
+                        f"Resume from {last_path} with a lower --lr."
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step_in_epoch += 1
+                global_step += 1
+                with torch.no_grad():
+                    sum_abs += float(err.abs().sum())
+                    sum_sq += float((err * err).sum())
+                    count += err.numel()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss.item():.4g}", mae=f"{sum_abs / count:.4g}")
+                if checkpoint_every and global_step % checkpoint_every == 0:
+                    save_last()
+                if guard.signum is not None:
+                    stopped = f"signal {guard.signum}"
+                    break
+                if deadline is not None and time.perf_counter() > deadline:
+                    stopped = "time budget reached"
+                    break
+            if bar is not None:
+                bar.close()
+            if step_in_epoch < n_batches:  # stopped mid-epoch
+                save_last()
+                break
+            # end of epoch: validate, schedule, save
+            val = evaluate_model(model, mset, split.val, batch_size=settings.eval_batch_size)
+            sched.step(val["mae"])
+            improved = val["mae"] < best_val
+            if improved:
+                best_val = val["mae"]
+                atomic_save(
+                    model_checkpoint(
+                        model,
+                        target=tdict,
+                        data=provenance,
+                        metrics={
+                            "val_mae": val["mae"],
+                            "val_rmse": val["rmse"],
+                            "epoch": epoch + 1,
+                        },
+                    ),
+                    best_path,
+                )
+            row = {
+                "epoch": epoch + 1,
+                "train_mae": sum_abs / max(count, 1),
+                "train_rmse": math.sqrt(sum_sq / max(count, 1)),
+                "val_mae": val["mae"],
+                "val_rmse": val["rmse"],
+                "lr": opt.param_groups[0]["lr"],
+                "time_s": elapsed_total + time.perf_counter() - t_start,
+            }
+            history.append(row)
+            with open(hist_path, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            log(
+                f"epoch {epoch + 1:4d}  train MAE {row['train_mae']:.4f}  val MAE {val['mae']:.4f} "
+                f"{target.unit}{'  *' if improved else ''}  lr {row['lr']:.2e}  "
+                f"{row['time_s'] / 60:.1f} min"
+            )
+            epoch += 1
+            step_in_epoch = 0
+            save_last()
+            if stopped is None and deadline is not None and time.perf_counter() > deadline:
+                stopped = "time budget reached"
+
+    if stopped and stopped.startswith("signal"):
+        raise TrainingInterrupted(
+            f"interrupted by {stopped}; state saved to {last_path}; continue with --resume"
+        )
+    return {
+        "out_dir": str(out),
+        "best": str(best_path) if best_path.exists() else None,
+        "last": str(last_path),
+        "epochs_done": epoch,
+        "best_val_mae": best_val,
+        "unit": target.unit,
+        "stopped": stopped or "epochs done",
+        "elapsed_s": elapsed_total + time.perf_counter() - t_start,
+    }
