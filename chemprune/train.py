@@ -231,6 +231,8 @@ def train(
         epoch, step_in_epoch, global_step = tr["epoch"], tr["step_in_epoch"], tr["global_step"]
         best_val, elapsed_total = tr["best_val"], tr["elapsed_s"]
         history = list(tr["history"])
+        # history.jsonl may hold a row written after last.pt was saved: rewrite it from the state
+        hist_path.write_text("".join(json.dumps(row) + "\n" for row in history))
         log(
             f"resuming {last_path}: epoch {epoch + 1}, step {step_in_epoch}, "
             f"best val MAE {best_val:.4f} {target.unit}"

@@ -1,0 +1,5 @@
+import sys
+
+from chemprune.cli import main
+
+sys.exit(main())

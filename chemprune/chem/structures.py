@@ -1,0 +1,315 @@
+"""Molecular structures from SMILES strings and structure files, ready for SchNet.
+
+Everything here is model-free: SMILES are embedded in 3D with RDKit (ETKDGv3, then an MMFF94
+relaxation), files are read with ASE, and every failure raises :class:`StructureError` with a
+message that names the offending input (the SMILES string, or the file and frame) and says what
+is wrong with it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase.data import chemical_symbols
+
+from chemprune.data.targets import ELEMENTS
+
+__all__ = [
+    "StructureError",
+    "Structure",
+    "check_elements",
+    "smiles_to_structure",
+    "read_structure_file",
+    "read_smiles_file",
+    "structures_to_batch",
+]
+
+
+class StructureError(ValueError):
+    """An input structure is unusable; the message names the input and the problem."""
+
+
+@dataclass
+class Structure:
+    """One molecule.
+
+    Attributes:
+        name: display name (the SMILES string, ``file`` or ``file#k`` for frame ``k``).
+        z: ``[N]`` int64 atomic numbers.
+        pos: ``[N, 3]`` float64 positions in Angstrom.
+        source: where it came from: ``"smiles"`` or the file path.
+    """
+
+    name: str
+    z: np.ndarray
+    pos: np.ndarray
+    source: str
+
+
+def _symbol(z: int) -> str:
+    if z == 0:
+        return "X (dummy atom)"
+    return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}"
+
+
+def check_elements(z: Iterable[int], name: str, allowed: Sequence[str] = ELEMENTS) -> None:
+    """Raise if any atom is of an element the models were not trained on.
+
+    Args:
+        z: atomic numbers.
+        name: the input to name in the error message.
+        allowed: element symbols that are accepted.
+
+    Raises:
+        StructureError: ``"<name>: element(s) Cl, S not supported (model trained on H, C, N,
+            O, F)"``, the offending symbols sorted alphabetically.
+    """
+    allowed_set = set(allowed)
+    bad = sorted({_symbol(int(zi)) for zi in np.asarray(z).reshape(-1)} - allowed_set)
+    if bad:
+        raise StructureError(
+            f"{name}: element(s) {', '.join(bad)} not supported "
+            f"(model trained on {', '.join(allowed)})"
+        )
+
+
+def _capture_rdkit():
+    """Context manager capturing RDKit's error log (``.messages``), or just silencing it."""
+    from rdkit import rdBase
+
+    if hasattr(rdBase, "CaptureErrorLog"):
+        return rdBase.CaptureErrorLog()
+    return rdBase.BlockLogs()
+
+
+def _parse_reason(log: str) -> str:
+    """Turn RDKit's SMILES parse log into a short reason, e.g. ``unclosed ring``."""
+    lines = [re.sub(r"^\[[\d:.]+\]\s*", "", ln).strip() for ln in log.splitlines()]
+    lines = [ln.removeprefix("SMILES Parse Error:").strip() for ln in lines if ln]
+    if not lines:
+        return "RDKit could not parse it"
+    reason = re.split(r" (?:for input|while parsing):", lines[0])[0].strip()
+    for ln in lines[1:]:
+        m = re.match(r"check for mistakes around position (\d+)", ln)
+        if m:
+            reason += f" (around position {m.group(1)})"
+            break
+    return reason or "RDKit could not parse it"
+
+
+def smiles_to_structure(
+    smiles: str, *, seed: int = 0xF00D, max_attempts: int = 3, optimize: bool = True
+) -> Structure:
+    """Embed a SMILES string in 3D (hydrogens added).
+
+    Elements are checked before any embedding work. Coordinates come from RDKit's ETKDGv3 with
+    ``randomSeed=seed`` (later attempts use random starting coordinates and ``seed + k``), then
+    an MMFF94 relaxation (UFF where MMFF lacks parameters; the ETKDG geometry where neither
+    applies). The same ``seed`` gives the same geometry. Multi-fragment SMILES are embedded as
+    one molecule; charged species are allowed.
+
+    Args:
+        smiles: the SMILES string.
+        seed: random seed of the embedding.
+        max_attempts: embedding attempts before giving up.
+        optimize: relax the embedded geometry with a force field.
+
+    Returns:
+        The structure, named after the SMILES, with ``source="smiles"``.
+
+    Raises:
+        StructureError: ``"invalid SMILES '<s>': <reason>"`` (empty string, parse or valence
+            error), unsupported elements, or ``"could not embed 3D coordinates for SMILES
+            '<s>'"``.
+    """
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    if not isinstance(smiles, str):
+        raise StructureError(f"invalid SMILES {smiles!r}: not a string")
+    text = smiles.strip()
+    if not text:
+        raise StructureError(f"invalid SMILES {smiles!r}: empty string")
+    if any(ch.isspace() for ch in text):
+        raise StructureError(f"invalid SMILES {smiles!r}: contains whitespace")
+    with _capture_rdkit() as log:
+        mol = Chem.MolFromSmiles(text, sanitize=False)
+    if mol is None:
+        raise StructureError(
+            f"invalid SMILES {smiles!r}: {_parse_reason(getattr(log, 'messages', ''))}"
+        )
+    if mol.GetNumAtoms() == 0:
+        raise StructureError(f"invalid SMILES {smiles!r}: no atoms")
+    check_elements([a.GetAtomicNum() for a in mol.GetAtoms()], f"SMILES {smiles!r}")
+    try:
+        with _capture_rdkit():
+            Chem.SanitizeMol(mol)
+    except Exception as err:  # AtomValenceException, KekulizeException, ...
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StructureError(f"invalid SMILES {smiles!r}: {reason}") from None
+
+    mol = Chem.AddHs(mol)
+    params = AllChem.ETKDGv3()
+    conf_id = -1
+    for attempt in range(max(1, int(max_attempts))):
+        params.randomSeed = int(seed) + attempt
+        params.useRandomCoords = attempt > 0
+        with _capture_rdkit():
+            conf_id = AllChem.EmbedMolecule(mol, params)
+        if conf_id >= 0:
+            break
+    if conf_id < 0:
+        raise StructureError(f"could not embed 3D coordinates for SMILES {smiles!r}")
+
+    if optimize:
+        with _capture_rdkit():
+            try:
+                if AllChem.MMFFHasAllMoleculeParams(mol):
+                    AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
+                elif AllChem.UFFHasAllMoleculeParams(mol):
+                    AllChem.UFFOptimizeMolecule(mol, maxIters=2000)
+            except (RuntimeError, ValueError):
+                pass  # keep the ETKDG geometry
+
+    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
+    pos = np.asarray(mol.GetConformer(conf_id).GetPositions(), dtype=np.float64)
+    if not np.isfinite(pos).all():
+        raise StructureError(f"could not embed 3D coordinates for SMILES {smiles!r}")
+    return Structure(name=text, z=z, pos=pos, source="smiles")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    if isinstance(err, KeyError) and err.args:
+        return f"unknown element or field {err.args[0]!r}"
+    line = text.splitlines()[0] if text else type(err).__name__
+    return re.sub(r"^ase\.io\.\w+:\s*", "", line)
+
+
+def _check_file(path: Path, kind: str) -> None:
+    if not path.exists():
+        raise StructureError(f"{kind} {path} does not exist")
+    if path.is_dir():
+        raise StructureError(f"{kind} {path} is a directory")
+    if path.stat().st_size == 0:
+        raise StructureError(f"{kind} {path} is empty")
+
+
+def read_structure_file(path: os.PathLike | str) -> list[Structure]:
+    """Read every frame of an ASE-readable structure file (xyz, extxyz, sdf, pdb, ...).
+
+    Structures are named ``"<file>"``, or ``"<file>#<k>"`` (``k`` from 1) when the file holds
+    several frames. Periodic cells are ignored: the models are molecular.
+
+    Args:
+        path: the file; the format is guessed by ASE from its name and contents.
+
+    Returns:
+        One :class:`Structure` per frame, ``source`` being the path.
+
+    Raises:
+        StructureError: missing, empty or unreadable file (``"could not read <file>: <ASE's
+            reason>"``), unknown format, a frame with no atoms or non-finite coordinates, or
+            unsupported elements; frames are named as ``"<file> (frame k)"``.
+    """
+    import ase.io
+    from ase.io.formats import UnknownFileTypeError
+
+    p = Path(path)
+    _check_file(p, "structure file")
+    try:
+        frames = ase.io.read(str(p), index=":")
+    except UnknownFileTypeError as err:
+        msg = _first_line(err)
+        if msg.lower().startswith("empty file"):
+            raise StructureError(f"structure file {p} is empty") from None
+        raise StructureError(
+            f"could not read {p}: unknown structure file format ({msg}); use a format ASE reads, "
+            "e.g. .xyz, .extxyz, .sdf, .pdb"
+        ) from None
+    except Exception as err:  # ASE parsers raise anything from ValueError to StopIteration
+        raise StructureError(f"could not read {p}: {_first_line(err)}") from None
+    if not isinstance(frames, list):
+        frames = [frames]
+    if not frames:
+        raise StructureError(f"structure file {p} contains no structures")
+
+    many = len(frames) > 1
+    out: list[Structure] = []
+    for k, atoms in enumerate(frames, start=1):
+        label = f"{p} (frame {k})" if many else str(p)
+        z = np.asarray(atoms.numbers, dtype=np.int64)
+        pos = np.asarray(atoms.positions, dtype=np.float64)
+        if z.size == 0:
+            raise StructureError(f"{label}: contains no atoms")
+        bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
+        if bad.size:
+            raise StructureError(
+                f"{label}: non-finite coordinates (atom {int(bad[0]) + 1} of {z.size})"
+            )
+        check_elements(z, label)
+        name = f"{p}#{k}" if many else str(p)
+        out.append(Structure(name=name, z=z, pos=pos.copy(), source=str(p)))
+    return out
+
+
+def read_smiles_file(path: os.PathLike | str) -> list[tuple[str, str]]:
+    """Read a file of ``SMILES [name]`` lines.
+
+    Blank lines and lines starting with ``#`` are skipped; the name is the rest of the line
+    after the first whitespace, or ``"<file>:<lineno>"`` when absent.
+
+    Args:
+        path: the text file.
+
+    Returns:
+        ``(smiles, name)`` pairs in file order.
+
+    Raises:
+        StructureError: missing, empty or undecodable file, or one with no SMILES lines.
+    """
+    p = Path(path)
+    _check_file(p, "SMILES file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as err:
+        raise StructureError(f"could not read SMILES file {p}: {_first_line(err)}") from None
+    entries: list[tuple[str, str]] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        name = parts[1].strip() if len(parts) > 1 else ""
+        entries.append((parts[0], name or f"{p}:{lineno}"))
+    if not entries:
+        raise StructureError(f"SMILES file {p} contains no SMILES (only blank or # lines)")
+    return entries
+
+
+def structures_to_batch(
+    structures: Sequence[Structure],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Concatenate structures into ``(z, pos, batch)`` for :meth:`SchNet.forward`.
+
+    Returns:
+        ``z`` ``[N]`` long, ``pos`` ``[N, 3]`` float32, ``batch`` ``[N]`` long (molecule index).
+
+    Raises:
+        ValueError: ``structures`` is empty.
+    """
+    if len(structures) == 0:
+        raise ValueError("no structures to batch")
+    z = torch.from_numpy(np.concatenate([np.asarray(s.z, dtype=np.int64) for s in structures]))
+    pos = torch.from_numpy(
+        np.concatenate([np.asarray(s.pos, dtype=np.float64).reshape(-1, 3) for s in structures])
+    ).to(torch.float32)
+    counts = torch.tensor([len(s.z) for s in structures], dtype=torch.long)
+    batch = torch.repeat_interleave(torch.arange(len(structures)), counts)
+    return z, pos, batch

@@ -1,0 +1,98 @@
+"""``chemprune demo``: train a small SchNet on a QM9 subset, test it, predict named molecules."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+NAMED_MOLECULES = [
+    ("ethanol", "CCO"),
+    ("acetone", "CC(C)=O"),
+    ("benzene", "c1ccccc1"),
+    ("pyridine", "c1ccncc1"),
+    ("acetonitrile", "CC#N"),
+    ("urea", "NC(N)=O"),
+]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="train a small model for a few minutes and use it",
+        description="Train a small SchNet on a QM9 subset (about 5 minutes on 2 cores), "
+        "print its test MAE next to a mean predictor's, and predict a few "
+        "named molecules from SMILES.",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (replaced)")
+    p.add_argument("--target", default="gap")
+    p.add_argument("--subset", type=int, default=20_000)
+    p.add_argument("--minutes", type=float, default=4.0, help="training budget")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from chemprune.checkpoint import load_model
+    from chemprune.chem.structures import smiles_to_structure, structures_to_batch
+    from chemprune.cli import set_threads
+    from chemprune.cli._common import load_dataset_and_split
+    from chemprune.data.batching import MoleculeSet
+    from chemprune.evaluate import evaluate_model
+    from chemprune.train import TrainSettings, train
+
+    set_threads(args.threads)
+    t0 = time.perf_counter()
+    print(f"[1/3] QM9 from qm9pack (cached after the first run), {args.subset} random molecules")
+    data, split, source = load_dataset_and_split(None, args.subset, seed=0)
+    print(f"      {source}; train/val/test = {split.sizes}")
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    settings = TrainSettings(
+        target=args.target,
+        hidden_channels=64,
+        filter_channels=64,
+        num_interactions=3,
+        epochs=1000,
+        batch_size=32,
+        lr=1e-3,
+        lr_patience=3,
+        seed=0,
+    )
+    print(
+        f"[2/3] training SchNet (hidden 64, filters 64, 3 interactions) on {args.target} "
+        f"for {args.minutes:g} minutes"
+    )
+    summary = train(
+        data,
+        split,
+        args.out,
+        settings=settings,
+        max_minutes=args.minutes,
+        data_source=source,
+        progress=True,
+    )
+    model, ckpt = load_model(summary["best"])
+    unit = ckpt["target"]["unit"]
+    y = data.target_values(args.target)
+    mset = MoleculeSet(data.z, data.pos, data.ptr, y)
+    test = evaluate_model(model, mset, split.test)
+    baseline = float(np.abs(y[split.test] - y[split.train].mean()).mean())
+    print(
+        f"      test MAE {test['mae']:.4f} {unit} on {test['n']} molecules "
+        f"(predicting the training mean: {baseline:.4f} {unit})"
+    )
+    print("[3/3] predictions from SMILES (RDKit ETKDG + MMFF geometry)")
+    structs = [smiles_to_structure(smi) for _, smi in NAMED_MOLECULES]
+    z, pos, batch = structures_to_batch(structs)
+    with torch.inference_mode():
+        pred = model(z, pos, batch, num_molecules=len(structs))
+    for (name, smi), v in zip(NAMED_MOLECULES, pred.tolist(), strict=True):
+        print(f"      {name:<13} {smi:<10} {args.target} = {v:7.3f} {unit}")
+    print(f"checkpoint: {summary['best']}   ({time.perf_counter() - t0:.0f} s in all)")
+    print(f"try: chemprune predict --model {summary['best']} --smiles 'CCO' --json")
+    return 0

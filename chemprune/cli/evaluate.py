@@ -1,0 +1,76 @@
+"""``chemprune evaluate``: MAE and RMSE of a saved model on its validation or test molecules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="MAE/RMSE of a model on its QM9 split",
+        description="Evaluate a checkpoint on the validation or test molecules "
+        "recorded in it, in the target's unit.",
+    )
+    p.add_argument("--model", required=True, type=Path, help="checkpoint (.pt)")
+    p.add_argument("--split", default="test", choices=["val", "test"])
+    p.add_argument(
+        "--limit", type=int, default=None, help="only the first N molecules of the split"
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder of the qm9-format CSVs the model was trained on",
+    )
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from chemprune.checkpoint import load_model
+    from chemprune.cli import CliError, set_threads
+    from chemprune.cli._common import load_dataset
+    from chemprune.data.batching import MoleculeSet
+    from chemprune.evaluate import evaluate_model
+
+    set_threads(args.threads)
+    if args.limit is not None and args.limit < 1:
+        raise CliError(f"--limit must be >= 1, got {args.limit}")
+    model, ckpt = load_model(args.model)
+    split = ckpt.get("data", {}).get("split")
+    if not split or args.split not in split:
+        raise CliError(f"model file {args.model} records no {args.split} molecules to evaluate on")
+    data, source, _ = load_dataset(args.data_dir)
+    indices = split[args.split].numpy().astype(np.int64)
+    if indices.max() >= len(data):
+        raise CliError(
+            f"model file {args.model} was trained on other data "
+            f"({ckpt['data'].get('source')}); pass its --data-dir"
+        )
+    if args.limit is not None:
+        indices = indices[: args.limit]
+    target = ckpt["target"]
+    mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target["name"]))
+    metrics = evaluate_model(model, mset, indices, batch_size=args.batch_size)
+    result = {
+        "model": str(args.model),
+        "target": target["name"],
+        "unit": target["unit"],
+        "split": args.split,
+        **metrics,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{target['name']} on {metrics['n']} {args.split} molecules: "
+            f"MAE {metrics['mae']:.4f} {target['unit']}, RMSE {metrics['rmse']:.4f} {target['unit']}"
+        )
+    return 0

@@ -1,0 +1,119 @@
+"""The chemprune command line end to end (subprocesses, tiny data)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+TINY = [
+    "--hidden",
+    "16",
+    "--filters",
+    "16",
+    "--interactions",
+    "2",
+    "--gaussians",
+    "16",
+    "--batch-size",
+    "16",
+    "--threads",
+    "1",
+    "--no-progress",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(qm9_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    r = run_cli(
+        "train",
+        "--data-dir",
+        str(qm9_dir),
+        "--target",
+        "gap",
+        "--epochs",
+        "3",
+        "--out",
+        str(out),
+        *TINY,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "best validation MAE" in r.stdout and "epoch    3" in r.stdout
+    return out / "best.pt"
+
+
+def test_evaluate_text_and_json(trained, qm9_dir):
+    r = run_cli(
+        "evaluate", "--model", str(trained), "--data-dir", str(qm9_dir), "--split", "test", "--json"
+    )
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["n"] == 24 and res["unit"] == "eV" and 0 < res["mae"] <= res["rmse"]
+    r = run_cli("evaluate", "--model", str(trained), "--data-dir", str(qm9_dir), "--limit", "5")
+    assert r.returncode == 0 and "on 5 test molecules: MAE" in r.stdout
+
+
+def test_predict_smiles_json(trained):
+    r = run_cli(
+        "predict", "--model", str(trained), "--smiles", "CCO", "--smiles", "c1ccccc1", "--json"
+    )
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["smiles"] for x in rows] == ["CCO", "c1ccccc1"]
+    assert all(x["target"] == "gap" and x["unit"] == "eV" and 0 < x["value"] < 30 for x in rows)
+
+
+def test_predict_mixed_good_and_bad_inputs(trained, tmp_path):
+    smi = tmp_path / "mols.smi"
+    smi.write_text("# name column is optional\nCCO ethanol\nC1CC broken\nCCCl chloroethane\nCC#N\n")
+    xyz = tmp_path / "water.xyz"
+    xyz.write_text("3\nwater\nO 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692\n")
+    bad_xyz = tmp_path / "bad.xyz"
+    bad_xyz.write_text("5\ncut short\nC 0 0 0\nH 0 0 1.09\n")
+    r = run_cli(
+        "predict",
+        "--model",
+        str(trained),
+        "--smiles-file",
+        str(smi),
+        "--xyz",
+        str(xyz),
+        "--xyz",
+        str(bad_xyz),
+        "--smiles",
+        "Xx",
+        "--json",
+    )
+    assert r.returncode == 1
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x.get("name", x.get("smiles", x.get("file"))) for x in rows] == [
+        "ethanol",
+        f"{tmp_path}/mols.smi:5",
+        str(xyz),
+    ]
+    err = r.stderr.splitlines()
+    assert len(err) == 4 and all(e.startswith("chemprune: error: ") for e in err)
+    assert any("'C1CC'" in e for e in err) and any("Cl not supported" in e for e in err)
+    assert any("bad.xyz" in e for e in err) and any("'Xx'" in e for e in err)
+
+
+def test_bad_arguments_and_files(trained, tmp_path, qm9_dir):
+    r = run_cli(
+        "train", "--data-dir", str(qm9_dir), "--target", "bandgap", "--out", str(tmp_path / "x")
+    )
+    assert r.returncode == 2 and "unknown QM9 target 'bandgap'" in r.stderr
+    r = run_cli("train", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "is not a folder" in r.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(trained.read_bytes()[:500])
+    r = run_cli("predict", "--model", str(bad), "--smiles", "CCO")
+    assert r.returncode == 2 and "bad.pt is truncated or corrupted" in r.stderr
+    r = run_cli("predict", "--model", str(trained))
+    assert r.returncode == 2 and "nothing to predict" in r.stderr
+    r = run_cli("evaluate", "--model", str(tmp_path / "none.pt"))
+    assert r.returncode == 2 and "none.pt does not exist" in r.stderr
+    r = run_cli("train", "--data-dir", str(qm9_dir), "--lr", "-1", "--out", str(tmp_path / "y"))
+    assert r.returncode == 2 and "--lr must be positive" in r.stderr

@@ -1,0 +1,100 @@
+"""Checkpoints: atomic writes, weights-only loading, clear errors for bad files."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from chemprune.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    load_model,
+    model_checkpoint,
+)
+from chemprune.models.schnet import SchNet
+
+TARGET = {"name": "gap", "unit": "eV", "readout": "mean", "description": "HOMO-LUMO gap"}
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    m = SchNet(hidden_channels=8, filter_channels=[6, 3], num_interactions=2, num_gaussians=8)
+    path = atomic_save(
+        model_checkpoint(m, target=TARGET, metrics={"val_mae": 0.5}), tmp_path / "m.pt"
+    )
+    return m, path
+
+
+def test_round_trip_rebuilds_architecture(saved):
+    m, path = saved
+    model, ckpt = load_model(path)
+    assert model.filter_channels == [6, 3] and not model.training
+    assert ckpt["target"]["unit"] == "eV" and ckpt["metrics"]["val_mae"] == 0.5
+    for k, v in m.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+    assert not list(path.parent.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_atomic_save_keeps_old_file_when_writing_fails(saved, monkeypatch):
+    _, path = saved
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save({"x": 1}, path)
+    assert path.read_bytes() == before
+    assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_missing_empty_truncated_garbage(tmp_path, saved):
+    _, good = saved
+    with pytest.raises(FileNotFoundError, match="nope.pt does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty.pt is empty"):
+        load_checkpoint(tmp_path / "empty.pt")
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="cut.pt is truncated or corrupted"):
+        load_checkpoint(tmp_path / "cut.pt")
+    (tmp_path / "noise.pt").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(CheckpointError, match="noise.pt"):
+        load_checkpoint(tmp_path / "noise.pt")
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_checkpoint(tmp_path)
+
+
+def test_foreign_and_unsafe_files(tmp_path):
+    from chemprune.interop.pyg import make_pyg_schnet
+
+    torch.save(
+        make_pyg_schnet(hidden_channels=8, num_filters=8, num_interactions=1).state_dict(),
+        tmp_path / "pyg.pt",
+    )
+    with pytest.raises(CheckpointError, match="not a chemprune SchNet checkpoint.*state_dict"):
+        load_checkpoint(tmp_path / "pyg.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="other.pt is not a chemprune"):
+        load_checkpoint(tmp_path / "other.pt")
+    # arbitrary pickled objects are refused, not executed
+    torch.save({"format": "chemprune.schnet", "opt": argparse.Namespace(a=1)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="evil.pt holds objects that are not allowed"):
+        load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_newer_format_and_mismatched_weights(tmp_path, saved):
+    m, _ = saved
+    ckpt = model_checkpoint(m, target=TARGET)
+    atomic_save({**ckpt, "format_version": 99}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(tmp_path / "future.pt")
+    bad = {**ckpt, "config": {**ckpt["config"], "filter_channels": [6, 6]}}
+    atomic_save(bad, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="mismatch.pt: architecture and weights disagree"):
+        load_model(tmp_path / "mismatch.pt")

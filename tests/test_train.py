@@ -1,0 +1,200 @@
+"""Training: learning happens, exact resume after a kill, time budget, NaN, bad resumes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from chemprune.checkpoint import load_checkpoint
+from chemprune.data.splits import make_split, subset_sizes
+from chemprune.train import TrainingDiverged, TrainSettings, train
+from tests.conftest import REPO
+
+TINY = dict(
+    hidden_channels=16,
+    filter_channels=16,
+    num_interactions=2,
+    num_gaussians=16,
+    batch_size=16,
+    lr=3e-3,
+)
+
+
+def split_of(data, n=240, seed=0):
+    return make_split(len(data), subset_sizes(n, len(data)), seed)
+
+
+def test_training_learns_and_writes_checkpoints(qm9_small, tmp_path):
+    split = split_of(qm9_small)
+    s = TrainSettings(target="gap", epochs=12, **TINY)
+    r = train(qm9_small, split, tmp_path / "run", settings=s, progress=False, log=lambda m: None)
+    hist = [
+        json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()
+    ]
+    assert len(hist) == 12 and r["epochs_done"] == 12
+    assert hist[-1]["train_mae"] < 0.75 * hist[0]["train_mae"]
+    y = qm9_small.target_values("gap")
+    mean_mae = np.abs(y[split.val] - y[split.train].mean()).mean()
+    assert r["best_val_mae"] < mean_mae  # better than predicting the mean
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["target"]["name"] == "gap" and best["config"]["filter_channels"] == [16, 16]
+    assert torch.equal(
+        best["data"]["split"]["test"], torch.as_tensor(split.test, dtype=torch.int32)
+    )
+    assert "training" in load_checkpoint(tmp_path / "run" / "last.pt")
+
+
+def test_time_budget_stops_resumably(qm9_small, tmp_path):
+    split = split_of(qm9_small)
+    s = TrainSettings(target="U0", epochs=10_000, **TINY)
+    t0 = time.perf_counter()
+    r = train(
+        qm9_small, split, tmp_path, settings=s, max_minutes=0.05, progress=False, log=lambda m: None
+    )
+    assert r["stopped"] == "time budget reached" and time.perf_counter() - t0 < 30
+    state = load_checkpoint(tmp_path / "last.pt")["training"]
+    r2 = train(
+        qm9_small,
+        split,
+        tmp_path,
+        settings=s,
+        resume=True,
+        max_minutes=0.02,
+        progress=False,
+        log=lambda m: None,
+    )
+    assert load_checkpoint(tmp_path / "last.pt")["training"]["global_step"] > state["global_step"]
+    assert r2["epochs_done"] >= r["epochs_done"]
+
+
+def test_nan_loss_is_reported_not_saved(qm9_small, tmp_path):
+    data = qm9_small
+    split = split_of(data)
+    props = data.props.copy()
+    col = data.columns.index("HOMO_LUMO_gap_au")
+    props[split.train[:3], col] = np.nan
+    bad = type(data)(**{**data.__dict__, "props": props})
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1"):
+        train(
+            bad,
+            split,
+            tmp_path,
+            settings=TrainSettings(epochs=2, **TINY),
+            progress=False,
+            log=lambda m: None,
+        )
+    assert not (tmp_path / "best.pt").exists()
+
+
+def test_resume_refuses_other_settings_and_existing_runs(qm9_small, tmp_path):
+    split = split_of(qm9_small)
+    s = TrainSettings(epochs=1, **TINY)
+    train(qm9_small, split, tmp_path, settings=s, progress=False, log=lambda m: None)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(qm9_small, split, tmp_path, settings=s, progress=False, log=lambda m: None)
+    other = TrainSettings(epochs=1, **{**TINY, "lr": 1.0})
+    with pytest.raises(ValueError, match="different settings.*lr"):
+        train(
+            qm9_small,
+            split,
+            tmp_path,
+            settings=other,
+            resume=True,
+            progress=False,
+            log=lambda m: None,
+        )
+    with pytest.raises(ValueError, match="split differs"):
+        train(
+            qm9_small,
+            split_of(qm9_small, seed=5),
+            tmp_path,
+            settings=s,
+            resume=True,
+            progress=False,
+            log=lambda m: None,
+        )
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        train(qm9_small, split, tmp_path / "none", settings=s, resume=True, progress=False)
+
+
+def _train_cmd(qm9_dir, out, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "chemprune",
+        "train",
+        "--data-dir",
+        str(qm9_dir),
+        "--target",
+        "gap",
+        "--hidden",
+        "16",
+        "--filters",
+        "16",
+        "--interactions",
+        "2",
+        "--gaussians",
+        "16",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "25",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def _final_state(out):
+    return load_checkpoint(out / "last.pt")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_with_nothing_lost(qm9_dir, tmp_path, sig):
+    env_kw = dict(cwd=REPO, capture_output=True, text=True, timeout=600)
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(qm9_dir, ref, "--checkpoint-every", "0"), check=True, **env_kw)
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        _train_cmd(qm9_dir, out, "--checkpoint-every", "5"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    killed = load_checkpoint(out / "last.pt")["training"]
+    total_steps = 25 * int(np.ceil(192 / 8))
+    assert killed["global_step"] < total_steps, "the run finished before it could be killed"
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and "--resume" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+
+    done = subprocess.run(_train_cmd(qm9_dir, out, "--checkpoint-every", "5", "--resume"), **env_kw)
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stdout
+    a, b = _final_state(ref), _final_state(out)
+    assert a["training"]["global_step"] == b["training"]["global_step"] == total_steps
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][k], v, rtol=1e-5, atol=1e-6)
+    ha = [r["val_mae"] for r in a["training"]["history"]]
+    hb = [r["val_mae"] for r in b["training"]["history"]]
+    np.testing.assert_allclose(hb, ha, rtol=1e-5)
+    rows = (out / "history.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == list(range(1, 26))
