@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,9 +51,8 @@ def qm9_small(qm9_rows: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory):
     return read_qm9_csv([path])
 
 
-def run_cli(*args: str, timeout: float = 300, **kw) -> "subprocess.CompletedProcess[str]":
+def run_cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
     """Run ``python -m chemprune ARGS`` in a subprocess (1 thread, isolated cache)."""
-    import subprocess
 
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return subprocess.run(

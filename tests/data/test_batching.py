@@ -20,5 +20,5 @@ def test_batch_order_fixed_by_seed():
     a = batch_indices(np.arange(100), 32, shuffle=True, seed=7)
     b = batch_indices(np.arange(100), 32, shuffle=True, seed=7)
     assert [len(x) for x in a] == [32, 32, 32, 4]
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert sorted(torch.cat(a).tolist()) == list(range(100))
