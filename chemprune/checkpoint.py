@@ -6,6 +6,7 @@ A chemprune SchNet checkpoint is a plain dict of tensors, numbers and strings::
      "config": {...SchNet constructor arguments, per-block widths...},
      "state_dict": {...},
      "target": {"name", "unit", "readout", "description"},
+     "normalization": {"mean", "std", "atomref": {Z: value}},   # also in state_dict buffers
      "data": {"source", "split": {"seed", "sizes", "val", "test"}},
      "metrics": {...},
      "training": {...}   # resumable state; only in a run's last.pt}
@@ -125,6 +126,11 @@ def model_checkpoint(
         "config": model.config(),
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
         "target": dict(target),
+        "normalization": {
+            "mean": float(model.mean),
+            "std": float(model.std),
+            "atomref": {int(z): float(v) for z, v in enumerate(model.atomref.tolist()) if v != 0.0},
+        },
         "data": dict(data or {}),
         "metrics": dict(metrics or {}),
     }

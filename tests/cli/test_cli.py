@@ -117,3 +117,14 @@ def test_bad_arguments_and_files(trained, tmp_path, qm9_dir):
     assert r.returncode == 2 and "none.pt does not exist" in r.stderr
     r = run_cli("train", "--data-dir", str(qm9_dir), "--lr", "-1", "--out", str(tmp_path / "y"))
     assert r.returncode == 2 and "--lr must be positive" in r.stderr
+
+
+@pytest.mark.data
+def test_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    r = run_cli("demo", "--out", str(out), "--subset", "400", "--minutes", "0.1", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert "test MAE" in r.stdout and "predicting the training mean" in r.stdout
+    for name in ("ethanol", "benzene", "pyridine"):
+        assert name in r.stdout
+    assert f"checkpoint: {out}/best.pt" in r.stdout and (out / "best.pt").exists()
