@@ -27,6 +27,8 @@ demo: $(STAMP)
 	$(BIN)/chemprune demo
 
 test: $(STAMP)
+	$(BIN)/ruff check chemprune reaction_nmt tests benchmarks
+	$(BIN)/ruff format --check chemprune reaction_nmt tests benchmarks
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)

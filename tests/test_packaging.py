@@ -1,7 +1,6 @@
 """Packaging facts the Makefile and users rely on."""
 
 import tomllib
-
 import yaml
 
 from tests.conftest import REPO
