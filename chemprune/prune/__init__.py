@@ -1,0 +1,23 @@
+"""Pruning engines acting on any ``torch.nn.Module``.
+
+Groups (:mod:`.groups`, :mod:`.dependency`) say what is pruned together; masks (:mod:`.masks`)
+switch units off through ``torch.nn.utils.parametrize``; :func:`shrink` removes them for real;
+engines subclass :class:`Pruner` (score / apply / schedule) and live in :data:`PRUNERS`.
+"""
+
+from chemprune.prune.accounting import count_parameters, layer_stats, summarize
+from chemprune.prune.base import PRUNERS, Pruner, Schedule, register_pruner, select_units
+from chemprune.prune.dependency import channel_groups, input_groups
+from chemprune.prune.groups import PruningGroup, Slot, weight_groups
+from chemprune.prune.magnitude import MagnitudePruner
+from chemprune.prune.masks import apply_masks, get_masks, load_masked_state_dict, remove_masks
+from chemprune.prune.shrink import resize_to, shape_manifest, shrink
+
+__all__ = [
+    "PRUNERS", "Pruner", "Schedule", "register_pruner", "select_units",
+    "PruningGroup", "Slot", "weight_groups", "channel_groups", "input_groups",
+    "apply_masks", "get_masks", "remove_masks", "load_masked_state_dict",
+    "shrink", "shape_manifest", "resize_to",
+    "count_parameters", "layer_stats", "summarize",
+    "MagnitudePruner",
+]  # fmt: skip

@@ -1,0 +1,83 @@
+"""One contract, run over every registered pruning engine."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import chemprune.prune  # noqa: F401  (registers the engines)
+from chemprune.prune import PRUNERS, Pruner, channel_groups, count_parameters, shrink, weight_groups
+from chemprune.registry import Registry
+from tests.prune.conftest import tiny_mlp
+
+
+def make(name: str, groups, sparsity: float) -> Pruner:
+    return PRUNERS.get(name)(groups=groups, sparsity=sparsity)
+
+
+def train_a_bit(model: nn.Module, pruner: Pruner, steps: int = 5) -> None:
+    opt = torch.optim.SGD(list(model.parameters()) + pruner.auxiliary_parameters(), lr=0.1)
+    x, y = torch.randn(32, 10), torch.randn(32, 3)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        pruner.regularize(model)
+        opt.step()
+
+
+@pytest.mark.parametrize("name", PRUNERS.names())
+def test_unstructured_target_reached_and_kept(name):
+    torch.manual_seed(0)
+    model = tiny_mlp()
+    groups = weight_groups(model)
+    pruner = make(name, groups, 0.6)
+    pruner.apply(model)
+    train_a_bit(model, pruner)
+    n = sum(model[i].weight.numel() for i in (0, 2, 4))
+    zeros = sum(int((model[i].weight == 0).sum()) for i in (0, 2, 4))
+    assert zeros == pytest.approx(0.6 * n, abs=2)
+
+
+@pytest.mark.parametrize("name", PRUNERS.names())
+def test_structured_shrink_equals_masked(name):
+    torch.manual_seed(0)
+    model = tiny_mlp()
+    x = torch.randn(9, 10)
+    groups = channel_groups(model, x)
+    pruner = make(name, groups, 0.5)
+    pruner.apply(model)
+    masked = model(x)
+    shrink(model, groups)
+    torch.testing.assert_close(model(x), masked, atol=1e-5, rtol=1e-5)
+    assert model[0].out_features == 8 and model[2].in_features == 8
+
+
+@pytest.mark.parametrize("name", PRUNERS.names())
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan")])
+def test_bad_sparsity(name, bad):
+    with pytest.raises(ValueError, match="sparsity must be in"):
+        make(name, weight_groups(tiny_mlp()), bad)
+
+
+def test_no_prunable_layers_and_unknown_method():
+    with pytest.raises(ValueError, match="no prunable layers"):
+        weight_groups(nn.Sequential(nn.ReLU(), nn.Tanh()))
+    with pytest.raises(KeyError, match="unknown pruning method 'l0'; choose one of: .*magnitude"):
+        PRUNERS.get("l0")
+    with pytest.raises(ValueError, match="nothing to prune"):
+        make("magnitude", [], 0.5)
+
+
+def test_registry_rejects_duplicates_and_non_subclasses():
+    reg: Registry[Pruner] = Registry("pruning method", Pruner)
+
+    @reg.register("x")
+    class X(PRUNERS.get("magnitude")):
+        pass
+
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("x")(X)
+    with pytest.raises(TypeError, match="not a subclass of Pruner"):
+        reg.register("y")(nn.Linear)
+    assert count_parameters(tiny_mlp())[0] == 10 * 16 + 16 + 16 * 8 + 8 + 8 * 3 + 3
