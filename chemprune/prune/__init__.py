@@ -21,3 +21,4 @@ __all__ = [
     "count_parameters", "layer_stats", "summarize",
     "MagnitudePruner",
 ]  # fmt: skip
+from chemprune.prune.olmp import OLMPPruner  # noqa: E402,F401

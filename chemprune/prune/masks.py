@@ -29,13 +29,21 @@ __all__ = [
 
 
 class Mask(nn.Module):
-    """Parametrization multiplying a tensor by a fixed 0/1 mask buffer."""
+    """Parametrization multiplying a tensor by a fixed 0/1 mask buffer.
 
-    def __init__(self, mask: Tensor) -> None:
+    With ``straight_through=True`` the backward pass is the identity (Dynamic Network Surgery):
+    pruned weights keep receiving the gradient of the masked weight, so they can grow back when
+    the mask is recomputed. The forward value is ``x * mask`` either way.
+    """
+
+    def __init__(self, mask: Tensor, straight_through: bool = False) -> None:
         super().__init__()
         self.register_buffer("mask", mask.detach().clone())
+        self.straight_through = straight_through
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.straight_through:
+            return x + (x * self.mask - x).detach()
         return x * self.mask
 
     def extra_repr(self) -> str:
@@ -91,29 +99,38 @@ def _split(qualname: str) -> tuple[str, str]:
     return module, param
 
 
-def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
-    """Set the masks of the named parameters (registering the parametrization when needed)."""
+def apply_masks(
+    model: nn.Module, masks: Mapping[str, Tensor], *, straight_through: bool | None = None
+) -> None:
+    """Set the masks of the named parameters (registering the parametrization when needed).
+
+    ``straight_through`` sets the backward rule of the masks touched (``None``: keep it).
+    """
     for qualname, mask in masks.items():
         module_name, param = _split(qualname)
         module = model.get_submodule(module_name) if module_name else model
+        existing = None
         if parametrize.is_parametrized(module, param):
-            for p in module.parametrizations[param]:
-                if isinstance(p, Mask):
-                    if p.mask.shape != mask.shape:
-                        raise ValueError(
-                            f"{qualname}: mask shape {tuple(mask.shape)} != {tuple(p.mask.shape)}"
-                        )
-                    p.mask.copy_(mask)
-                    break
-            else:
-                parametrize.register_parametrization(module, param, Mask(mask))
-        else:
-            current = getattr(module, param)
-            if current.shape != mask.shape:
+            existing = next(
+                (p for p in module.parametrizations[param] if isinstance(p, Mask)), None
+            )
+        if existing is not None:
+            if existing.mask.shape != mask.shape:
                 raise ValueError(
-                    f"{qualname}: mask shape {tuple(mask.shape)} != {tuple(current.shape)}"
+                    f"{qualname}: mask shape {tuple(mask.shape)} != {tuple(existing.mask.shape)}"
                 )
-            parametrize.register_parametrization(module, param, Mask(mask.to(current.dtype)))
+            existing.mask.copy_(mask)
+            if straight_through is not None:
+                existing.straight_through = straight_through
+            continue
+        current = getattr(module, param)
+        if current.shape != mask.shape:
+            raise ValueError(
+                f"{qualname}: mask shape {tuple(mask.shape)} != {tuple(current.shape)}"
+            )
+        parametrize.register_parametrization(
+            module, param, Mask(mask.to(current.dtype), bool(straight_through))
+        )
 
 
 def get_masks(model: nn.Module) -> dict[str, Tensor]:

@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from chemprune.data.batching import MoleculeSet
+from chemprune.models.schnet import SchNet
+from chemprune.prune import MagnitudePruner, count_parameters, shrink
+from chemprune.prune.schnet import schnet_groups
+
+
+@pytest.fixture
+def model_and_batch(qm9_small):
+    torch.manual_seed(0)
+    m = SchNet(hidden_channels=16, filter_channels=12, num_interactions=3, num_gaussians=10).eval()
+    b = MoleculeSet(qm9_small.z, qm9_small.pos, qm9_small.ptr).collate(list(range(30)))
+    return m, b
+
+
+@pytest.mark.parametrize("kind", ["filter", "filter_hidden"])
+def test_shrunk_schnet_equals_masked_and_rebuilds_from_config(model_and_batch, kind):
+    m, b = model_and_batch
+    groups = schnet_groups(m, kind, blocks=[0, 2])
+    MagnitudePruner(groups=groups, sparsity=0.5, scope="layer").apply(m)
+    masked = m(b.z, b.pos, b.batch)
+    shrink(m, groups)
+    torch.testing.assert_close(m(b.z, b.pos, b.batch), masked, atol=1e-5, rtol=1e-5)
+    cfg = m.config()
+    key = "filter_channels" if kind == "filter" else "filter_hidden_channels"
+    assert cfg[key] == [6, 12, 6]
+    rebuilt = SchNet.from_config(cfg)
+    rebuilt.load_state_dict(m.state_dict())
+    torch.testing.assert_close(rebuilt.eval()(b.z, b.pos, b.batch), masked, atol=1e-5, rtol=1e-5)
+    assert "filter_channels=[6, 12, 6]" in repr(m) or kind == "filter_hidden"
+
+
+def test_weight_groups_and_errors(model_and_batch):
+    m, _ = model_and_batch
+    names = {g.name for g in schnet_groups(m, "weight", blocks=[1])}
+    assert "interactions.1.filter_network.lin2" in names and "lin1" in names
+    assert not any(n.startswith("interactions.0") for n in names)
+    with pytest.raises(ValueError, match="blocks \\[5\\] do not exist"):
+        schnet_groups(m, "filter", blocks=[5])
+    with pytest.raises(ValueError, match="unknown SchNet group kind"):
+        schnet_groups(m, "atoms")
+    with pytest.raises(TypeError, match="expected a chemprune SchNet"):
+        schnet_groups(torch.nn.Linear(2, 2))
+    assert count_parameters(m)[0] == sum(p.numel() for p in m.parameters())
