@@ -6,11 +6,13 @@ engines subclass :class:`Pruner` (score / apply / schedule) and live in :data:`P
 """
 
 from chemprune.prune.accounting import count_parameters, layer_stats, summarize
+from chemprune.prune.autoprune import AutoPrunePruner
 from chemprune.prune.base import PRUNERS, Pruner, Schedule, register_pruner, select_units
 from chemprune.prune.dependency import channel_groups, input_groups
 from chemprune.prune.groups import PruningGroup, Slot, weight_groups
 from chemprune.prune.magnitude import MagnitudePruner
 from chemprune.prune.masks import apply_masks, get_masks, load_masked_state_dict, remove_masks
+from chemprune.prune.olmp import OLMPPruner
 from chemprune.prune.shrink import resize_to, shape_manifest, shrink
 
 __all__ = [
@@ -19,6 +21,5 @@ __all__ = [
     "apply_masks", "get_masks", "remove_masks", "load_masked_state_dict",
     "shrink", "shape_manifest", "resize_to",
     "count_parameters", "layer_stats", "summarize",
-    "MagnitudePruner",
+    "MagnitudePruner", "OLMPPruner", "AutoPrunePruner",
 ]  # fmt: skip
-from chemprune.prune.olmp import OLMPPruner  # noqa: E402,F401
