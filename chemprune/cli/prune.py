@@ -1,0 +1,157 @@
+"""``chemprune prune``: prune a trained SchNet checkpoint and save the smaller model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DESCRIPTION = """Prune a SchNet checkpoint trained by chemprune. Unstructured pruning (default)
+zeroes single weights; --structured removes filter channels (or filter-network hidden units)
+of the interaction blocks for real, so the saved model is smaller and faster. The pruned model
+is fine-tuned for --finetune-minutes on the checkpoint's own training split and saved with its
+new per-block widths; predict/evaluate use it unchanged."""
+
+
+def _blocks(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--blocks takes comma-separated integers, got {text!r}"
+        ) from None
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from chemprune.prune import PRUNERS
+
+    p = sub.add_parser("prune", help="prune a trained SchNet", description=DESCRIPTION)
+    p.add_argument("--model", required=True, type=Path, help="checkpoint to prune")
+    p.add_argument("--method", required=True, choices=PRUNERS.names())
+    p.add_argument(
+        "--sparsity",
+        required=True,
+        type=float,
+        help="fraction of weights/channels to remove, in [0, 1)",
+    )
+    p.add_argument(
+        "--structured",
+        nargs="?",
+        const="filter",
+        default=None,
+        choices=["filter", "filter_hidden"],
+        help="remove whole channels: filter (default) or filter_hidden",
+    )
+    p.add_argument(
+        "--blocks",
+        type=_blocks,
+        default=None,
+        help="interaction blocks to prune, e.g. 0,1,2 (default all)",
+    )
+    p.add_argument("--finetune-minutes", type=float, default=0.0)
+    p.add_argument("--lr", type=float, default=2e-4, help="fine-tuning learning rate")
+    p.add_argument(
+        "--lam", type=float, default=None, help="AutoPrune: gate regularisation strength"
+    )
+    p.add_argument(
+        "--max-increase",
+        type=float,
+        default=None,
+        help="OLMP: allowed relative increase of the validation MAE (default 0.05)",
+    )
+    p.add_argument("--budget", type=int, default=None, help="OLMP: candidate evaluations")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder of the qm9-format CSVs the model was trained on",
+    )
+    p.add_argument("--out", required=True, type=Path, help="where to write the pruned checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=run_prune)
+
+
+def _table(report: dict) -> str:
+    b, a = report["before"], report["after"]
+    rows = [
+        ("filter channels per block", str(b["filter_channels"]), str(a["filter_channels"])),
+        (
+            "filter-network hidden",
+            str(b["filter_hidden_channels"]),
+            str(a["filter_hidden_channels"]),
+        ),
+        ("parameters", f"{b['params']:,}", f"{a['params']:,}"),
+        ("nonzero parameters", f"{b['nonzero_params']:,}", f"{a['nonzero_params']:,}"),
+        ("MACs (batch of 64)", f"{b['macs_per_batch64']:,}", f"{a['macs_per_batch64']:,}"),
+        ("val MAE", f"{report['val_mae_before']:.4f}", f"{report['val_mae_after']:.4f}"),
+    ]
+    w = max(len(r[0]) for r in rows)
+    lines = [f"{'':<{w}}  {'before':>24}  {'after':>24}"]
+    lines += [f"{n:<{w}}  {x:>24}  {y:>24}" for n, x, y in rows]
+    return "\n".join(lines)
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    from chemprune.checkpoint import atomic_save, load_model, model_checkpoint
+    from chemprune.cli import CliError, set_threads
+    from chemprune.cli._common import load_dataset
+    from chemprune.compress_schnet import prune_schnet, split_from_checkpoint
+    from chemprune.data.batching import MoleculeSet
+    from chemprune.prune.base import check_sparsity
+
+    set_threads(args.threads)
+    try:
+        check_sparsity(args.sparsity, "--sparsity")
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    if args.finetune_minutes < 0:
+        raise CliError(f"--finetune-minutes must be >= 0, got {args.finetune_minutes}")
+    if args.out.resolve() == args.model.resolve():
+        raise CliError("--out must differ from --model (the original is kept)")
+    model, ckpt = load_model(args.model)
+    data, source, _ = load_dataset(args.data_dir)
+    split = split_from_checkpoint(ckpt, len(data))
+    target = ckpt["target"]
+    mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target["name"]))
+    options: dict = {}
+    if args.lam is not None:
+        options["lam"] = args.lam
+    if args.max_increase is not None:
+        options["max_increase"] = args.max_increase
+    if args.budget is not None:
+        options["budget"] = args.budget
+    report = prune_schnet(
+        model,
+        mset,
+        split,
+        method=args.method,
+        sparsity=args.sparsity,
+        kind=args.structured or "weight",
+        blocks=args.blocks,
+        finetune_minutes=args.finetune_minutes,
+        lr=args.lr,
+        engine_options=options,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    metrics = dict(ckpt.get("metrics", {}), val_mae=report["val_mae_after"])
+    saved = model_checkpoint(
+        model,
+        target=target,
+        data=ckpt.get("data"),
+        metrics=metrics,
+        extra={"pruning": {**report, "source_model": str(args.model)}},
+    )
+    atomic_save(saved, args.out)
+    if args.json:
+        print(json.dumps({**report, "out": str(args.out)}))
+    else:
+        print(_table(report))
+        print(
+            f"saved {args.out} ({report['method']}, {report['kind']}, sparsity {args.sparsity}); "
+            f"compression {report['compression']:.2f}x by nonzero parameters"
+        )
+    return 0

@@ -1,0 +1,88 @@
+"""chemprune prune on a tiny trained SchNet: every engine, structured shrink, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chemprune.checkpoint import load_model
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize(
+    "method, extra",
+    [
+        ("magnitude", ["--structured"]),
+        ("magnitude", []),
+        ("olmp", ["--budget", "8"]),
+        ("autoprune", ["--structured", "filter_hidden", "--lam", "1e-3"]),
+    ],
+)
+def test_prune_each_engine(trained, qm9_dir, tmp_path, method, extra):
+    out = tmp_path / "pruned.pt"
+    r = run_cli(
+        "prune",
+        "--model",
+        str(trained),
+        "--data-dir",
+        str(qm9_dir),
+        "--method",
+        method,
+        "--sparsity",
+        "0.5",
+        "--finetune-minutes",
+        "0.05",
+        "--out",
+        str(out),
+        "--json",
+        "--no-progress",
+        "--threads",
+        "1",
+        *extra,
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.splitlines()[-1])
+    model, ckpt = load_model(out)
+    assert ckpt["pruning"]["method"] == method
+    if "--structured" in extra:
+        key = "filter_hidden_channels" if "filter_hidden" in extra else "filter_channels"
+        assert report["after"][key] == [8, 8] and ckpt["config"][key] == [8, 8]
+        assert report["after"]["params"] < report["before"]["params"]
+        assert report["after"]["macs_per_batch64"] < report["before"]["macs_per_batch64"]
+    else:
+        assert report["after"]["nonzero_params"] < 0.8 * report["before"]["nonzero_params"]
+    # the pruned checkpoint is used by predict and evaluate unchanged
+    r = run_cli("predict", "--model", str(out), "--smiles", "CCO", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["unit"] == "eV"
+    r = run_cli("evaluate", "--model", str(out), "--data-dir", str(qm9_dir), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["n"] == 24
+
+
+def test_prune_errors(trained, qm9_dir, tmp_path):
+    common = ["--model", str(trained), "--data-dir", str(qm9_dir), "--out", str(tmp_path / "p.pt")]
+    r = run_cli("prune", *common, "--method", "magnitude", "--sparsity", "1.5")
+    assert r.returncode == 2 and "--sparsity must be in [0, 1)" in r.stderr
+    r = run_cli("prune", *common, "--method", "l0", "--sparsity", "0.5")
+    assert r.returncode == 2 and "invalid choice: 'l0'" in r.stderr
+    r = run_cli("prune", *common, "--method", "magnitude", "--sparsity", "0.99", "--structured")
+    assert r.returncode == 2 and "no channel" in r.stderr
+    r = run_cli("prune", *common, "--method", "magnitude", "--sparsity", "0.5", "--blocks", "7")
+    assert r.returncode == 2 and "blocks [7] do not exist" in r.stderr
+    foreign = tmp_path / "foreign.pt"
+    import torch
+
+    torch.save({"state_dict": {}}, foreign)
+    r = run_cli(
+        "prune",
+        "--model",
+        str(foreign),
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.5",
+        "--out",
+        str(tmp_path / "x.pt"),
+    )
+    assert r.returncode == 2 and "not a chemprune SchNet checkpoint" in r.stderr
+    assert not (tmp_path / "p.pt").exists()
