@@ -344,14 +344,25 @@ def plot(results: dict, path: Path, tol: float) -> None:
         ax.axhline(d, color="k", lw=0.8, label=f"dense {d:.2f}%")
         ax.axhline(d + 100 * tol, color="k", lw=0.8, ls=":", label="dense + 0.1 pt")
         for method, res in r["methods"].items():
-            pts = sorted(res["points"], key=lambda p: p["compression"])
-            ax.plot(
-                [p["compression"] for p in pts],
-                [100 * p["test_error"] for p in pts],
-                "o-",
-                ms=3,
-                label=method,
-            )
+            pts = res["points"]
+            xs = [p["compression"] for p in pts]
+            ys = [100 * p["test_error"] for p in pts]
+            if method == "olmp":  # a trajectory in time, then the final model
+                line = ax.plot(
+                    xs[:-1], ys[:-1], ".:", ms=3, alpha=0.6, label="olmp (during pruning)"
+                )[0]
+                ax.plot(xs[-1:], ys[-1:], "*", ms=12, color=line.get_color(), label="olmp (final)")
+            elif method == "autoprune":  # one final model per regularisation strength
+                ax.plot(xs, ys, "*", ms=12, label="autoprune (final, one per lambda)")
+            else:
+                order = np.argsort(xs)
+                ax.plot(
+                    np.array(xs)[order],
+                    np.array(ys)[order],
+                    "o-",
+                    ms=3,
+                    label=f"{method} (after each retraining)",
+                )
         for m, ratio in PUBLISHED.get(model, {}).items():
             ax.axvline(ratio, color="grey", ls="--", lw=0.6)
             ax.text(
@@ -404,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ap-iters", type=int, default=8000)
     p.add_argument("--ap-finetune-iters", type=int, default=3000)
     p.add_argument(
-        "--autoprune-lams", type=lambda s: [float(x) for x in s.split(",")], default=[2e-4, 1e-3]
+        "--autoprune-lams", type=lambda s: [float(x) for x in s.split(",")], default=[1e-4, 3e-4]
     )
     p.add_argument("--ap-lr", type=float, default=1e-3)
     p.add_argument("--ap-alpha", type=float, default=0.1)
