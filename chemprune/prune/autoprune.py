@@ -83,10 +83,15 @@ class _WeaklyCoupledGate(torch.autograd.Function):
 
 
 class _Holder:
-    """Keeps an auxiliary parameter out of the model's parameter list and state dict."""
+    """Gives a gate its score ``m`` while keeping the auxiliary parameters out of the model's
+    parameter list and state dict (a plain object, not a module)."""
 
     def __init__(self, m: nn.Parameter) -> None:
-        self.m = m
+        self._m = m
+
+    @property
+    def m(self) -> Tensor:
+        return self._m
 
 
 class AuxGate(nn.Module):
@@ -154,19 +159,21 @@ class AutoPrunePruner(Pruner):
             raise ValueError(f"unit_cost names unknown groups: {sorted(unknown)}")
         self.unit_cost = {g.name: float((unit_cost or {}).get(g.name, 1.0)) for g in self.groups}
         self.aux: dict[str, nn.Parameter] = {}
+        self.holders: dict[str, _Holder] = {}
         self._attached = False
 
     # ------------------------------------------------------------------ gates
-    def attach(self, model: nn.Module) -> list[nn.Parameter]:
-        """Register the gates on ``model``; returns the auxiliary parameters."""
-        if self._attached:
-            return self.auxiliary_parameters()
+    def _make_holder(self, model: nn.Module, group: PruningGroup) -> _Holder:
+        """The score source of one group (a free parameter per unit for AutoPrune)."""
+        ref = get_param(model, group.mask_slots[0], original=True)
+        shape = ref.shape if group.kind == "weight" else (group.size,)
+        m = nn.Parameter(torch.full(shape, self.init, dtype=ref.dtype, device=ref.device))
+        self.aux[group.name] = m
+        return _Holder(m)
+
+    def _register(self, model: nn.Module) -> None:
         for g in self.groups:
-            ref = get_param(model, g.mask_slots[0], original=True)
-            shape = ref.shape if g.kind == "weight" else (g.size,)
-            m = nn.Parameter(torch.full(shape, self.init, dtype=ref.dtype, device=ref.device))
-            self.aux[g.name] = m
-            holder = _Holder(m)
+            holder = self.holders[g.name]
             for slot in g.mask_slots:
                 module = model.get_submodule(slot.module) if slot.module else model
                 gate = AuxGate(
@@ -178,29 +185,42 @@ class AutoPrunePruner(Pruner):
                 )
                 parametrize.register_parametrization(module, slot.param, gate)
         self._attached = True
+
+    def attach(self, model: nn.Module) -> list[nn.Parameter]:
+        """Register the gates on ``model``; returns the auxiliary parameters."""
+        if not self._attached:
+            self.holders = {g.name: self._make_holder(model, g) for g in self.groups}
+            self._register(model)
         return self.auxiliary_parameters()
 
     def auxiliary_parameters(self) -> list[nn.Parameter]:
         return list(self.aux.values())
 
+    def gate_scores(self) -> dict[str, Tensor]:
+        """Current scores ``m`` per group (detached); a gate is open where ``m > 0``."""
+        with torch.no_grad():
+            return {name: h.m.detach() for name, h in self.holders.items()}
+
     def regularize(self, model: nn.Module) -> None:
         """Add the regulariser's gradient to the auxiliary parameters (after ``backward()``)."""
         if not self._attached or self.lam == 0:
             return
-        for name, m in self.aux.items():
+        for name, holder in self.holders.items():
+            m = holder.m
             scale = self.lam * self.unit_cost[name]
             if self.penalty == "gate":
                 g = scale * surrogate_grad(m.detach(), self.ste, self.alpha)
             else:
                 g = scale * torch.sign(m.detach())
-            m.grad = g if m.grad is None else m.grad + g
+            if m.requires_grad:
+                m.backward(g)
 
     @torch.no_grad()
     def gate_sparsity(self) -> float:
         """Fraction of units whose gate is closed (``m <= 0``)."""
-        total = sum(m.numel() for m in self.aux.values())
-        closed = sum(int((m <= 0).sum()) for m in self.aux.values())
-        return closed / total if total else 0.0
+        scores = list(self.gate_scores().values())
+        total = sum(m.numel() for m in scores)
+        return sum(int((m <= 0).sum()) for m in scores) / total if total else 0.0
 
     def _detach(self, model: nn.Module) -> None:
         """Remove the gates, keeping the original weights."""
@@ -218,49 +238,31 @@ class AutoPrunePruner(Pruner):
     # ------------------------------------------------------------------ Pruner interface
     @torch.no_grad()
     def score(self, model: nn.Module) -> dict[str, Tensor]:
-        """``m`` per unit, ties broken by weight magnitude (before attaching: magnitude only)."""
-        if self._attached:
-            self._detach(model)
-            mags = magnitude_scores(model, self.groups)
-            self.attach_existing(model)
-        else:
-            mags = magnitude_scores(model, self.groups)
+        """Gate score per unit, ties broken by weight magnitude (before attaching: magnitude)."""
+        mags = magnitude_scores(model, self.groups, original=True)
+        scores = self.gate_scores() if self._attached else {}
         out = {}
         for g in self.groups:
             mag = mags[g.name]
             tie = 1e-6 * mag / (mag.max() + 1e-30)
-            base = self.aux[g.name].detach() if g.name in self.aux else torch.zeros_like(mag)
-            out[g.name] = base + tie
+            out[g.name] = scores.get(g.name, torch.zeros_like(mag)) + tie
         return out
-
-    def attach_existing(self, model: nn.Module) -> None:
-        """Re-register gates for the existing auxiliary parameters (after a temporary detach)."""
-        for g in self.groups:
-            holder = _Holder(self.aux[g.name])
-            for slot in g.mask_slots:
-                module = model.get_submodule(slot.module) if slot.module else model
-                gate = AuxGate(
-                    holder,
-                    None if g.kind == "weight" else slot,
-                    self.ste,
-                    self.alpha,
-                    self.weight_grad == "masked",
-                )
-                parametrize.register_parametrization(module, slot.param, gate)
-        self._attached = True
 
     @torch.no_grad()
     def apply(self, model: nn.Module, sparsity: float | None = None) -> dict[str, Tensor]:
         """Freeze the gates into fixed masks.
 
-        Without ``sparsity`` the learnt gates ``h(m)`` are kept as they are; with one, units are
-        ranked by ``m`` and exactly that fraction is removed.
+        Without ``sparsity`` the learnt gates are kept as they are; with one, units are ranked
+        by their gate score and exactly that fraction is removed.
         """
         if sparsity is None and self._attached:
-            keep = {g: (self.aux[g.name] > 0) for g in self.groups}
-            for g, k in keep.items():
+            scores = self.gate_scores()
+            keep = {}
+            for g in self.groups:
+                k = scores[g.name] > 0
                 if g.structured and not bool(k.any()):
-                    k[torch.argmax(self.aux[g.name])] = True
+                    k[torch.argmax(scores[g.name])] = True
+                keep[g] = k
         else:
             target = self.sparsity if sparsity is None else sparsity
             keep = select_units(self.score(model), self.groups, target, scope=self.scope)

@@ -25,17 +25,19 @@ __all__ = ["MagnitudePruner", "magnitude_scores"]
 
 @torch.no_grad()
 def magnitude_scores(
-    model: nn.Module, groups: Sequence[PruningGroup], norm: float = 1.0
+    model: nn.Module, groups: Sequence[PruningGroup], norm: float = 1.0, *, original: bool = False
 ) -> dict[str, Tensor]:
     scores: dict[str, Tensor] = {}
     for g in groups:
         if g.kind == "weight":
-            scores[g.name] = get_param(model, g.mask_slots[0]).detach().abs().clone()
+            scores[g.name] = (
+                get_param(model, g.mask_slots[0], original=original).detach().abs().clone()
+            )
             continue
         total = torch.zeros(g.size)
         count = 0
         for slot in g.mask_slots:
-            w = get_param(model, slot).detach()
+            w = get_param(model, slot, original=original).detach()
             w = w.movedim(slot.dim, 0).reshape(g.size, -1)
             total += w.abs().pow(norm).sum(dim=1)
             count += w.shape[1]
