@@ -6,6 +6,7 @@ engines subclass :class:`Pruner` (score / apply / schedule) and live in :data:`P
 """
 
 from chemprune.prune.accounting import count_parameters, layer_stats, summarize
+from chemprune.prune.attention import AttentionPruner
 from chemprune.prune.autoprune import AutoPrunePruner
 from chemprune.prune.base import PRUNERS, Pruner, Schedule, register_pruner, select_units
 from chemprune.prune.dependency import channel_groups, input_groups
@@ -21,5 +22,5 @@ __all__ = [
     "apply_masks", "get_masks", "remove_masks", "load_masked_state_dict",
     "shrink", "shape_manifest", "resize_to",
     "count_parameters", "layer_stats", "summarize",
-    "MagnitudePruner", "OLMPPruner", "AutoPrunePruner",
+    "MagnitudePruner", "OLMPPruner", "AutoPrunePruner", "AttentionPruner",
 ]  # fmt: skip

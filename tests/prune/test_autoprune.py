@@ -107,4 +107,4 @@ def test_closed_gate_recovers_with_straight_weight_gradients():
     # the gate closed while w had the wrong sign, w kept learning behind the closed gate, and
     # once sgn(w) agreed with the loss the gate reopened
     assert closed_at is not None and reopened_at is not None and reopened_at > closed_at
-    assert float(model[0].parametrizations.weight.original[0, 0]) < 0
+    assert float(model[0].parametrizations.weight.original[0, 0].detach()) < 0
