@@ -65,7 +65,12 @@ def test_gates_reach_sparsity_and_shrunk_equals_gated(setup):
     model, ms = setup
     groups = schnet_groups(model, "filter")
     pruner = AttentionPruner(
-        groups=groups, sparsity=0.5, lam=0.05, profile_fn=schnet_filter_profiles(16), init=0.02
+        groups=groups,
+        sparsity=0.5,
+        lam=0.05,
+        scope="layer",
+        profile_fn=schnet_filter_profiles(16),
+        init=0.02,
     )
     aux = pruner.attach(model)
     w_opt = torch.optim.Adam(model.parameters(), lr=1e-3)
