@@ -19,7 +19,8 @@ from chemprune.data.splits import Split, make_split
 from chemprune.evaluate import evaluate_model
 from chemprune.finetune import finetune
 from chemprune.models.schnet import SchNet
-from chemprune.prune import PRUNERS, remove_masks, shrink, summarize
+from chemprune.prune import PRUNERS, AutoPrunePruner, remove_masks, shrink, summarize
+from chemprune.prune.attention import schnet_filter_profiles
 from chemprune.prune.schnet import schnet_groups
 
 __all__ = ["split_from_checkpoint", "prune_schnet", "model_stats"]
@@ -119,12 +120,14 @@ def prune_schnet(
             **options,
         )
     else:
+        if method == "attention" and kind == "filter":
+            options.setdefault("profile_fn", schnet_filter_profiles())
         engine = engine_cls(groups=groups, sparsity=sparsity, scope=scope, **options)
 
     tune: dict[str, Any] = {}
-    if method == "autoprune":
+    if isinstance(engine, AutoPrunePruner):  # AutoPrune and attention: gated training first
         engine.attach(model)
-        log(f"AutoPrune: training gates for {finetune_minutes / 2:g} min")
+        log(f"{method}: training gates for {finetune_minutes / 2:g} min")
         tune["gated"] = finetune(
             model,
             data,

@@ -17,6 +17,7 @@ from tests.conftest import run_cli
         ("magnitude", []),
         ("olmp", ["--budget", "8"]),
         ("autoprune", ["--structured", "filter_hidden", "--lam", "1e-3"]),
+        ("attention", ["--structured", "--lam", "1e-3"]),
     ],
 )
 def test_prune_each_engine(trained, qm9_dir, tmp_path, method, extra):
