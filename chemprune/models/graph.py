@@ -46,7 +46,6 @@ def pad_positions(pos: Tensor, batch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return padded, valid, ptr
 
 
-@torch.no_grad()
 def radius_pairs(pos: Tensor, batch: Tensor, cutoff: float) -> Tensor:
     """Unordered atom pairs ``i < j`` of the same molecule closer than ``cutoff``.
 
@@ -56,7 +55,8 @@ def radius_pairs(pos: Tensor, batch: Tensor, cutoff: float) -> Tensor:
         cutoff: distance cutoff in Angstrom (pairs at exactly ``cutoff`` are excluded).
 
     Returns:
-        ``[2, P]`` long tensor of global atom indices with ``pairs[0] < pairs[1]``.
+        ``[2, P]`` long tensor of global atom indices with ``pairs[0] < pairs[1]``
+        (computed from detached positions: no gradient flows through the selection).
     """
     if pos.numel() == 0:
         return torch.zeros(2, 0, dtype=torch.long, device=pos.device)
@@ -65,9 +65,9 @@ def radius_pairs(pos: Tensor, batch: Tensor, cutoff: float) -> Tensor:
     n_max = padded.size(1)
     upper = torch.ones(n_max, n_max, dtype=torch.bool, device=pos.device).triu_(1)
     mask = (dist < cutoff) & upper & valid.unsqueeze(2) & valid.unsqueeze(1)
-    mol, a, b = mask.nonzero(as_tuple=True)
-    offset = ptr[mol]
-    return torch.stack([offset + a, offset + b])
+    idx = mask.nonzero()
+    offset = ptr[idx[:, 0]]
+    return torch.stack([offset + idx[:, 1], offset + idx[:, 2]])
 
 
 def full_edge_index(pairs: Tensor) -> Tensor:

@@ -44,8 +44,12 @@ _LOG2 = math.log(2.0)
 class ShiftedSoftplus(nn.Module):
     """``softplus(x) - log(2)``, zero at the origin."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.shift = _LOG2
+
     def forward(self, x: Tensor) -> Tensor:
-        return F.softplus(x) - _LOG2
+        return F.softplus(x) - self.shift
 
 
 class GaussianRBF(nn.Module):
@@ -309,7 +313,7 @@ class SchNet(nn.Module):
     # ------------------------------------------------------------------ forward
     def edge_features(self, pos: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
         """Radial basis ``[P, G]`` and cutoff ``[P]`` of the pairs (differentiable in ``pos``)."""
-        dist = (pos.index_select(0, pairs[0]) - pos.index_select(0, pairs[1])).norm(dim=-1)
+        dist = (pos.index_select(0, pairs[0]) - pos.index_select(0, pairs[1])).norm(p=2, dim=-1)
         return self.rbf(dist), cosine_cutoff(dist, self.cutoff)
 
     def atom_features(
@@ -346,13 +350,17 @@ class SchNet(nn.Module):
         """
         if batch is None:
             batch = torch.zeros_like(z)
-        if z.dim() != 1 or pos.shape != (z.numel(), 3) or batch.shape != z.shape:
+        if z.dim() != 1 or pos.dim() != 2 or pos.size(0) != z.size(0) or pos.size(1) != 3:
             raise ValueError(
-                f"expected z [N], pos [N, 3], batch [N]; got {tuple(z.shape)}, "
-                f"{tuple(pos.shape)}, {tuple(batch.shape)}"
+                "expected z [N], pos [N, 3], batch [N]; got z "
+                + str(z.shape)
+                + ", pos "
+                + str(pos.shape)
             )
-        if z.numel() and (int(z.min()) < 1 or int(z.max()) >= self.max_z):
-            raise ValueError(f"atomic numbers must be in [1, {self.max_z - 1}]")
+        if batch.shape != z.shape:
+            raise ValueError("expected z [N], pos [N, 3], batch [N]; got batch " + str(batch.shape))
+        if z.numel() > 0 and (int(z.min()) < 1 or int(z.max()) >= self.max_z):
+            raise ValueError("atomic numbers must be in [1, " + str(self.max_z - 1) + "]")
         h = self.atom_features(z, pos, batch, pairs)
         y = self.lin2(self.act(self.lin1(h))).squeeze(-1)
         y = y * self.std + self.mean + self.atomref.index_select(0, z)

@@ -87,3 +87,52 @@ def test_prune_errors(trained, qm9_dir, tmp_path):
     )
     assert r.returncode == 2 and "not a chemprune SchNet checkpoint" in r.stderr
     assert not (tmp_path / "p.pt").exists()
+
+
+def test_export_runs_without_chemprune(trained, qm9_dir, tmp_path):
+    pruned = tmp_path / "p.pt"
+    r = run_cli(
+        "prune",
+        "--model",
+        str(trained),
+        "--data-dir",
+        str(qm9_dir),
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.5",
+        "--structured",
+        "--out",
+        str(pruned),
+        "--no-progress",
+    )
+    assert r.returncode == 0, r.stderr
+    ts = tmp_path / "model.ts"
+    r = run_cli("export", "--model", str(pruned), "--out", str(ts))
+    assert r.returncode == 0, r.stderr
+    import subprocess
+    import sys
+
+    import torch
+
+    z = torch.tensor([6, 6, 8, 1, 1, 1, 1, 1, 1])
+    pos = torch.randn(9, 3, generator=torch.Generator().manual_seed(0)) * 1.2
+    batch = torch.zeros(9, dtype=torch.long)
+    model, _ = load_model(pruned)
+    want = float(model(z, pos, batch))
+    code = (
+        "import sys, json; sys.modules['chemprune'] = None\n"  # any chemprune import would fail
+        "import torch\n"
+        f"m = torch.jit.load({str(ts)!r}, _extra_files=(e := {{'chemprune.json': ''}}))\n"
+        f"z = torch.tensor({z.tolist()}); pos = torch.tensor({pos.tolist()})\n"
+        "out = m(z, pos, torch.zeros(len(z), dtype=torch.long))\n"
+        "print(json.dumps({'value': float(out), 'meta': json.loads(e['chemprune.json'])}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert got["value"] == pytest.approx(want, rel=1e-5, abs=1e-5)
+    assert got["meta"]["target"]["name"] == "gap" and got["meta"]["config"]["filter_channels"] == [
+        8,
+        8,
+    ]
