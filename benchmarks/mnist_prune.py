@@ -256,7 +256,10 @@ def run_autoprune(dense: nn.Module, data: Data, args, start_iter: int, lam: floa
     )
     aux = pruner.attach(model)
     solver = Caffe(model, start_iter)
-    m_opt = torch.optim.Adam(aux, lr=args.ap_lr)
+    if args.ap_opt == "adam":
+        m_opt = torch.optim.Adam(aux, lr=args.ap_lr)
+    else:  # plain SGD: the step of a gate scales with its gradient (and with lam)
+        m_opt = torch.optim.SGD(aux, lr=args.ap_lr, momentum=0.9)
     t0 = time.perf_counter()
     model.train()
     for k in range(args.ap_iters):
@@ -418,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         "--autoprune-lams", type=lambda s: [float(x) for x in s.split(",")], default=[1e-4, 3e-4]
     )
     p.add_argument("--ap-lr", type=float, default=1e-3)
+    p.add_argument(
+        "--ap-opt", choices=["adam", "sgd"], default="adam", help="optimizer of the gates"
+    )
     p.add_argument("--ap-alpha", type=float, default=0.1)
     p.add_argument("--ap-init", type=float, default=0.01)
     p.add_argument(
