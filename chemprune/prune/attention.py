@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from chemprune.prune.autoprune import AutoPrunePruner
-from chemprune.prune.base import Schedule, register_pruner
+from chemprune.prune.base import register_pruner
 from chemprune.prune.groups import PruningGroup, get_param
 
 __all__ = ["ChannelAttention", "AttentionPruner", "weight_profiles", "schnet_filter_profiles"]
@@ -132,8 +133,9 @@ class AttentionPruner(AutoPrunePruner):
             :func:`schnet_filter_profiles` for SchNet filters).
         hidden: width of the attention network.
         channel_bias: also learn a free per-unit offset ``c_f`` (on top of the attention).
-        **kwargs: AutoPrune's knobs (``lam``, ``penalty``, ``ste``, ``alpha``, ``weight_grad``,
-            ``init``, ``unit_cost``).
+        **autoprune_options: the rest of :class:`~chemprune.prune.autoprune.AutoPrunePruner`'s
+            keyword arguments (``scope``, ``schedule``, ``lam``, ``penalty``, ``ste``, ``alpha``,
+            ``weight_grad``, ``init``, ``unit_cost``), passed on unchanged.
     """
 
     def __init__(
@@ -141,32 +143,12 @@ class AttentionPruner(AutoPrunePruner):
         *,
         groups: Sequence[PruningGroup],
         sparsity: float,
-        scope: str = "global",
-        schedule: Schedule | None = None,
         profile_fn: ProfileFn | None = None,
         hidden: int = 16,
         channel_bias: bool = True,
-        lam: float = 1e-4,
-        penalty: str = "gate",
-        ste: str = "leaky_relu",
-        alpha: float = 0.1,
-        weight_grad: str = "masked",
-        init: float = 0.01,
-        unit_cost: Mapping[str, float] | None = None,
+        **autoprune_options: Any,
     ) -> None:
-        super().__init__(
-            groups=groups,
-            sparsity=sparsity,
-            scope=scope,
-            schedule=schedule,
-            lam=lam,
-            penalty=penalty,
-            ste=ste,
-            alpha=alpha,
-            weight_grad=weight_grad,
-            init=init,
-            unit_cost=unit_cost,
-        )
+        super().__init__(groups=groups, sparsity=sparsity, **autoprune_options)
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden}")
         self.profile_fn = profile_fn or weight_profiles
