@@ -128,7 +128,7 @@ class AttentionPruner(AutoPrunePruner):
     """AutoPrune with attention-computed gate scores (see the module docstring).
 
     Args:
-        groups, sparsity, scope, schedule: as for :class:`~chemprune.prune.base.Pruner`.
+        groups, sparsity: as for :class:`~chemprune.prune.base.Pruner`.
         profile_fn: ``(model, group) -> [units, K]`` profiles (default: the units' weights; use
             :func:`schnet_filter_profiles` for SchNet filters).
         hidden: width of the attention network.
