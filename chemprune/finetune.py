@@ -56,7 +56,9 @@ def finetune(
     if progress and minutes > 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=int(60 * minutes), unit="s", leave=False, desc="fine-tune")
+        bar = tqdm(
+            total=int(60 * minutes), unit="s", leave=False, desc="fine-tune", mininterval=1.0
+        )
     t0 = time.perf_counter()
     done = minutes == 0
     while not done:
@@ -80,7 +82,12 @@ def finetune(
             step += 1
             if bar is not None:
                 bar.n = min(int(time.perf_counter() - t0), bar.total)
-                bar.set_postfix(loss=f"{loss.item():.4g}", mae=f"{float(err.abs().mean()):.4g}")
+                if step % 20 == 0:
+                    bar.set_postfix(
+                        loss=f"{loss.item():.4g}",
+                        mae=f"{float(err.detach().abs().mean()):.4g}",
+                        refresh=False,
+                    )
             if time.perf_counter() > deadline or (max_steps is not None and step >= max_steps):
                 done = True
                 break

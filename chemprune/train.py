@@ -285,6 +285,7 @@ def train(
                     leave=False,
                     dynamic_ncols=True,
                     desc=f"epoch {epoch + 1}/{settings.epochs}",
+                    mininterval=1.0,
                 )
             sum_abs, sum_sq, count = 0.0, 0.0, 0
             for b in batches:
@@ -308,7 +309,10 @@ def train(
                     count += err.numel()
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss.item():.4g}", mae=f"{sum_abs / count:.4g}")
+                    if step_in_epoch % 20 == 0:
+                        bar.set_postfix(
+                            loss=f"{loss.item():.4g}", mae=f"{sum_abs / count:.4g}", refresh=False
+                        )
                 if checkpoint_every and global_step % checkpoint_every == 0:
                     save_last()
                 if guard.signum is not None:

@@ -28,7 +28,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (replaced)")
     p.add_argument("--target", default="gap")
     p.add_argument("--subset", type=int, default=20_000)
-    p.add_argument("--minutes", type=float, default=4.0, help="training budget")
+    p.add_argument("--minutes", type=float, default=3.0, help="training budget")
+    p.add_argument(
+        "--prune-minutes",
+        type=float,
+        default=1.0,
+        help="attention-AutoPrune budget (gates, then fine-tuning); 0 skips pruning",
+    )
+    p.add_argument(
+        "--sparsity", type=float, default=0.5, help="fraction of filter channels removed"
+    )
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(run=run_demo)
 
@@ -47,7 +56,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     t0 = time.perf_counter()
-    print(f"[1/3] QM9 from qm9pack (cached after the first run), {args.subset} random molecules")
+    steps = 4 if args.prune_minutes > 0 else 3
+    print(
+        f"[1/{steps}] QM9 from qm9pack (cached after the first run), {args.subset} random molecules"
+    )
     data, split, source = load_dataset_and_split(None, args.subset, seed=0)
     print(f"      {source}; train/val/test = {split.sizes}")
     if args.out.exists():
@@ -86,13 +98,73 @@ def run_demo(args: argparse.Namespace) -> int:
         f"      test MAE {test['mae']:.4f} {unit} on {test['n']} molecules "
         f"(predicting the training mean: {baseline:.4f} {unit})"
     )
-    print("[3/3] predictions from SMILES (RDKit ETKDG + MMFF geometry)")
+    print(f"[3/{steps}] predictions from SMILES (RDKit ETKDG + MMFF geometry)")
     structs = [smiles_to_structure(smi) for _, smi in NAMED_MOLECULES]
     z, pos, batch = structures_to_batch(structs)
     with torch.inference_mode():
         pred = model(z, pos, batch, num_molecules=len(structs))
     for (name, smi), v in zip(NAMED_MOLECULES, pred.tolist(), strict=True):
         print(f"      {name:<13} {smi:<10} {args.target} = {v:7.3f} {unit}")
-    print(f"checkpoint: {summary['best']}   ({time.perf_counter() - t0:.0f} s in all)")
-    print(f"try: chemprune predict --model {summary['best']} --smiles 'CCO' --json")
+    final = summary["best"]
+    if args.prune_minutes > 0:
+        final = _prune_and_compare(args, model, ckpt, mset, split, steps)
+    print(f"checkpoint: {final}   ({time.perf_counter() - t0:.0f} s in all)")
+    print(f"try: chemprune predict --model {final} --smiles 'CCO' --json")
     return 0
+
+
+def _prune_and_compare(args, dense, ckpt, mset, split, steps) -> Path:
+    from chemprune.checkpoint import atomic_save, model_checkpoint
+    from chemprune.compress_schnet import prune_schnet
+    from chemprune.evaluate import evaluate_model, throughput
+    from chemprune.models.schnet import SchNet
+
+    print(
+        f"[4/{steps}] attention AutoPrune: remove {args.sparsity:.0%} of every block's filter "
+        f"channels ({args.prune_minutes:g} min of gate training and fine-tuning)"
+    )
+    pruned = SchNet.from_config(ckpt["config"])
+    pruned.load_state_dict(dense.state_dict())
+    report = prune_schnet(
+        pruned,
+        mset,
+        split,
+        method="attention",
+        sparsity=args.sparsity,
+        kind="filter",
+        finetune_minutes=args.prune_minutes,
+        engine_options={"lam": 1e-3},
+        log=lambda m: None,
+    )
+    out = args.out / "pruned.pt"
+    atomic_save(
+        model_checkpoint(
+            pruned, target=ckpt["target"], data=ckpt.get("data"), extra={"pruning": report}
+        ),
+        out,
+    )
+    timing = split.test[:512]
+    unit = ckpt["target"]["unit"]
+    rows = []
+    for name, m in (("dense", dense), ("pruned", pruned)):
+        mae = evaluate_model(m, mset, split.test)["mae"]
+        rows.append(
+            (
+                name,
+                str(m.filter_channels),
+                sum(p.numel() for p in m.parameters()),
+                mae,
+                throughput(m, mset, timing, batch_size=64),
+            )
+        )
+    base = rows[0][4]
+    print(
+        f"      {'model':<7} {'filters per block':<20} {'params':>8} {'test MAE':>10} "
+        f"{'mol/s (batch 64)':>17} {'speedup':>8}"
+    )
+    for name, widths, n, mae, rate in rows:
+        print(
+            f"      {name:<7} {widths:<20} {n:>8,} {mae:>7.4f} {unit:<2} {rate:>17.0f} "
+            f"{rate / base:>7.2f}x"
+        )
+    return out

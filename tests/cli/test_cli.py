@@ -86,9 +86,46 @@ def test_bad_arguments_and_files(trained, tmp_path, qm9_dir):
 @pytest.mark.data
 def test_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    r = run_cli("demo", "--out", str(out), "--subset", "400", "--minutes", "0.1", "--threads", "1")
+    r = run_cli(
+        "demo",
+        "--out",
+        str(out),
+        "--subset",
+        "400",
+        "--minutes",
+        "0.1",
+        "--prune-minutes",
+        "0",
+        "--threads",
+        "1",
+    )
     assert r.returncode == 0, r.stderr
     assert "test MAE" in r.stdout and "predicting the training mean" in r.stdout
     for name in ("ethanol", "benzene", "pyridine"):
         assert name in r.stdout
     assert f"checkpoint: {out}/best.pt" in r.stdout and (out / "best.pt").exists()
+
+
+@pytest.mark.data
+def test_demo_prunes_and_compares(tmp_path):
+    out = tmp_path / "demo"
+    r = run_cli(
+        "demo",
+        "--out",
+        str(out),
+        "--subset",
+        "400",
+        "--minutes",
+        "0.1",
+        "--prune-minutes",
+        "0.1",
+        "--threads",
+        "1",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "[4/4] attention AutoPrune" in r.stdout
+    lines = [
+        ln.split() for ln in r.stdout.splitlines() if ln.strip().startswith(("dense", "pruned"))
+    ]
+    assert [ln[0] for ln in lines] == ["dense", "pruned"]
+    assert "[32, 32, 32]" in r.stdout and (out / "pruned.pt").exists()
