@@ -38,7 +38,7 @@ def test_released_model_loads_predicts_and_has_a_card(path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     if ckpt["target"]["name"] == "gap":
-        assert 6.0 < out["value"] < 11.0  # ethanol's B3LYP gap is ~8.4 eV
+        assert 8.0 < out["value"] < 11.0  # QM9 lists 9.30 eV for ethanol
 
 
 @pytest.mark.data
