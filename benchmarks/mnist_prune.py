@@ -374,13 +374,15 @@ def plot(results: dict, path: Path, tol: float) -> None:
                 )
         for k, (m, ratio) in enumerate(PUBLISHED.get(model, {}).items()):
             ax.axvline(ratio, color="grey", ls="--", lw=0.6)
+            side = 1.04 if k % 2 == 0 else 1 / 1.04  # alternate sides: close lines stay legible
             ax.text(
-                ratio * 1.04,
-                d + 2.8 - 0.6 * k,
+                ratio * side,
+                d + 2.8,
                 f"{m} paper {ratio}x",
                 fontsize=7,
                 rotation=90,
                 va="top",
+                ha="left" if k % 2 == 0 else "right",
                 color="grey",
             )
         ax.set_xscale("log")
