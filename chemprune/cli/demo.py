@@ -76,7 +76,7 @@ def run_demo(args: argparse.Namespace) -> int:
         seed=0,
     )
     print(
-        f"[2/3] training SchNet (hidden 64, filters 64, 3 interactions) on {args.target} "
+        f"[2/{steps}] training SchNet (hidden 64, filters 64, 3 interactions) on {args.target} "
         f"for {args.minutes:g} minutes"
     )
     summary = train(
