@@ -465,7 +465,6 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     for name in args.models.split(","):
         torch.manual_seed(args.seed)
-        data.rng = np.random.default_rng(args.seed)  # same batches whichever models run
         dense = MODELS[name]()
         t0 = time.perf_counter()
         solver = Caffe(dense)
