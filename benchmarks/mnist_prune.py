@@ -252,7 +252,12 @@ def run_olmp(dense: nn.Module, data: Data, args, start_iter: int) -> dict:
 def run_autoprune(dense: nn.Module, data: Data, args, start_iter: int, lam: float) -> dict:
     model = copy.deepcopy(dense)
     pruner = AutoPrunePruner(
-        groups=param_groups(model), sparsity=0.99, lam=lam, alpha=args.ap_alpha, init=args.ap_init
+        groups=param_groups(model),
+        sparsity=0.99,
+        lam=lam,
+        alpha=args.ap_alpha,
+        init=args.ap_init,
+        weight_grad=args.ap_weight_grad,
     )
     aux = pruner.attach(model)
     solver = Caffe(model, start_iter)
@@ -432,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ap-lr", type=float, default=1e-3)
     p.add_argument(
         "--ap-opt", choices=["adam", "sgd"], default="adam", help="optimizer of the gates"
+    )
+    p.add_argument(
+        "--ap-weight-grad",
+        choices=["masked", "straight"],
+        default="masked",
+        help="AutoPrune: weights behind closed gates frozen (masked) or still learning",
     )
     p.add_argument("--ap-alpha", type=float, default=0.1)
     p.add_argument("--ap-init", type=float, default=0.01)
