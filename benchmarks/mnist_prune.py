@@ -267,7 +267,9 @@ def run_autoprune(dense: nn.Module, data: Data, args, start_iter: int, lam: floa
         m_opt = torch.optim.SGD(aux, lr=args.ap_lr, momentum=0.9)
     t0 = time.perf_counter()
     model.train()
-    for k in range(args.ap_iters):
+    for k in range(args.ap_iters + args.ap_settle_iters):
+        if k == args.ap_iters:  # settling: no sparsity pressure, closed important gates reopen
+            pruner.lam = 0.0
         # weights on training batches
         x, y = data.batch()
         solver.opt.zero_grad(set_to_none=True)
@@ -292,7 +294,7 @@ def run_autoprune(dense: nn.Module, data: Data, args, start_iter: int, lam: floa
     final = {
         "compression": compression(model),
         "test_error": error(model, data.xte, data.yte),
-        "iters": args.ap_iters + args.ap_finetune_iters,
+        "iters": args.ap_iters + args.ap_settle_iters + args.ap_finetune_iters,
         "seconds": time.perf_counter() - t0,
         "lam": lam,
         "before_finetune": gated,
@@ -443,6 +445,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["masked", "straight"],
         default="masked",
         help="AutoPrune: weights behind closed gates frozen (masked) or still learning",
+    )
+    p.add_argument(
+        "--ap-settle-iters",
+        type=int,
+        default=0,
+        help="AutoPrune: iterations with lam = 0 before the gates are frozen",
     )
     p.add_argument("--ap-alpha", type=float, default=0.1)
     p.add_argument("--ap-init", type=float, default=0.01)
