@@ -25,7 +25,12 @@ from chemprune.data.mnist import (
     write_idx,
 )
 
-REAL_MNIST = Path(os.environ.get("CHEMPRUNE_MNIST", "/work/shared/datasets/mnist"))
+# CI runs a clone with shared/ beside it: ../shared/datasets/mnist relative to the repository
+REAL_MNIST = Path(
+    os.environ.get(
+        "CHEMPRUNE_MNIST", Path(__file__).resolve().parents[2].parent / "shared/datasets/mnist"
+    )
+)
 GZ_NAMES = [
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
