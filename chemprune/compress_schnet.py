@@ -138,6 +138,7 @@ def prune_schnet(
             pruner=engine,
             seed=seed,
             select_best=False,
+            start=before_val,  # every gate starts open: the gated model is the dense one
             progress=progress,
             log=log,
         )
@@ -160,6 +161,7 @@ def prune_schnet(
             minutes=remaining,
             lr=lr,
             seed=seed + 1,
+            start=masked_val,
             progress=progress,
             log=log,
         )

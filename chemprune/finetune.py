@@ -32,6 +32,7 @@ def finetune(
     seed: int = 0,
     max_steps: int | None = None,
     select_best: bool = True,
+    start: dict[str, float] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -40,14 +41,15 @@ def finetune(
     With ``select_best`` the state with the lowest validation MAE (checked at each epoch end and
     at the end of the budget) is restored at the end; switch it off while an engine is still
     changing the sparsity (an earlier, denser state would otherwise win). Auxiliary parameters of
-    the engine get their own Adam optimizer.
+    the engine get their own Adam optimizer. ``start`` is the validation result of the model as
+    passed in, when the caller has it already.
     """
     if minutes < 0:
         raise ValueError(f"fine-tuning minutes must be >= 0, got {minutes}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     aux = pruner.auxiliary_parameters() if pruner is not None else []
     aux_opt = torch.optim.Adam(aux, lr=aux_lr) if aux else None
-    best = evaluate_model(model, data, val_idx)
+    best = dict(start) if start is not None else evaluate_model(model, data, val_idx)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start_mae = best["mae"]
     deadline = time.perf_counter() + 60.0 * minutes

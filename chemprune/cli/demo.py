@@ -107,13 +107,13 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"      {name:<13} {smi:<10} {args.target} = {v:7.3f} {unit}")
     final = summary["best"]
     if args.prune_minutes > 0:
-        final = _prune_and_compare(args, model, ckpt, mset, split, steps)
+        final = _prune_and_compare(args, model, test["mae"], ckpt, mset, split, steps)
     print(f"checkpoint: {final}   ({time.perf_counter() - t0:.0f} s in all)")
     print(f"try: chemprune predict --model {final} --smiles 'CCO' --json")
     return 0
 
 
-def _prune_and_compare(args, dense, ckpt, mset, split, steps) -> Path:
+def _prune_and_compare(args, dense, dense_mae, ckpt, mset, split, steps) -> Path:
     from chemprune.checkpoint import atomic_save, model_checkpoint
     from chemprune.compress_schnet import prune_schnet
     from chemprune.evaluate import evaluate_model, throughput
@@ -146,8 +146,8 @@ def _prune_and_compare(args, dense, ckpt, mset, split, steps) -> Path:
     timing = split.test[:512]
     unit = ckpt["target"]["unit"]
     rows = []
-    for name, m in (("dense", dense), ("pruned", pruned)):
-        mae = evaluate_model(m, mset, split.test)["mae"]
+    pruned_mae = evaluate_model(pruned, mset, split.test)["mae"]
+    for name, m, mae in (("dense", dense, dense_mae), ("pruned", pruned, pruned_mae)):
         rows.append(
             (
                 name,

@@ -11,7 +11,6 @@ e.g. SchNet) declare their groups explicitly instead.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Iterable
 
 import torch
@@ -164,9 +163,7 @@ def _follow(node: fx.Node, repeat: int, modules, mask: list[Slot], extra: list[S
                 if r is None or not _follow(user, repeat * r, modules, mask, extra):
                     return False
                 continue
-            if user.target is operator.getitem:
-                return False
-            return False
+            return False  # indexing, arithmetic, concatenation...: channels get mixed
         if user.op == "call_method" and user.target in ("view", "reshape", "flatten"):
             r = _flatten_repeat(user, node)
             if r is None or not _follow(user, repeat * r, modules, mask, extra):

@@ -169,9 +169,15 @@ def load_masked_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], s
     return model.load_state_dict(state_dict, strict=strict)
 
 
-def alive_units(model: nn.Module, group: PruningGroup) -> Tensor:
-    """Bool ``[units]`` (or weight-shaped for ``weight`` groups): units not masked off."""
-    masks = get_masks(model)
+def alive_units(
+    model: nn.Module, group: PruningGroup, masks: Mapping[str, Tensor] | None = None
+) -> Tensor:
+    """Bool ``[units]`` (or weight-shaped for ``weight`` groups): units not masked off.
+
+    ``masks`` (from :func:`get_masks`) avoids walking the model again for each group.
+    """
+    if masks is None:
+        masks = get_masks(model)
     if group.kind == "weight":
         slot = group.mask_slots[0]
         m = masks.get(slot.qualname)

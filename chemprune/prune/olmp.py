@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from chemprune.prune.base import Pruner, Schedule, register_pruner
 from chemprune.prune.groups import PruningGroup, get_param
-from chemprune.prune.masks import alive_units, apply_masks, group_masks
+from chemprune.prune.masks import alive_units, apply_masks, get_masks, group_masks
 from chemprune.prune.partition import partition_groups
 
 __all__ = ["OLMPPruner", "SearchResult"]
@@ -167,8 +167,15 @@ class OLMPPruner(Pruner):
         c = self.c if c is None else c
         return {s: max(mu + c[s] * sd, 0.0) for s, (mu, sd) in self.stats.items()}
 
-    def _keep(self, model: nn.Module, c: Mapping[str, float], current: dict[str, Tensor] | None):
-        mags = _original_magnitudes(model, self.groups)
+    def _keep(
+        self,
+        model: nn.Module,
+        c: Mapping[str, float],
+        current: dict[str, Tensor] | None,
+        mags: dict[str, Tensor] | None = None,
+    ):
+        if mags is None:
+            mags = _original_magnitudes(model, self.groups)
         t = self.thresholds(c)
         lo, hi = self.hysteresis
         keep: dict[PruningGroup, Tensor] = {}
@@ -187,7 +194,8 @@ class OLMPPruner(Pruner):
         return keep
 
     def _current(self, model: nn.Module) -> dict[str, Tensor]:
-        return {g.name: alive_units(model, g) for g in self.groups}
+        masks = get_masks(model)
+        return {g.name: alive_units(model, g, masks) for g in self.groups}
 
     def _set(self, model: nn.Module, keep: dict[PruningGroup, Tensor]) -> float:
         apply_masks(model, group_masks(model, keep), straight_through=self.straight_through)
@@ -208,6 +216,7 @@ class OLMPPruner(Pruner):
             self.calibrate(model)
         goal_kept = 1.0 - (self.sparsity if goal is None else goal)
         current = self._current(model)
+        mags = _original_magnitudes(model, self.groups)  # the weights do not move during a search
         ref = None
         if self.metric is not None:
             now = float(self.metric(model))
@@ -225,7 +234,7 @@ class OLMPPruner(Pruner):
         for _ in range(self.budget):
             cand = opt.ask()
             c = dict(zip(names, (float(x) for x in cand.value), strict=True))
-            kept = self._set(model, self._keep(model, c, current))
+            kept = self._set(model, self._keep(model, c, current, mags))
             value = None
             ok = True
             if self.metric is not None:
@@ -252,7 +261,7 @@ class OLMPPruner(Pruner):
         else:
             _, c, kept, value = best
             self.c = c
-            self._set(model, self._keep(model, c, current))
+            self._set(model, self._keep(model, c, current, mags))
             result = SearchResult(dict(c), kept, value, ref, self.budget, feasible_n, history)
         self.results.append(result)
         return result
@@ -264,8 +273,6 @@ class OLMPPruner(Pruner):
     def apply(self, model: nn.Module, sparsity: float | None = None) -> dict[str, Tensor]:
         """Search thresholds for the goal ``sparsity`` (under the constraint) and mask."""
         self.search(model, self.sparsity if sparsity is None else sparsity)
-        from chemprune.prune.masks import get_masks
-
         return get_masks(model)
 
     def step(self, model: nn.Module, step: int) -> bool:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from chemprune.prune.groups import PruningGroup, Slot
-from chemprune.prune.masks import alive_units, remove_masks
+from chemprune.prune.masks import alive_units, get_masks, remove_masks
 
 __all__ = ["shrink", "shape_manifest", "resize_to", "sync_module_sizes"]
 
@@ -64,7 +64,8 @@ def shrink(model: nn.Module, groups: Sequence[PruningGroup]) -> dict[str, tuple[
         ValueError: a group would lose every unit (the layer would vanish).
     """
     structured = [g for g in groups if g.kind in ("channel", "input")]
-    keep = {g.name: alive_units(model, g) for g in structured}
+    masks = get_masks(model)
+    keep = {g.name: alive_units(model, g, masks) for g in structured}
     for g in structured:
         if not bool(keep[g.name].any()):
             raise ValueError(f"group {g.name!r}: every unit is pruned; keep at least one")
