@@ -46,7 +46,7 @@ from chemprune.checkpoint import atomic_save, load_model, model_checkpoint  # no
 from chemprune.compress_schnet import prune_schnet, split_from_checkpoint  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
 from chemprune.data.qm9 import load_qm9  # noqa: E402
-from chemprune.data.splits import make_split, subset_sizes  # noqa: E402
+from chemprune.data.splits import make_split, standard_sizes, subset_sizes  # noqa: E402
 from chemprune.data.targets import get_target  # noqa: E402
 from chemprune.evaluate import evaluate_model  # noqa: E402
 from chemprune.finetune import finetune  # noqa: E402
@@ -126,29 +126,37 @@ def dense_model(args, data, target: str) -> tuple[SchNet, Any, dict]:
         if ckpt["target"]["name"] == target:
             log(f"{target}: dense model from {path}")
             return model, split_from_checkpoint(ckpt, len(data)), {"loaded": str(path)}
-    split = make_split(len(data), subset_sizes(args.subset, len(data)), args.seed)
+    sizes = standard_sizes(len(data)) if args.subset == 0 else subset_sizes(args.subset, len(data))
+    split = make_split(len(data), sizes, args.seed)
     settings = TrainSettings(
         target=target, hidden_channels=args.hidden, filter_channels=args.filters,
-        num_interactions=args.interactions, epochs=100_000, seed=args.seed,
+        num_interactions=args.interactions, epochs=args.dense_epochs or 100_000, seed=args.seed,
+        batch_size=args.batch_size,
     )  # fmt: skip
     out = Path(args.work_dir) / f"dense_{target}"
-    log(f"{target}: training the dense model for {args.dense_minutes:g} min in {out}")
+    log(
+        f"{target}: training the dense model ({args.dense_minutes:g} min, {args.dense_epochs} epochs)"
+    )
     log("  (reuse it later with --dense; with no --work-dir the folder is temporary)")
     summary = train(
-        data, split, out, settings=settings, max_minutes=args.dense_minutes, progress=False, log=log
-    )
+        data, split, out, settings=settings, max_minutes=args.dense_minutes, progress=False,
+        log=log, device=args.device,
+    )  # fmt: skip
     model, _ = load_model(summary["best"] or summary["last"])
     return model, split, {"trained": summary, "settings": settings.to_dict()}
 
 
 def run_chemprune(method: str, sparsity: float, dense: SchNet, mset, split, args) -> tuple:
-    model = copy.deepcopy(dense)
+    """Prune a copy of ``dense`` on ``mset``'s device (``--device``)."""
+    model = copy.deepcopy(dense).to(mset.device)
     options: dict[str, Any] = {}
     if method in ("autoprune", "attention"):
         options["lam"] = args.lam
     if method == "random":
         options["seed"] = args.seed
     budget = {"finetune_minutes": args.finetune_minutes, "lr": args.lr, "seed": args.seed}
+    budget["finetune_steps"] = args.finetune_steps
+    budget["batch_size"] = args.batch_size
     report = prune_schnet(
         model, mset, split, method=method, sparsity=sparsity, kind="filter",
         engine_options=options, progress=False, log=log, **budget,
@@ -171,10 +179,11 @@ def run_torch_pruning(model: nn.Module, net: nn.Module, ratio: float, mset, spli
     ).step()
     untuned = evaluate_model(model, mset, split.val)["mae"]
     log(f"torch_pruning {ratio}: val MAE {untuned:.4f} before fine-tuning")
-    # the masked phase of prune_schnet: same loop, learning rate and seed, whole budget
+    # the masked phase of prune_schnet: same loop, learning rate, batch and seed, whole budget
     tune = finetune(
         model, mset, split.train, split.val, minutes=args.finetune_minutes, lr=args.lr,
-        seed=args.seed + 1, progress=False, log=log,
+        seed=args.seed + 1, batch_size=args.batch_size, max_steps=args.finetune_steps,
+        progress=False, log=log,
     )  # fmt: skip
     return {"val_mae_pruned_untuned": untuned, "finetune": tune, "ignored": len(ignored)}
 
@@ -193,10 +202,15 @@ def widths(model: nn.Module) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def static_stats(model: nn.Module, mset, split, tdict: dict, tmp: Path, name: str) -> dict:
-    """Test MAE, parameters, MACs on 64 test molecules, saved file size."""
-    model.eval()
-    test = evaluate_model(model, mset, split.test)
+def static_stats(model: nn.Module, msets: tuple, split, tdict: dict, tmp: Path, name: str) -> dict:
+    """Test MAE (on ``--device``), parameters, MACs on 64 test molecules, saved file size.
+
+    ``msets`` is (molecules on ``--device``, molecules on the CPU); the model ends on the CPU.
+    """
+    dev_set, mset = msets
+    model.to(dev_set.device).eval()
+    test = evaluate_model(model, dev_set, split.test)
+    model.cpu()
     b = mset.collate(split.test[:64])
     s = summarize(model, lambda m: m(b.z, b.pos, b.batch, num_molecules=b.num_molecules))
     path = tmp / f"{name}.pt"
@@ -248,6 +262,7 @@ def run_target(target: str, data, args, tmp: Path) -> dict:
     t = get_target(target)
     tdict = {"name": t.name, "unit": t.unit, "readout": t.readout, "description": t.description}
     mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(t))
+    dev_set = mset.to(args.device)  # training, fine-tuning and test MAE run there
     entries: list[tuple[dict, nn.Module]] = [({"method": "dense", "sparsity": 0.0}, dense)]
     checks: dict[str, Any] = {}
     for method in args.methods:
@@ -255,7 +270,7 @@ def run_target(target: str, data, args, tmp: Path) -> dict:
             for sp in args.sparsities:
                 log(f"{target}: {method} at sparsity {sp}")
                 s0 = time.perf_counter()
-                model, rep = run_chemprune(method, sp, dense, mset, split, args)
+                model, rep = run_chemprune(method, sp, dense, dev_set, split, args)
                 rep["seconds"] = time.perf_counter() - s0
                 entries.append(({"method": method, "sparsity": sp, "report": rep}, model))
             continue
@@ -269,12 +284,12 @@ def run_target(target: str, data, args, tmp: Path) -> dict:
             entries.append(({"method": "pyg_dense", "sparsity": 0.0}, base))
         for ratio in args.tp_pyg_ratios if pyg else args.sparsities:
             log(f"{target}: {method} at ratio {ratio}")
-            model = copy.deepcopy(base if pyg else dense)
+            model = copy.deepcopy(base if pyg else dense).to(args.device)
             row = {"method": method, "sparsity": ratio, "pruned": "all widths"}
             s0 = time.perf_counter()
             try:
                 row["report"] = run_torch_pruning(
-                    model, model.net if pyg else model, ratio, mset, split, args
+                    model, model.net if pyg else model, ratio, dev_set, split, args
                 )
             except Exception as err:  # recorded verbatim; the run goes on
                 row["error"] = f"{type(err).__name__}: {err}"
@@ -286,7 +301,10 @@ def run_target(target: str, data, args, tmp: Path) -> dict:
     for k, (row, model) in enumerate(entries):
         row = {"target": target, "unit": t.unit, **row}
         if model is not None:
-            row.update(static_stats(model, mset, split, tdict, tmp, f"{target}_{k}"))
+            row.update(static_stats(model, (dev_set, mset), split, tdict, tmp, f"{target}_{k}"))
+            if args.save_models is not None and row["method"] in ("dense", *CHEMPRUNE_METHODS):
+                path = args.save_models / f"{target}_{row['method']}_{row['sparsity']:g}.pt"
+                atomic_save(model_checkpoint(model, target=tdict), path)
         rows.append(row)
     live = [(r, m) for r, (_, m) in zip(rows, entries, strict=True) if m is not None]
     speeds = measure_speed([m for _, m in live], timing_batches(mset, split, args), args)
@@ -390,10 +408,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
     p.add_argument("--sparsities", type=floats, default=None, help="default 0.5,0.75,0.9")
     p.add_argument("--tp-pyg-ratios", type=floats, default=None, help="default 0.5,0.75")
-    p.add_argument("--subset", type=int, default=None, help="molecules, default 20000")
+    p.add_argument(
+        "--subset", type=int, default=None,
+        help="molecules split 80/10/10 (default 20000); 0: the standard 110,000/10,000/10,831",
+    )  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=32, help="training and fine-tuning batch")
+    p.add_argument(
+        "--device", default="cpu",
+        help="where training, fine-tuning and test MAE run (cpu, cuda); timings are always CPU",
+    )  # fmt: skip
+    p.add_argument(
+        "--save-models", type=Path, default=None,
+        help="folder for the chemprune checkpoints of every row (not Torch-Pruning's)",
+    )  # fmt: skip
     p.add_argument("--dense", type=Path, nargs="*", default=[], help="dense checkpoints to reuse")
     p.add_argument("--dense-minutes", type=float, default=None, help="default 60")
     p.add_argument("--finetune-minutes", type=float, default=None, help="default 5")
+    p.add_argument(
+        "--dense-epochs", type=int, default=None,
+        help="stop the dense training after this many epochs (besides --dense-minutes)",
+    )  # fmt: skip
+    p.add_argument(
+        "--finetune-steps", type=int, default=None,
+        help="optimizer steps per pruned model, gate training included (besides the minutes): "
+        "the same budget for every method however busy the machine is",
+    )  # fmt: skip
     p.add_argument("--hidden", type=int, default=None, help="default 128")
     p.add_argument("--filters", type=int, default=None, help="default 128")
     p.add_argument("--interactions", type=int, default=None, help="default 6")

@@ -124,7 +124,7 @@ def model_checkpoint(
         "format_version": FORMAT_VERSION,
         "chemprune_version": __version__,
         "config": model.config(),
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
         "target": dict(target),
         "normalization": {
             "mean": float(model.mean),

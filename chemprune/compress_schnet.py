@@ -72,7 +72,9 @@ def prune_schnet(
     kind: str = "weight",
     blocks: Sequence[int] | None = None,
     finetune_minutes: float = 0.0,
+    finetune_steps: int | None = None,
     lr: float = 2e-4,
+    batch_size: int = 32,
     engine_options: dict[str, Any] | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -86,6 +88,9 @@ def prune_schnet(
         kind: ``weight`` (unstructured), ``filter`` or ``filter_hidden`` (structured, shrunk).
         blocks: interaction blocks to prune (default all).
         finetune_minutes: training budget after (and, for AutoPrune, during) pruning.
+        finetune_steps: also stop after this many optimizer steps in all (a budget that does not
+            depend on how busy the machine is); engines with gates spend half on gate training.
+        lr, batch_size: of the fine-tuning (and gate-training) steps.
         engine_options: extra keyword arguments of the engine.
     """
     engine_cls = PRUNERS.get(method)
@@ -127,14 +132,19 @@ def prune_schnet(
     tune: dict[str, Any] = {}
     if isinstance(engine, AutoPrunePruner):  # AutoPrune and attention: gated training first
         engine.attach(model)
-        log(f"{method}: training gates for {finetune_minutes / 2:g} min")
+        gate_steps = None if finetune_steps is None else finetune_steps // 2
+        log(
+            f"{method}: training gates for {finetune_minutes / 2:g} min (at most {gate_steps} steps)"
+        )
         tune["gated"] = finetune(
             model,
             data,
             split.train,
             val_idx,
             minutes=finetune_minutes / 2,
+            max_steps=gate_steps,
             lr=lr,
+            batch_size=batch_size,
             pruner=engine,
             seed=seed,
             select_best=False,
@@ -145,21 +155,25 @@ def prune_schnet(
         tune["gate_sparsity"] = engine.gate_sparsity()
         engine.apply(model, sparsity)
         remaining = finetune_minutes / 2
+        steps_left = None if gate_steps is None else finetune_steps - tune["gated"]["steps"]
     else:
         engine.apply(model)
         remaining = finetune_minutes
+        steps_left = finetune_steps
     masked_val = evaluate_model(model, data, val_idx)
     log(
         f"pruned with {method}: val MAE {before_val['mae']:.4f} -> {masked_val['mae']:.4f} before fine-tuning"
     )
-    if remaining > 0:
+    if remaining > 0 and (steps_left is None or steps_left > 0):
         tune["masked"] = finetune(
             model,
             data,
             split.train,
             val_idx,
             minutes=remaining,
+            max_steps=steps_left,
             lr=lr,
+            batch_size=batch_size,
             seed=seed + 1,
             start=masked_val,
             progress=progress,

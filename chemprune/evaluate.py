@@ -26,7 +26,7 @@ def predict_indices(
             out.append(model(b.z, b.pos, b.batch, num_molecules=b.num_molecules))
     finally:
         model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
+    return torch.cat(out) if out else torch.zeros(0, device=data.device)
 
 
 def evaluate_model(
@@ -38,7 +38,8 @@ def evaluate_model(
     if len(indices) == 0:
         raise ValueError("no molecules to evaluate")
     pred = predict_indices(model, data, indices, batch_size).double()
-    err = pred - data.y[torch.as_tensor(np.asarray(indices), dtype=torch.long)].double()
+    idx = torch.as_tensor(np.asarray(indices), dtype=torch.long).to(data.device)
+    err = pred - data.y[idx].double()
     return {
         "mae": float(err.abs().mean()),
         "rmse": math.sqrt(float((err * err).mean())),

@@ -8,7 +8,9 @@ A run folder holds::
 
 Batch order depends only on ``(seed, epoch)``, so a run resumed from ``last.pt`` (saved at every
 epoch end, every ``checkpoint_every`` steps and on SIGINT/SIGTERM) continues exactly where it
-stopped: the same batches, optimizer moments and learning-rate schedule.
+stopped: the same batches, optimizer moments and learning-rate schedule. Under torchrun (a
+``DistContext`` with several ranks) the same holds for the same number of processes; the random
+draws of TernGrad and SmoothOut depend only on ``(seed, rank, step)``.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ import numpy as np
 import torch
 
 from chemprune.checkpoint import CheckpointError, atomic_save, load_checkpoint, model_checkpoint
-from chemprune.data.batching import MoleculeSet
+from chemprune.data.batching import MoleculeSet, batch_indices
 from chemprune.data.qm9 import QM9Data
 from chemprune.data.splits import Split
 from chemprune.data.targets import Target, atomref_ev, get_target
-from chemprune.evaluate import evaluate_model
+from chemprune.distributed.context import DistContext, WorldSizeError, bytes_written
+from chemprune.distributed.smoothout import SmoothOut
 from chemprune.models.schnet import SchNet
 
 __all__ = ["TrainSettings", "TrainingDiverged", "TrainingInterrupted", "train", "target_statistics"]
@@ -62,6 +65,9 @@ class TrainSettings:
     min_lr: float = 1e-6
     seed: int = 0
     eval_batch_size: int = 256
+    comm_hook: str = "allreduce"  # gradient exchange between processes (see chemprune.distributed)
+    smoothout: float = 0.0  # SmoothOut noise amplitude (0: off)
+    smoothout_adaptive: bool = False  # amplitude relative to each filter's norm
 
     # Settings that may change when resuming (a longer budget, more epochs).
     resumable_changes: tuple[str, ...] = field(default=("epochs",), repr=False)
@@ -159,6 +165,8 @@ def train(
     data_source: str = "qm9pack",
     progress: bool = True,
     log: Callable[[str], None] = print,
+    device: torch.device | str = "cpu",
+    context: DistContext | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) a run in ``out_dir``; returns a summary with the best validation MAE.
 
@@ -173,45 +181,36 @@ def train(
         data_source: provenance string stored in checkpoints.
         progress: show a tqdm progress bar (loss, MAE, ETA).
         log: where one-line messages go.
+        device: where the model and the molecules live while training (``cpu``, ``cuda``, ...);
+            checkpoints are always written with CPU tensors.
+        context: this process's place in a multi-process run (``DistContext.from_env()`` under
+            torchrun): each rank takes its share of every global batch of
+            ``settings.batch_size`` molecules, gradients are exchanged with
+            ``settings.comm_hook``, rank 0 alone logs and writes files. Default: one process.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ctx = context or DistContext.single()
+    if not ctx.is_main:
+        progress, log = False, _quiet
     last_path, best_path, hist_path = out / "last.pt", out / "best.pt", out / "history.jsonl"
     target = get_target(settings.target)
     atomref = atomref_ev(target)
     mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target))
-
-    state: dict[str, Any] | None = None
-    if resume:
-        if not last_path.exists():
-            raise FileNotFoundError(f"cannot resume: {last_path} does not exist")
-        state = load_checkpoint(last_path)
-        if "training" not in state:
-            raise CheckpointError(f"{last_path} has no training state to resume from")
-        saved = dict(state["training"]["settings"])
-        now = settings.to_dict()
-        diff = {
-            k: (saved.get(k), v)
-            for k, v in now.items()
-            if k not in settings.resumable_changes and saved.get(k) != v
-        }
-        if diff:
-            raise ValueError(f"cannot resume {last_path} with different settings: {diff}")
-        saved_val = state["data"]["split"]["val"].numpy()
-        if not np.array_equal(saved_val, split.val):
-            raise ValueError(
-                f"cannot resume {last_path}: the data split differs from the saved one"
-            )
-    elif last_path.exists():
-        raise FileExistsError(
-            f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out"
+    if ctx.distributed and settings.batch_size < ctx.world_size:
+        raise ValueError(
+            f"batch size {settings.batch_size} is smaller than the {ctx.world_size} processes; "
+            "each process needs at least one molecule per step"
         )
+    state = ctx.on_main(
+        lambda: _resume_state(out, settings, split, resume=resume, world_size=ctx.world_size)
+    )
 
     torch.manual_seed(settings.seed)
     mean, std = target_statistics(mset, split.train, target, atomref)
     model = SchNet(
         **settings.model_kwargs(), readout=target.readout, mean=mean, std=std, atomref=atomref
     )
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt,
@@ -231,17 +230,28 @@ def train(
         epoch, step_in_epoch, global_step = tr["epoch"], tr["step_in_epoch"], tr["global_step"]
         best_val, elapsed_total = tr["best_val"], tr["elapsed_s"]
         history = list(tr["history"])
-        # history.jsonl may hold a row written after last.pt was saved: rewrite it from the state
-        hist_path.write_text("".join(json.dumps(row) + "\n" for row in history))
+        if ctx.is_main:
+            # history.jsonl may hold a row written after last.pt was saved: rewrite it
+            hist_path.write_text("".join(json.dumps(row) + "\n" for row in history))
         log(
             f"resuming {last_path}: epoch {epoch + 1}, step {step_in_epoch}, "
             f"best val MAE {best_val:.4f} {target.unit}"
         )
+    net, hook = ctx.wrap(model, hook=settings.comm_hook, seed=settings.seed)
+    smooth = SmoothOut(
+        amplitude=settings.smoothout,
+        adaptive=settings.smoothout_adaptive,
+        seed=settings.seed,
+        rank=ctx.rank,
+    )
 
     provenance = _split_dict(split, data_source)
+    mset = mset.to(device)
     tdict = _target_dict(target)
 
     def save_last() -> None:
+        if not ctx.is_main:
+            return
         ckpt = model_checkpoint(
             model, target=tdict, data=provenance, metrics={"best_val_mae": best_val}
         )
@@ -255,10 +265,10 @@ def train(
             "best_val": best_val,
             "elapsed_s": elapsed_total + (time.perf_counter() - t_start),
             "history": history,
+            "world_size": ctx.world_size,
         }
         atomic_save(ckpt, last_path)
 
-    n_batches = math.ceil(len(split.train) / settings.batch_size)
     t_start = time.perf_counter()
     deadline = None if max_minutes is None else t_start + 60.0 * max_minutes
     stopped = None
@@ -272,11 +282,11 @@ def train(
             if opt.param_groups[0]["lr"] <= settings.min_lr * 1.0001 and history:
                 stopped = "learning rate reached min_lr"
                 break
-            model.train()
+            net.train()
             order_seed = settings.seed * 1_000_003 + epoch
-            batches = mset.batches(
-                split.train, settings.batch_size, shuffle=True, seed=order_seed, start=step_in_epoch
-            )
+            chunks = batch_indices(split.train, settings.batch_size, shuffle=True, seed=order_seed)
+            chunks = [c for c in chunks if c.numel() >= ctx.world_size]  # each rank gets one
+            n_batches = len(chunks)
             bar = None
             if progress:
                 bar = tqdm(
@@ -288,19 +298,35 @@ def train(
                     mininterval=1.0,
                 )
             sum_abs, sum_sq, count = 0.0, 0.0, 0
-            for b in batches:
-                pred = model(b.z, b.pos, b.batch, num_molecules=b.num_molecules)
-                err = pred - b.y
-                loss = (err * err).mean()
-                if not torch.isfinite(loss):
+            step_time, step_bytes, steps_here = 0.0, 0, 0
+            for chunk in chunks[step_in_epoch:]:
+                t0, w0 = time.perf_counter(), bytes_written()
+                b = mset.collate(ctx.shard(chunk))
+                hook.on_step(global_step)
+                with smooth.perturbed(model, step=global_step):
+                    pred = net(b.z, b.pos, b.batch, num_molecules=b.num_molecules)
+                    err = pred - b.y
+                    if ctx.distributed:  # DDP averages over ranks: this gives the global mean
+                        loss = (err * err).sum() * (ctx.world_size / chunk.numel())
+                    else:
+                        loss = (err * err).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                past_deadline = deadline is not None and time.perf_counter() > deadline
+                bad, signalled, past_deadline = ctx.any(
+                    not torch.isfinite(loss), guard.signum is not None, past_deadline
+                )
+                if bad:
                     raise TrainingDiverged(
-                        f"loss became {loss.item()} at epoch {epoch + 1}, step {step_in_epoch + 1} "
-                        f"(lr {opt.param_groups[0]['lr']:.2e}); nothing was saved from this step. "
-                        f"Resume from {last_path} with a lower --lr."
+                        f"loss became {_loss_text(loss, ctx)} at epoch {epoch + 1}, step "
+                        f"{step_in_epoch + 1} (lr {opt.param_groups[0]['lr']:.2e}); nothing was "
+                        f"saved from this step. Resume from {last_path} with a lower --lr."
                     )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
                 opt.step()
+                w1 = bytes_written()
+                step_time += time.perf_counter() - t0
+                step_bytes += (w1 - w0) if w0 is not None and w1 is not None else 0
+                steps_here += 1
                 step_in_epoch += 1
                 global_step += 1
                 with torch.no_grad():
@@ -315,10 +341,10 @@ def train(
                         )
                 if checkpoint_every and global_step % checkpoint_every == 0:
                     save_last()
-                if guard.signum is not None:
-                    stopped = f"signal {guard.signum}"
+                if signalled:
+                    stopped = f"signal {guard.signum or 'on another rank'}"
                     break
-                if deadline is not None and time.perf_counter() > deadline:
+                if past_deadline:
                     stopped = "time budget reached"
                     break
             if bar is not None:
@@ -327,24 +353,26 @@ def train(
                 save_last()
                 break
             # end of epoch: validate, schedule, save
-            val = evaluate_model(model, mset, split.val, batch_size=settings.eval_batch_size)
+            val = ctx.evaluate(model, mset, split.val, batch_size=settings.eval_batch_size)
             sched.step(val["mae"])
             improved = val["mae"] < best_val
             if improved:
                 best_val = val["mae"]
-                atomic_save(
-                    model_checkpoint(
-                        model,
-                        target=tdict,
-                        data=provenance,
-                        metrics={
-                            "val_mae": val["mae"],
-                            "val_rmse": val["rmse"],
-                            "epoch": epoch + 1,
-                        },
-                    ),
-                    best_path,
-                )
+                if ctx.is_main:
+                    atomic_save(
+                        model_checkpoint(
+                            model,
+                            target=tdict,
+                            data=provenance,
+                            metrics={
+                                "val_mae": val["mae"],
+                                "val_rmse": val["rmse"],
+                                "epoch": epoch + 1,
+                            },
+                        ),
+                        best_path,
+                    )
+            sum_abs, sum_sq, count = ctx.sum([sum_abs, sum_sq, float(count)])
             row = {
                 "epoch": epoch + 1,
                 "train_mae": sum_abs / max(count, 1),
@@ -353,10 +381,15 @@ def train(
                 "val_rmse": val["rmse"],
                 "lr": opt.param_groups[0]["lr"],
                 "time_s": elapsed_total + time.perf_counter() - t_start,
+                "step_s": step_time / max(steps_here, 1),
             }
+            if ctx.distributed:
+                row["processes"] = ctx.world_size
+                row["sent_bytes_per_step"] = step_bytes / max(steps_here, 1)
             history.append(row)
-            with open(hist_path, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            if ctx.is_main:
+                with open(hist_path, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
             log(
                 f"epoch {epoch + 1:4d}  train MAE {row['train_mae']:.4f}  val MAE {val['mae']:.4f} "
                 f"{target.unit}{'  *' if improved else ''}  lr {row['lr']:.2e}  "
@@ -365,8 +398,9 @@ def train(
             epoch += 1
             step_in_epoch = 0
             save_last()
-            if stopped is None and deadline is not None and time.perf_counter() > deadline:
-                stopped = "time budget reached"
+            if stopped is None and deadline is not None:
+                if ctx.any(time.perf_counter() > deadline)[0]:
+                    stopped = "time budget reached"
 
     if stopped and stopped.startswith("signal"):
         raise TrainingInterrupted(
@@ -381,4 +415,55 @@ def train(
         "unit": target.unit,
         "stopped": stopped or "epochs done",
         "elapsed_s": elapsed_total + time.perf_counter() - t_start,
+        "processes": ctx.world_size,
     }
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0."""
+
+
+def _loss_text(loss: torch.Tensor, ctx: DistContext) -> str:
+    value = loss.item()
+    return (
+        str(value) if math.isfinite(value) or not ctx.distributed else f"{value} on rank {ctx.rank}"
+    )
+
+
+def _resume_state(
+    out: Path, settings: TrainSettings, split: Split, *, resume: bool, world_size: int
+) -> dict[str, Any] | None:
+    """The state to resume from (``None`` for a new run), checked against this run's settings."""
+    out.mkdir(parents=True, exist_ok=True)
+    last_path = out / "last.pt"
+    if not resume:
+        if last_path.exists():
+            raise FileExistsError(
+                f"{out} already holds a run (last.pt); pass --resume to continue it or choose "
+                "another --out"
+            )
+        return None
+    if not last_path.exists():
+        raise FileNotFoundError(f"cannot resume: {last_path} does not exist")
+    state = load_checkpoint(last_path)
+    if "training" not in state:
+        raise CheckpointError(f"{last_path} has no training state to resume from")
+    defaults = TrainSettings().to_dict()
+    saved = {**defaults, **dict(state["training"]["settings"])}
+    diff = {
+        k: (saved.get(k), v)
+        for k, v in settings.to_dict().items()
+        if k not in settings.resumable_changes and saved.get(k) != v
+    }
+    if diff:
+        raise ValueError(f"cannot resume {last_path} with different settings: {diff}")
+    saved_val = state["data"]["split"]["val"].numpy()
+    if not np.array_equal(saved_val, split.val):
+        raise ValueError(f"cannot resume {last_path}: the data split differs from the saved one")
+    saved_world = int(state["training"].get("world_size", 1))
+    if saved_world != world_size:
+        raise WorldSizeError(
+            f"cannot resume {last_path}: it was written by a run with {saved_world} process(es), "
+            f"this run has {world_size}; an exact resume needs the same number"
+        )
+    return state

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from chemprune.cli._common import load_dataset_and_split
 
 DESCRIPTION = """Train SchNet on one QM9 target. The run folder gets last.pt (resumable state,
 saved atomically at every epoch end, every --checkpoint-every steps and on Ctrl-C/SIGTERM),
-best.pt (lowest validation MAE; what predict/evaluate take) and history.jsonl."""
+best.pt (lowest validation MAE; what predict/evaluate take) and history.jsonl.
+
+Several processes (PyTorch DDP on gloo, started with torchrun): --nproc N on one machine; on
+several machines the same command on each with --nnodes M --rdzv-endpoint HOST:PORT (a free port
+on one of them) and a shared run folder. --batch-size is then the global batch, split between
+the processes; rank 0 writes the files and the log."""
+
+_PARSER: argparse.ArgumentParser | None = None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,15 +76,109 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="also save last.pt every N steps (0: epoch ends only)",
     )
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    run.add_argument(
+        "--device", default="cpu", help="where to train: cpu (default), cuda, cuda:1, mps, ..."
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_distributed_options(p)
     p.set_defaults(run=run_train)
+    global _PARSER
+    _PARSER = p
+
+
+def _add_distributed_options(p: argparse.ArgumentParser) -> None:
+    from chemprune.distributed.hooks import COMM_HOOKS
+
+    d = p.add_argument_group("several processes (torchrun, gloo)")
+    d.add_argument("--nproc", type=int, default=None, help="processes on this machine (default 1)")
+    d.add_argument("--nnodes", type=int, default=None, help="machines (default 1)")
+    d.add_argument(
+        "--rdzv-endpoint",
+        default=None,
+        help="HOST:PORT of the c10d rendezvous, the same on every machine (needed for --nnodes>1)",
+    )
+    d.add_argument("--rdzv-id", default="chemprune", help="job id shared by the machines")
+    d.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        help="restart all processes up to N times after a failure; they resume from last.pt",
+    )
+    d.add_argument(
+        "--comm-hook",
+        default="allreduce",
+        choices=COMM_HOOKS,
+        help="gradient exchange: fp32 all-reduce (default), fp16, PowerSGD or TernGrad",
+    )
+    d.add_argument(
+        "--smoothout",
+        type=float,
+        default=0.0,
+        help="SmoothOut: uniform weight noise of this amplitude at each step (default 0: off)",
+    )
+    d.add_argument(
+        "--smoothout-adaptive",
+        action="store_true",
+        help="adaptive SmoothOut: amplitude times each filter's norm",
+    )
+
+
+# Options of the launcher only: not passed to the workers (torchrun's own parser would take some
+# of them, e.g. --nproc as an ambiguous prefix of its --nproc-per-node).
+_LAUNCH_ONLY = ("help", "nproc", "nnodes", "rdzv_endpoint", "rdzv_id", "max_restarts")
+WORLD_SIZE_ENV = "CHEMPRUNE_WORLD_SIZE"
+
+
+def _argv_from_args(args: argparse.Namespace) -> list[str]:
+    """The ``train`` command line that gives ``args`` to each worker under torchrun."""
+    assert _PARSER is not None
+    argv = ["train"]
+    for action in _PARSER._actions:
+        if not action.option_strings or action.dest in _LAUNCH_ONLY:
+            continue
+        value = getattr(args, action.dest, None)
+        flag = action.option_strings[-1] if action.option_strings[-1].startswith("--") else None
+        flag = flag or action.option_strings[0]
+        if isinstance(action, argparse._StoreTrueAction):
+            if value:
+                argv.append(flag)
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _launch(args: argparse.Namespace, spec) -> int:
+    """Re-run this command under torchrun with ``spec``'s processes; returns its exit code."""
+    from chemprune.cli import CliError
+    from chemprune.distributed.launch import launch
+
+    if str(args.device) != "cpu":
+        raise CliError(f"--device {args.device}: several processes train on the CPU only (gloo)")
+    if not args.resume and (args.out / "last.pt").exists():
+        raise FileExistsError(
+            f"{args.out} already holds a run (last.pt); pass --resume to continue it or choose "
+            "another --out"
+        )
+    load_dataset_and_split(args.data_dir, args.subset, args.seed)  # cache and split, made once
+    where = f"{spec.nnodes} machines, " if spec.nnodes > 1 else ""
+    print(
+        f"chemprune train: starting {where}{spec.world_size} processes with torchrun "
+        f"(gloo, {args.comm_hook} gradients, up to {spec.max_restarts} restarts)",
+        flush=True,
+    )
+    env = {WORLD_SIZE_ENV: str(spec.world_size)}
+    code = launch(spec, ["chemprune", *_argv_from_args(args)], env=env)
+    if code != 0:
+        raise CliError(f"distributed training failed: torchrun exited with code {code}", code)
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from chemprune.cli import EXIT_DIVERGED, EXIT_INTERRUPTED, CliError, set_threads
+    from chemprune.cli import CliError, resolve_device, set_threads
     from chemprune.data.targets import get_target
-    from chemprune.train import TrainingDiverged, TrainingInterrupted, TrainSettings, train
+    from chemprune.distributed.context import DistContext, WorldSizeError
+    from chemprune.distributed.launch import LaunchError, LaunchSpec, in_torchrun, restart_count
 
     set_threads(args.threads)
     get_target(args.target)  # fail fast on an unknown target
@@ -87,6 +189,55 @@ def run_train(args: argparse.Namespace) -> int:
         raise CliError(f"--lr must be positive, got {args.lr}")
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise CliError(f"--max-minutes must be positive, got {args.max_minutes}")
+    if args.smoothout < 0:
+        raise CliError(f"--smoothout must be >= 0, got {args.smoothout}")
+    device = resolve_device(args.device)
+    spec = LaunchSpec(
+        nproc=args.nproc or 1,
+        nnodes=args.nnodes or 1,
+        endpoint=args.rdzv_endpoint,
+        rdzv_id=args.rdzv_id,
+        max_restarts=args.max_restarts,
+    )
+    try:
+        spec.validate()
+    except LaunchError as err:
+        raise CliError(str(err)) from None
+    if spec.world_size > 1 and args.batch_size < spec.world_size:
+        raise CliError(
+            f"--batch-size {args.batch_size} is smaller than the {spec.world_size} processes "
+            "(it is the global batch; each process needs at least one molecule)"
+        )
+    if not in_torchrun() and (spec.world_size > 1 or spec.endpoint):
+        return _launch(args, spec)
+    context = None
+    resume = args.resume
+    if in_torchrun():
+        expected = os.environ.get(WORLD_SIZE_ENV)
+        if args.nproc is not None or args.nnodes is not None:  # torchrun started by the user
+            expected = spec.world_size
+        try:
+            context = DistContext.from_env(
+                expected_world_size=None if expected is None else int(expected)
+            )
+        except WorldSizeError as err:
+            raise CliError(str(err)) from None
+        # after a failure torchrun restarts every process: continue from last.pt
+        resume = resume or (restart_count() > 0 and (args.out / "last.pt").exists())
+    try:
+        return _run_local(args, device=device, context=context, resume=resume)
+    finally:
+        if context is not None:
+            context.close()
+
+
+def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> int:
+    """Train in this process (alone, or as one rank of a torchrun job)."""
+    from chemprune.cli import EXIT_DIVERGED, EXIT_INTERRUPTED, CliError
+    from chemprune.distributed.context import WorldSizeError
+    from chemprune.train import TrainingDiverged, TrainingInterrupted, TrainSettings, train
+
+    main = context is None or context.is_main
     data, split, source = load_dataset_and_split(args.data_dir, args.subset, args.seed)
     settings = TrainSettings(
         target=args.target,
@@ -102,27 +253,39 @@ def run_train(args: argparse.Namespace) -> int:
         lr_patience=args.lr_patience,
         min_lr=args.min_lr,
         seed=args.seed,
+        comm_hook=args.comm_hook,
+        smoothout=args.smoothout,
+        smoothout_adaptive=args.smoothout_adaptive,
     )
-    print(
-        f"chemprune train: {args.target}, {split.sizes[0]}/{split.sizes[1]}/{split.sizes[2]} "
-        f"train/val/test molecules from {source}, run folder {args.out}"
-    )
+    if main:
+        print(
+            f"chemprune train: {args.target}, {split.sizes[0]}/{split.sizes[1]}/{split.sizes[2]} "
+            f"train/val/test molecules from {source}, run folder {args.out}"
+            + (f", {context.world_size} processes" if context and context.distributed else ""),
+            flush=True,
+        )
     try:
         summary = train(
             data,
             split,
             args.out,
             settings=settings,
-            resume=args.resume,
+            resume=resume,
             max_minutes=args.max_minutes,
             checkpoint_every=args.checkpoint_every,
             data_source=source,
             progress=not args.no_progress,
+            device=device,
+            context=context,
         )
+    except WorldSizeError as err:
+        raise CliError(str(err)) from None
     except TrainingDiverged as err:
         raise CliError(str(err), EXIT_DIVERGED) from None
     except TrainingInterrupted as err:
         raise CliError(str(err), EXIT_INTERRUPTED) from None
+    if not main:
+        return 0
     if args.json:
         print(json.dumps(summary))
     else:

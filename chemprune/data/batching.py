@@ -45,16 +45,30 @@ class MoleculeSet:
         self.y = None if y is None else torch.as_tensor(y, dtype=torch.float32)
         self.counts = self.ptr[1:] - self.ptr[:-1]
 
+    @property
+    def device(self) -> torch.device:
+        return self.z.device
+
+    def to(self, device: torch.device | str) -> MoleculeSet:
+        """The same molecules with every tensor on ``device`` (batches are then built there)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        y = None if self.y is None else self.y.to(device)
+        return MoleculeSet(self.z.to(device), self.pos.to(device), self.ptr.to(device), y)
+
     def __len__(self) -> int:
         return self.ptr.numel() - 1
 
     def collate(self, index: Tensor | np.ndarray | list[int]) -> MoleculeBatch:
         """Gather molecules ``index`` into one batch (vectorised)."""
-        idx = torch.as_tensor(index, dtype=torch.long)
+        dev = self.z.device
+        idx = torch.as_tensor(index, dtype=torch.long).to(dev)
         counts = self.counts[idx]
-        batch = torch.repeat_interleave(torch.arange(idx.numel()), counts)
+        batch = torch.repeat_interleave(torch.arange(idx.numel(), device=dev), counts)
         starts = torch.cumsum(counts, 0) - counts
-        atom = self.ptr[idx][batch] + torch.arange(int(counts.sum())) - starts[batch]
+        atoms = torch.arange(int(counts.sum()), device=dev)
+        atom = self.ptr[idx][batch] + atoms - starts[batch]
         y = None if self.y is None else self.y[idx]
         return MoleculeBatch(z=self.z[atom], pos=self.pos[atom], batch=batch, y=y, index=idx)
 

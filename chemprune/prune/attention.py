@@ -57,9 +57,9 @@ def schnet_filter_profiles(num_bins: int = 32) -> ProfileFn:
             return weight_profiles(model, group)
         blk = model.interactions[int(m.group(1))]
         fn = blk.filter_network
-        d = torch.linspace(0.0, model.cutoff, num_bins + 1)[1:]
-        hidden = fn.act(fn.lin1(model.rbf(d)))
         w2 = get_param(model, group.mask_slots[0], original=True)
+        d = torch.linspace(0.0, model.cutoff, num_bins + 1, device=w2.device)[1:]
+        hidden = fn.act(fn.lin1(model.rbf(d)))
         b2 = get_param(model, group.mask_slots[1], original=True)
         resp = (hidden @ w2.T + b2) * cosine_cutoff(d, model.cutoff).unsqueeze(1)
         return resp.T.contiguous()  # [F, num_bins]
@@ -168,7 +168,7 @@ class AttentionPruner(AutoPrunePruner):
             hidden=self.hidden,
             init=self.init,
             channel_bias=self.channel_bias,
-        ).to(prof.dtype)
+        ).to(device=prof.device, dtype=prof.dtype)
         self.attention[group.name] = att
         return _AttentionHolder(model, group, att, self.profile_fn)
 

@@ -102,7 +102,7 @@ def select_units(
             sp = sparsity[name] if isinstance(sparsity, dict) else sparsity
             n = s.numel()
             k = int(round(check_sparsity(sp) * n))
-            mask = torch.ones(n, dtype=torch.bool)
+            mask = torch.ones(n, dtype=torch.bool, device=s.device)
             if k:
                 mask[torch.argsort(s.flatten(), stable=True)[:k]] = False
             keep[g] = mask.reshape(s.shape)

@@ -34,7 +34,9 @@ def magnitude_scores(
                 get_param(model, g.mask_slots[0], original=original).detach().abs().clone()
             )
             continue
-        total = torch.zeros(g.size)
+        total = torch.zeros(
+            g.size, device=get_param(model, g.mask_slots[0], original=original).device
+        )
         count = 0
         for slot in g.mask_slots:
             w = get_param(model, slot, original=original).detach()

@@ -82,13 +82,13 @@ def group_masks(
                     raise ValueError(
                         f"{group.name}: keep mask {tuple(k.shape)} != {tuple(p.shape)}"
                     )
-                m = k.to(p.dtype)
+                m = k.to(device=p.device, dtype=p.dtype)
             else:
                 if k.numel() != group.size:
                     raise ValueError(
                         f"{group.name}: {k.numel()} keep entries for {group.size} units"
                     )
-                m = expand_unit_mask(k.to(p.dtype), slot, p.shape)
+                m = expand_unit_mask(k.to(device=p.device, dtype=p.dtype), slot, p.shape)
             name = slot.qualname
             masks[name] = masks[name] * m if name in masks else m.clone()
     return masks
@@ -183,15 +183,16 @@ def alive_units(
         m = masks.get(slot.qualname)
         p = get_param(model, slot, original=True)
         return torch.ones_like(p, dtype=torch.bool) if m is None else m != 0
-    alive = torch.zeros(group.size, dtype=torch.bool)
+    device = get_param(model, group.mask_slots[0], original=True).device
+    alive = torch.zeros(group.size, dtype=torch.bool, device=device)
     any_mask = False
     for slot in group.mask_slots:
         m = masks.get(slot.qualname)
         if m is None:
-            return torch.ones(group.size, dtype=torch.bool)
+            return torch.ones(group.size, dtype=torch.bool, device=device)
         any_mask = True
         dims = [d for d in range(m.dim()) if d != slot.dim]
         per_index = (m != 0).any(dim=dims) if dims else m != 0
         per_unit = per_index.reshape(group.size, slot.repeat).any(dim=1)
         alive |= per_unit
-    return alive if any_mask else torch.ones(group.size, dtype=torch.bool)
+    return alive if any_mask else torch.ones(group.size, dtype=torch.bool, device=device)

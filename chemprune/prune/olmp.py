@@ -34,7 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from chemprune.prune.base import Pruner, Schedule, register_pruner
-from chemprune.prune.groups import PruningGroup, get_param
+from chemprune.prune.groups import PruningGroup
+from chemprune.prune.magnitude import magnitude_scores
 from chemprune.prune.masks import alive_units, apply_masks, get_masks, group_masks
 from chemprune.prune.partition import partition_groups
 
@@ -54,23 +55,9 @@ class SearchResult:
     history: list[tuple[float, float | None]] = field(default_factory=list)
 
 
-@torch.no_grad()
 def _original_magnitudes(model: nn.Module, groups: Sequence[PruningGroup]) -> dict[str, Tensor]:
-    """Magnitudes of the unmasked weights (pruned weights keep their values under DNS)."""
-    out: dict[str, Tensor] = {}
-    for g in groups:
-        if g.kind == "weight":
-            out[g.name] = get_param(model, g.mask_slots[0], original=True).detach().abs().clone()
-            continue
-        total = torch.zeros(g.size)
-        count = 0
-        for slot in g.mask_slots:
-            w = get_param(model, slot, original=True).detach().movedim(slot.dim, 0)
-            w = w.reshape(g.size, -1)
-            total += w.abs().sum(dim=1)
-            count += w.shape[1]
-        out[g.name] = total / max(count, 1)
-    return out
+    """Mean |w| per unit of the unmasked weights (pruned weights keep their values under DNS)."""
+    return magnitude_scores(model, groups, 1.0, original=True)
 
 
 @register_pruner("olmp")

@@ -115,3 +115,18 @@ def test_demo_end_to_end(tmp_path, prune_minutes):
         assert [row[0] for row in rows] == ["dense", "pruned"]
         assert "[32, 32, 32]" in r.stdout and (out / "pruned.pt").exists()
         assert f"checkpoint: {out}/pruned.pt" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("cuda", "CUDA is not available"), ("gpu0", "is not a device name")],
+)
+def test_train_rejects_unusable_devices(qm9_dir, tmp_path, device, message):
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = tmp_path / "run"
+    r = run_cli("train", "--data-dir", str(qm9_dir), "--out", str(out), "--device", device)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not out.exists()  # nothing started, nothing written

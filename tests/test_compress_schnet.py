@@ -1,0 +1,43 @@
+"""``prune_schnet``: budgets in steps, structured removal, the report."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from chemprune.compress_schnet import prune_schnet
+from chemprune.data.batching import MoleculeSet
+from chemprune.data.splits import make_split
+from chemprune.models.schnet import SchNet
+
+
+@pytest.fixture
+def setup(qm9_small):
+    data = MoleculeSet(qm9_small.z, qm9_small.pos, qm9_small.ptr, qm9_small.target_values("gap"))
+    split = make_split(len(data), (160, 40, 40), seed=0)
+    torch.manual_seed(0)
+    model = SchNet(hidden_channels=16, filter_channels=8, num_interactions=2, num_gaussians=10)
+    return model, data, split
+
+
+def _steps(report: dict) -> int:
+    return sum(part["steps"] for part in report["finetune"].values() if isinstance(part, dict))
+
+
+@pytest.mark.parametrize("method", ["magnitude", "attention"])
+def test_step_budget_is_the_same_for_every_engine(setup, method):
+    model, data, split = setup
+    report = prune_schnet(
+        model, data, split, method=method, sparsity=0.5, kind="filter",
+        finetune_minutes=30, finetune_steps=7, batch_size=16, progress=False, log=lambda m: None,
+    )  # fmt: skip
+    assert _steps(report) == 7
+    if method == "attention":  # half of the budget trains the gates
+        assert report["finetune"]["gated"]["steps"] == 3
+    assert model.filter_channels == [4, 4]
+    assert report["after"]["params"] < report["before"]["params"]
+
+
+def test_moving_molecules_to_their_own_device_is_free(setup):
+    _, data, _ = setup
+    assert data.to("cpu") is data and data.to(torch.device("cpu")).device.type == "cpu"
