@@ -133,9 +133,8 @@ def prune_schnet(
     if isinstance(engine, AutoPrunePruner):  # AutoPrune and attention: gated training first
         engine.attach(model)
         gate_steps = None if finetune_steps is None else finetune_steps // 2
-        log(
-            f"{method}: training gates for {finetune_minutes / 2:g} min (at most {gate_steps} steps)"
-        )
+        cap = "" if gate_steps is None else f" (at most {gate_steps} steps)"
+        log(f"{method}: training gates for {finetune_minutes / 2:g} min{cap}")
         tune["gated"] = finetune(
             model,
             data,
