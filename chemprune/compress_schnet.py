@@ -23,7 +23,7 @@ from chemprune.prune import PRUNERS, AutoPrunePruner, remove_masks, shrink, summ
 from chemprune.prune.attention import schnet_filter_profiles
 from chemprune.prune.schnet import schnet_groups
 
-__all__ = ["split_from_checkpoint", "prune_schnet", "model_stats"]
+__all__ = ["split_from_checkpoint", "prune_schnet", "model_stats", "sparsity_for_macs"]
 
 
 def split_from_checkpoint(ckpt: dict[str, Any], num_molecules: int) -> Split:
@@ -55,11 +55,71 @@ def model_stats(model: SchNet, data: MoleculeSet, indices: np.ndarray) -> dict[s
         "nonzero_params": s["nonzero_params"],
         "macs_per_batch64": s["macs"],
         "effective_macs_per_batch64": s["effective_macs"],
+        "hidden_channels": model.hidden_channels,
         "filter_channels": model.filter_channels,
         "filter_hidden_channels": [
             blk.filter_network.hidden_channels for blk in model.interactions
         ],
+        "interaction_channels": [blk.interaction_channels for blk in model.interactions],
     }
+
+
+_WIDTH_KEYS = {
+    "filters": "filter_channels",
+    "filter_hidden": "filter_hidden_channels",
+    "interaction": "interaction_channels",
+}
+
+
+def _shrunk_config(model: SchNet, groups: Sequence[Any], sparsity: float) -> dict[str, Any]:
+    """``model.config()`` after removing ``round(sparsity * units)`` units of every group."""
+    cfg = model.config()
+    for g in groups:
+        keep = max(1, g.size - int(round(sparsity * g.size)))
+        if g.name == "atom_basis":
+            cfg["hidden_channels"] = keep
+            continue
+        _, block, part = g.name.split(".")
+        cfg[_WIDTH_KEYS[part]] = list(cfg[_WIDTH_KEYS[part]])
+        cfg[_WIDTH_KEYS[part]][int(block)] = keep
+    return cfg
+
+
+@torch.no_grad()
+def sparsity_for_macs(
+    model: SchNet,
+    batch: Any,
+    fraction: float,
+    *,
+    kind: str = "filter",
+    blocks: Sequence[int] | None = None,
+) -> float:
+    """The smallest structured sparsity whose shrunk model needs at most ``fraction`` of
+    ``model``'s multiply-accumulates on ``batch`` (a :class:`MoleculeBatch`).
+
+    MACs are counted on architectures rebuilt with the shrunk widths, so the answer holds for
+    any engine (they all remove the same number of units per group).
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"the target MAC fraction must be in (0, 1), got {fraction}")
+    groups = schnet_groups(model, kind, blocks=blocks)
+
+    def macs(sparsity: float) -> int:
+        m = SchNet.from_config(_shrunk_config(model, groups, sparsity)).eval()
+        return summarize(m, lambda net: net(batch.z, batch.pos, batch.batch))["macs"]
+
+    dense, target = macs(0.0), fraction * macs(0.0)
+    top = 1.0 - 1.0 / min(g.size for g in groups)  # every group keeps one unit at least
+    if macs(top) > target:
+        raise ValueError(
+            f"pruning {kind} cannot reach {fraction:.3g} of the MACs: at most "
+            f"{1 - macs(top) / dense:.1%} of them can be removed this way"
+        )
+    lo, hi = 0.0, top
+    for _ in range(24):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if macs(mid) <= target else (mid, hi)
+    return hi
 
 
 def prune_schnet(

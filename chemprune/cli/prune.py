@@ -7,10 +7,14 @@ import json
 from pathlib import Path
 
 DESCRIPTION = """Prune a SchNet checkpoint trained by chemprune. Unstructured pruning (default)
-zeroes single weights; --structured removes filter channels (or filter-network hidden units)
-of the interaction blocks for real, so the saved model is smaller and faster. The pruned model
-is fine-tuned for --finetune-minutes on the checkpoint's own training split and saved with its
-new per-block widths; predict/evaluate use it unchanged."""
+zeroes single weights; --structured removes whole units for real, so the saved model is smaller
+and faster: the filter channels of the interaction blocks (default), the filter networks' hidden
+units (filter_hidden), the blocks' atom-wise layer (interaction) or the atom-basis width
+(atom_basis), alone or joined by '+' (filter+atom_basis). Say how much with --sparsity (fraction
+of units removed in every group) or --target-macs (fraction of the multiply-accumulates to keep).
+The pruned model is fine-tuned for --finetune-minutes (and/or --finetune-steps) on the
+checkpoint's own training split and saved with its new widths; predict/evaluate use it
+unchanged."""
 
 
 def _blocks(text: str) -> list[int]:
@@ -22,25 +26,42 @@ def _blocks(text: str) -> list[int]:
         ) from None
 
 
+def _structured(text: str) -> str:
+    from chemprune.prune.schnet import SCHNET_GROUP_KINDS
+
+    kinds = text.split("+")
+    allowed = [k for k in SCHNET_GROUP_KINDS if k != "weight"]
+    if any(k not in allowed for k in kinds) or len(set(kinds)) != len(kinds):
+        raise argparse.ArgumentTypeError(
+            f"--structured takes {', '.join(allowed)} or several joined by '+', got {text!r}"
+        )
+    return text
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from chemprune.prune import PRUNERS
 
     p = sub.add_parser("prune", help="prune a trained SchNet", description=DESCRIPTION)
     p.add_argument("--model", required=True, type=Path, help="checkpoint to prune")
     p.add_argument("--method", required=True, choices=PRUNERS.names())
-    p.add_argument(
-        "--sparsity",
-        required=True,
+    amount = p.add_mutually_exclusive_group(required=True)
+    amount.add_argument(
+        "--sparsity", type=float, help="fraction of weights/channels to remove, in [0, 1)"
+    )
+    amount.add_argument(
+        "--target-macs",
         type=float,
-        help="fraction of weights/channels to remove, in [0, 1)",
+        help="structured only: keep at most this fraction of the MACs, in (0, 1); the sparsity "
+        "is chosen to match",
     )
     p.add_argument(
         "--structured",
         nargs="?",
         const="filter",
         default=None,
-        choices=["filter", "filter_hidden"],
-        help="remove whole channels: filter (default) or filter_hidden",
+        type=_structured,
+        help="remove whole units: filter (default), filter_hidden, interaction, atom_basis, or "
+        "several joined by '+'",
     )
     p.add_argument(
         "--blocks",
@@ -49,6 +70,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="interaction blocks to prune, e.g. 0,1,2 (default all)",
     )
     p.add_argument("--finetune-minutes", type=float, default=0.0)
+    p.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=None,
+        help="also stop after this many optimizer steps (gate training included)",
+    )
     p.add_argument("--lr", type=float, default=2e-4, help="fine-tuning learning rate")
     p.add_argument(
         "--lam", type=float, default=None, help="AutoPrune: gate regularisation strength"
@@ -69,6 +96,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="where to write the pruned checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="where to fine-tune: cpu (default), cuda, ...")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run_prune)
@@ -77,12 +105,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _table(report: dict) -> str:
     b, a = report["before"], report["after"]
     rows = [
+        ("atom-basis width", str(b["hidden_channels"]), str(a["hidden_channels"])),
         ("filter channels per block", str(b["filter_channels"]), str(a["filter_channels"])),
         (
             "filter-network hidden",
             str(b["filter_hidden_channels"]),
             str(a["filter_hidden_channels"]),
         ),
+        ("interaction widths", str(b["interaction_channels"]), str(a["interaction_channels"])),
         ("parameters", f"{b['params']:,}", f"{a['params']:,}"),
         ("nonzero parameters", f"{b['nonzero_params']:,}", f"{a['nonzero_params']:,}"),
         ("MACs (batch of 64)", f"{b['macs_per_batch64']:,}", f"{a['macs_per_batch64']:,}"),
@@ -96,19 +126,27 @@ def _table(report: dict) -> str:
 
 def run_prune(args: argparse.Namespace) -> int:
     from chemprune.checkpoint import atomic_save, load_model, model_checkpoint
-    from chemprune.cli import CliError, set_threads
+    from chemprune.cli import CliError, resolve_device, set_threads
     from chemprune.cli._common import load_dataset
-    from chemprune.compress_schnet import prune_schnet, split_from_checkpoint
+    from chemprune.compress_schnet import prune_schnet, sparsity_for_macs, split_from_checkpoint
     from chemprune.data.batching import MoleculeSet
     from chemprune.prune.base import check_sparsity
 
     set_threads(args.threads)
-    try:
-        check_sparsity(args.sparsity, "--sparsity")
-    except ValueError as err:
-        raise CliError(str(err)) from None
+    device = resolve_device(args.device)
+    if args.sparsity is not None:
+        try:
+            check_sparsity(args.sparsity, "--sparsity")
+        except ValueError as err:
+            raise CliError(str(err)) from None
+    elif args.structured is None:
+        raise CliError("--target-macs needs --structured (unstructured zeros save no MACs)")
+    elif not 0 < args.target_macs < 1:
+        raise CliError(f"--target-macs must be in (0, 1), got {args.target_macs}")
     if args.finetune_minutes < 0:
         raise CliError(f"--finetune-minutes must be >= 0, got {args.finetune_minutes}")
+    if args.finetune_steps is not None and args.finetune_steps < 1:
+        raise CliError(f"--finetune-steps must be >= 1, got {args.finetune_steps}")
     if args.out.resolve() == args.model.resolve():
         raise CliError("--out must differ from --model (the original is kept)")
     model, ckpt = load_model(args.model)
@@ -116,6 +154,17 @@ def run_prune(args: argparse.Namespace) -> int:
     split = split_from_checkpoint(ckpt, len(data))
     target = ckpt["target"]
     mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target["name"]))
+    sparsity = args.sparsity
+    if sparsity is None:
+        sparsity = sparsity_for_macs(
+            model,
+            mset.collate(split.val[:64]),
+            args.target_macs,
+            kind=args.structured,
+            blocks=args.blocks,
+        )
+        print(f"--target-macs {args.target_macs:g}: sparsity {sparsity:.4f} of {args.structured}")
+    model.to(device)
     options: dict = {}
     if args.lam is not None:
         options["lam"] = args.lam
@@ -125,18 +174,22 @@ def run_prune(args: argparse.Namespace) -> int:
         options["budget"] = args.budget
     report = prune_schnet(
         model,
-        mset,
+        mset.to(device),
         split,
         method=args.method,
-        sparsity=args.sparsity,
+        sparsity=sparsity,
         kind=args.structured or "weight",
         blocks=args.blocks,
         finetune_minutes=args.finetune_minutes,
+        finetune_steps=args.finetune_steps,
         lr=args.lr,
         engine_options=options,
         seed=args.seed,
         progress=not args.no_progress,
     )
+    if args.target_macs is not None:
+        report["target_macs"] = args.target_macs
+    model.cpu()
     metrics = dict(ckpt.get("metrics", {}), val_mae=report["val_mae_after"])
     saved = model_checkpoint(
         model,
@@ -151,7 +204,7 @@ def run_prune(args: argparse.Namespace) -> int:
     else:
         print(_table(report))
         print(
-            f"saved {args.out} ({report['method']}, {report['kind']}, sparsity {args.sparsity}); "
+            f"saved {args.out} ({report['method']}, {report['kind']}, sparsity {sparsity:.4g}); "
             f"compression {report['compression']:.2f}x by nonzero parameters"
         )
     return 0

@@ -132,6 +132,7 @@ class InteractionBlock(nn.Module):
         num_gaussians: int,
         filter_channels: int,
         filter_hidden_channels: int | None = None,
+        interaction_channels: int | None = None,
     ) -> None:
         super().__init__()
         if filter_channels < 1:
@@ -143,14 +144,21 @@ class InteractionBlock(nn.Module):
             num_gaussians=num_gaussians, hidden_channels=fh, filter_channels=filter_channels
         )
         self.in2f = nn.Linear(hidden_channels, filter_channels, bias=False)
-        self.f2out = nn.Linear(filter_channels, hidden_channels)
+        mid = hidden_channels if interaction_channels is None else int(interaction_channels)
+        if mid < 1:
+            raise ValueError(f"interaction_channels must be >= 1, got {mid}")
+        self.f2out = nn.Linear(filter_channels, mid)
         self.act = ShiftedSoftplus()
-        self.out = nn.Linear(hidden_channels, hidden_channels)
+        self.out = nn.Linear(mid, hidden_channels)
         self.reset_parameters()
 
     @property
     def filter_channels(self) -> int:
         return self.in2f.out_features
+
+    @property
+    def interaction_channels(self) -> int:
+        return self.f2out.out_features
 
     def reset_parameters(self) -> None:
         self.filter_network.reset_parameters()
@@ -177,8 +185,9 @@ class InteractionBlock(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"hidden={self.out.in_features}, filters={self.filter_channels}, "
-            f"filter_hidden={self.filter_network.hidden_channels}"
+            f"hidden={self.out.out_features}, filters={self.filter_channels}, "
+            f"filter_hidden={self.filter_network.hidden_channels}, "
+            f"interaction={self.interaction_channels}"
         )
 
 
@@ -198,6 +207,8 @@ class SchNet(nn.Module):
         hidden_channels: atom-basis width (the residual stream).
         filter_channels: filter width, one int for all blocks or one per block.
         filter_hidden_channels: hidden width of each filter network (defaults to the filter width).
+        interaction_channels: width of each block's atom-wise layer between the convolution and
+            the block output (defaults to ``hidden_channels``).
         num_interactions: number of interaction blocks.
         num_gaussians: radial basis size.
         cutoff: radius-graph and cosine-cutoff radius in Angstrom.
@@ -214,6 +225,7 @@ class SchNet(nn.Module):
         hidden_channels: int = 128,
         filter_channels: int | Sequence[int] = 128,
         filter_hidden_channels: int | Sequence[int] | None = None,
+        interaction_channels: int | Sequence[int] | None = None,
         num_interactions: int = 6,
         num_gaussians: int = 50,
         cutoff: float = 5.0,
@@ -237,6 +249,11 @@ class SchNet(nn.Module):
             if filter_hidden_channels is None
             else _per_block(filter_hidden_channels, num_interactions, "filter_hidden_channels")
         )
+        mids = (
+            [hidden_channels] * num_interactions
+            if interaction_channels is None
+            else _per_block(interaction_channels, num_interactions, "interaction_channels")
+        )
         self.cutoff = float(cutoff)
         self.readout = readout
         self.max_z = int(max_z)
@@ -248,8 +265,9 @@ class SchNet(nn.Module):
                 num_gaussians=num_gaussians,
                 filter_channels=f,
                 filter_hidden_channels=fh,
+                interaction_channels=mid,
             )
-            for f, fh in zip(filters, fhidden, strict=True)
+            for f, fh, mid in zip(filters, fhidden, mids, strict=True)
         )
         head = hidden_channels // 2 if head_channels is None else int(head_channels)
         self.lin1 = nn.Linear(hidden_channels, head)
@@ -287,6 +305,7 @@ class SchNet(nn.Module):
             "filter_hidden_channels": [
                 blk.filter_network.hidden_channels for blk in self.interactions
             ],
+            "interaction_channels": [blk.interaction_channels for blk in self.interactions],
             "num_interactions": len(self.interactions),
             "num_gaussians": self.num_gaussians,
             "cutoff": self.cutoff,

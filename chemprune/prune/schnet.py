@@ -9,7 +9,16 @@ declared here:
   ``f2out``. Blocks end up with different widths, which ``SchNet.config()`` records.
 * ``filter_hidden``: hidden units of each filter-generating network (``lin1`` rows + bias,
   ``lin2`` columns; ``ssp(0) = 0``).
+* ``interaction``: the units of each block's atom-wise layer between the convolution and the
+  block output (``f2out`` rows + bias, ``out`` columns).
+* ``atom_basis``: the atom-basis width (the residual stream ``h``), one group over the whole
+  model: zeroing column ``k`` of the embedding and row ``k`` (+ bias) of every block's ``out``
+  keeps ``h_k = 0`` everywhere; shrinking also removes column ``k`` of every ``in2f`` and of the
+  output head's first layer.
 * ``weight``: every Linear weight, unstructured.
+
+Structured kinds combine with ``+`` (``"filter+atom_basis"``); ``blocks`` limits the per-block
+kinds, while ``atom_basis`` always spans the whole model.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from chemprune.prune.groups import PruningGroup, Slot, weight_groups
 
 __all__ = ["schnet_groups", "SCHNET_GROUP_KINDS"]
 
-SCHNET_GROUP_KINDS = ("filter", "filter_hidden", "weight")
+SCHNET_GROUP_KINDS = ("filter", "filter_hidden", "interaction", "atom_basis", "weight")
 
 
 def schnet_groups(
@@ -31,7 +40,8 @@ def schnet_groups(
 
     Args:
         model: a chemprune SchNet.
-        kind: ``filter``, ``filter_hidden`` or ``weight``.
+        kind: ``filter``, ``filter_hidden``, ``interaction``, ``atom_basis`` (or several joined
+            by ``+``) or ``weight``.
         blocks: interaction blocks to include (default: all).
     """
     if not isinstance(model, SchNet):
@@ -50,11 +60,20 @@ def schnet_groups(
             if name.startswith("interactions.") and name not in names
         ]
         return weight_groups(model, exclude=skip)
+    kinds = kind.split("+")
+    unknown = [k for k in kinds if k not in SCHNET_GROUP_KINDS or k == "weight"]
+    if unknown or len(set(kinds)) != len(kinds):
+        raise ValueError(
+            f"unknown SchNet group kind {kind!r}; use one of {SCHNET_GROUP_KINDS} "
+            "(structured ones may be joined by '+')"
+        )
     groups = []
+    if "atom_basis" in kinds:
+        groups.append(_atom_basis_group(model))
     for b in chosen:
         blk = model.interactions[b]
         p = f"interactions.{b}"
-        if kind == "filter":
+        if "filter" in kinds:
             groups.append(
                 PruningGroup(
                     name=f"{p}.filters",
@@ -73,7 +92,7 @@ def schnet_groups(
                     tags=("filter",),
                 )
             )
-        elif kind == "filter_hidden":
+        if "filter_hidden" in kinds:
             groups.append(
                 PruningGroup(
                     name=f"{p}.filter_hidden",
@@ -91,6 +110,34 @@ def schnet_groups(
                     tags=("filter_hidden",),
                 )
             )
-        else:
-            raise ValueError(f"unknown SchNet group kind {kind!r}; use one of {SCHNET_GROUP_KINDS}")
+        if "interaction" in kinds:
+            groups.append(
+                PruningGroup(
+                    name=f"{p}.interaction",
+                    kind="channel",
+                    size=blk.interaction_channels,
+                    mask_slots=(Slot(f"{p}.f2out", "weight", 0), Slot(f"{p}.f2out", "bias", 0)),
+                    slots=(
+                        Slot(f"{p}.f2out", "weight", 0),
+                        Slot(f"{p}.f2out", "bias", 0),
+                        Slot(f"{p}.out", "weight", 1),
+                    ),
+                    tags=("interaction",),
+                )
+            )
     return groups
+
+
+def _atom_basis_group(model: SchNet) -> PruningGroup:
+    outs = [f"interactions.{b}.out" for b in range(len(model.interactions))]
+    mask_slots = (Slot("embedding", "weight", 1),)
+    mask_slots += tuple(Slot(m, p, 0) for m in outs for p in ("weight", "bias"))
+    consumers = tuple(Slot(f"interactions.{b}.in2f", "weight", 1) for b in range(len(outs)))
+    return PruningGroup(
+        name="atom_basis",
+        kind="channel",
+        size=model.hidden_channels,
+        mask_slots=mask_slots,
+        slots=mask_slots + consumers + (Slot("lin1", "weight", 1),),
+        tags=("atom_basis",),
+    )

@@ -60,6 +60,28 @@ def test_prune_each_engine(trained, qm9_dir, tmp_path, method, extra):
     assert r.returncode == 0 and json.loads(r.stdout)["n"] == 24
 
 
+def test_target_macs_with_atom_basis_and_filters(trained, qm9_dir, tmp_path):
+    out = tmp_path / "pruned.pt"
+    r = run_cli(
+        "prune", "--model", str(trained), "--data-dir", str(qm9_dir), "--method", "attention",
+        "--target-macs", "0.6", "--structured", "filter+atom_basis", "--finetune-steps", "4",
+        "--finetune-minutes", "5", "--out", str(out), "--json", "--no-progress", "--threads", "1",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.splitlines()[-1])
+    before, after = report["before"], report["after"]
+    assert after["macs_per_batch64"] <= 0.6 * before["macs_per_batch64"]
+    assert after["hidden_channels"] < before["hidden_channels"]
+    assert all(
+        a < b for a, b in zip(after["filter_channels"], before["filter_channels"], strict=True)
+    )
+    assert report["target_macs"] == 0.6 and report["sparsity"] < 0.9
+    model, ckpt = load_model(out)
+    assert ckpt["config"]["hidden_channels"] == after["hidden_channels"]
+    r = run_cli("evaluate", "--model", str(out), "--data-dir", str(qm9_dir), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["n"] == 24
+
+
 def test_prune_errors(trained, qm9_dir, tmp_path):
     common = ["--model", str(trained), "--data-dir", str(qm9_dir), "--out", str(tmp_path / "p.pt")]
     r = run_cli("prune", *common, "--method", "magnitude", "--sparsity", "1.5")
@@ -70,6 +92,14 @@ def test_prune_errors(trained, qm9_dir, tmp_path):
     assert r.returncode == 2 and "no channel" in r.stderr
     r = run_cli("prune", *common, "--method", "magnitude", "--sparsity", "0.5", "--blocks", "7")
     assert r.returncode == 2 and "blocks [7] do not exist" in r.stderr
+    r = run_cli("prune", *common, "--method", "magnitude", "--target-macs", "0.5")
+    assert r.returncode == 2 and "--target-macs needs --structured" in r.stderr
+    r = run_cli(
+        "prune", *common, "--method", "magnitude", "--target-macs", "0.01", "--structured"
+    )  # filters alone cannot remove 99% of the work
+    assert r.returncode == 2 and "cannot reach 0.01 of the MACs" in r.stderr
+    r = run_cli("prune", *common, "--method", "magnitude", "--sparsity", "0.5", "--structured", "x")
+    assert r.returncode == 2 and "--structured takes filter" in r.stderr
     foreign = tmp_path / "foreign.pt"
     import torch
 

@@ -32,6 +32,38 @@ def test_shrunk_schnet_equals_masked_and_rebuilds_from_config(model_and_batch, k
     assert "filter_channels=[6, 12, 6]" in repr(m) or kind == "filter_hidden"
 
 
+@pytest.mark.parametrize(
+    ("kind", "expect"),
+    [
+        ("atom_basis", {"hidden_channels": 8, "head_channels": 8, "filter_channels": [12] * 3}),
+        ("interaction", {"hidden_channels": 16, "interaction_channels": [8, 16, 8]}),
+        (
+            "filter+atom_basis+interaction",
+            {
+                "hidden_channels": 8,
+                "filter_channels": [6, 12, 6],
+                "interaction_channels": [8, 16, 8],
+            },
+        ),
+    ],
+)
+def test_atom_basis_and_interaction_widths_shrink_exactly(model_and_batch, kind, expect):
+    m, b = model_and_batch
+    groups = schnet_groups(m, kind, blocks=[0, 2])
+    assert sum(g.name == "atom_basis" for g in groups) == ("atom_basis" in kind)
+    MagnitudePruner(groups=groups, sparsity=0.5, scope="layer").apply(m)
+    masked = m(b.z, b.pos, b.batch)
+    params = count_parameters(m)[0]
+    shrink(m, groups)
+    torch.testing.assert_close(m(b.z, b.pos, b.batch), masked, atol=1e-5, rtol=1e-5)
+    cfg = m.config()
+    assert {k: cfg[k] for k in expect} == expect
+    assert count_parameters(m)[0] < params
+    rebuilt = SchNet.from_config(cfg)
+    rebuilt.load_state_dict(m.state_dict())
+    torch.testing.assert_close(rebuilt.eval()(b.z, b.pos, b.batch), masked, atol=1e-5, rtol=1e-5)
+
+
 def test_weight_groups_and_errors(model_and_batch):
     m, _ = model_and_batch
     names = {g.name for g in schnet_groups(m, "weight", blocks=[1])}
@@ -41,6 +73,8 @@ def test_weight_groups_and_errors(model_and_batch):
         schnet_groups(m, "filter", blocks=[5])
     with pytest.raises(ValueError, match="unknown SchNet group kind"):
         schnet_groups(m, "atoms")
+    with pytest.raises(ValueError, match="unknown SchNet group kind"):
+        schnet_groups(m, "filter+filter")
     with pytest.raises(TypeError, match="expected a chemprune SchNet"):
         schnet_groups(torch.nn.Linear(2, 2))
     assert count_parameters(m)[0] == sum(p.numel() for p in m.parameters())
