@@ -56,9 +56,19 @@ from chemprune.prune import PRUNERS, MagnitudePruner, register_pruner, summarize
 from chemprune.train import TrainSettings, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CHEMPRUNE_METHODS = ("attention", "autoprune", "magnitude", "random")
+# chemprune rows: engine and which widths it removes (``_all``: every width Torch-Pruning touches)
+ALL_WIDTHS = "filter+filter_hidden+interaction+atom_basis"
+CHEMPRUNE = {m: (m, "filter") for m in ("attention", "autoprune", "magnitude", "random")}
+CHEMPRUNE |= {
+    "attention_all": ("attention", ALL_WIDTHS),
+    "magnitude_all": ("magnitude", ALL_WIDTHS),
+}
+CHEMPRUNE_METHODS = tuple(CHEMPRUNE)
+DEFAULT_METHODS = ("attention", "autoprune", "magnitude", "random", "torch_pruning")
+DEFAULT_METHODS += ("torch_pruning_pyg",)
 METHODS = (*CHEMPRUNE_METHODS, "torch_pruning", "torch_pruning_pyg")
 MARKERS = {"attention": "o", "autoprune": "s", "magnitude": "^", "random": "v"}
+MARKERS |= {"attention_all": "h", "magnitude_all": "<"}
 MARKERS |= {"torch_pruning": "D", "torch_pruning_pyg": "P", "pyg_dense": "X"}
 
 
@@ -149,16 +159,17 @@ def dense_model(args, data, target: str) -> tuple[SchNet, Any, dict]:
 def run_chemprune(method: str, sparsity: float, dense: SchNet, mset, split, args) -> tuple:
     """Prune a copy of ``dense`` on ``mset``'s device (``--device``)."""
     model = copy.deepcopy(dense).to(mset.device)
+    engine, kind = CHEMPRUNE[method]
     options: dict[str, Any] = {}
-    if method in ("autoprune", "attention"):
+    if engine in ("autoprune", "attention"):
         options["lam"] = args.lam
-    if method == "random":
+    if engine == "random":
         options["seed"] = args.seed
     budget = {"finetune_minutes": args.finetune_minutes, "lr": args.lr, "seed": args.seed}
     budget["finetune_steps"] = args.finetune_steps
     budget["batch_size"] = args.batch_size
     report = prune_schnet(
-        model, mset, split, method=method, sparsity=sparsity, kind="filter",
+        model, mset, split, method=engine, sparsity=sparsity, kind=kind,
         engine_options=options, progress=False, log=log, **budget,
     )  # fmt: skip
     report.pop("before", None)
@@ -192,7 +203,8 @@ def run_torch_pruning(model: nn.Module, net: nn.Module, ratio: float, mset, spli
 def widths(model: nn.Module) -> dict[str, Any]:
     if isinstance(model, SchNet):
         c = model.config()
-        return {k: c[k] for k in ("hidden_channels", "filter_channels", "filter_hidden_channels")}
+        keys = ("hidden_channels", "filter_channels", "filter_hidden_channels")
+        return {k: c[k] for k in (*keys, "interaction_channels")}
     net = model.net
     return {
         "hidden_channels": net.embedding.embedding_dim,
@@ -343,7 +355,7 @@ def format_table(results: list[dict]) -> str:
             )
     lines.append(
         "(test MAE in the target's unit; speedups vs the dense chemprune model, same run; "
-        "torch_pruning* prune every width by the ratio, the others filter channels only)"
+        "torch_pruning* and *_all prune every width by the ratio, the others filter channels only)"
     )
     return "\n".join(lines)
 
@@ -405,7 +417,10 @@ def floats(s: str) -> list[float]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--targets", type=lambda s: s.split(","), default=["gap", "U0"])
-    p.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
+    p.add_argument(
+        "--methods", type=lambda s: s.split(","), default=list(DEFAULT_METHODS),
+        help=f"any of {', '.join(METHODS)} (default: all but the _all variants)",
+    )  # fmt: skip
     p.add_argument("--sparsities", type=floats, default=None, help="default 0.5,0.75,0.9")
     p.add_argument("--tp-pyg-ratios", type=floats, default=None, help="default 0.5,0.75")
     p.add_argument(
