@@ -67,13 +67,13 @@ def atomic_save(obj: Any, path: os.PathLike | str) -> Path:
     return path
 
 
-def load_checkpoint(path: os.PathLike | str) -> dict[str, Any]:
-    """Load and validate a chemprune checkpoint (weights-only unpickling).
+def load_weights_file(path: os.PathLike | str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU with one-line errors for bad files.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        CheckpointError: empty, truncated or corrupted file, a file holding objects other than
-            tensors and plain data, or a foreign checkpoint (e.g. a bare PyG ``state_dict``).
+        CheckpointError: a folder, an empty, truncated or corrupted file, or one holding objects
+            other than tensors and plain data.
     """
     path = Path(path)
     if not path.exists():
@@ -93,10 +93,22 @@ def load_checkpoint(path: os.PathLike | str) -> dict[str, Any]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"model file {path} is truncated or corrupted: {msg}") from None
+    return obj
+
+
+def load_checkpoint(path: os.PathLike | str) -> dict[str, Any]:
+    """Load and validate a chemprune checkpoint (weights-only unpickling).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CheckpointError: empty, truncated or corrupted file, a file holding objects other than
+            tensors and plain data, or a foreign checkpoint (e.g. a bare PyG ``state_dict``).
+    """
+    obj = load_weights_file(path)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         hint = ""
         if isinstance(obj, dict) and any(str(k).startswith("interactions.") for k in obj):
-            hint = " (it looks like a bare SchNet state_dict: import it with chemprune.interop)"
+            hint = " (it looks like a bare SchNet state_dict: bring it in with `chemprune import`)"
         raise CheckpointError(f"model file {path} is not a chemprune SchNet checkpoint{hint}")
     version = obj.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:

@@ -39,7 +39,7 @@ class CliError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     from chemprune import __version__
-    from chemprune.cli import demo, evaluate, export, predict, prune, train
+    from chemprune.cli import demo, evaluate, export, import_model, predict, prune, train
 
     parser = argparse.ArgumentParser(
         prog="chemprune",
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"chemprune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (train, evaluate, predict, prune, export, demo):
+    for module in (train, evaluate, predict, import_model, prune, export, demo):
         module.add_parser(sub)
     return parser
 

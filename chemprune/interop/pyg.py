@@ -66,6 +66,33 @@ def pyg_state_to_chemprune(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def pyg_widths_from_state(state: dict[str, Tensor]) -> dict[str, int]:
+    """``make_pyg_schnet`` width arguments read off a PyG SchNet ``state_dict``'s shapes.
+
+    Raises:
+        ValueError: the dict is not a PyG SchNet's (names which key is missing or odd).
+    """
+    need = ("embedding.weight", "distance_expansion.offset", "lin1.weight", "lin2.weight")
+    missing = [k for k in need if k not in state]
+    if missing:
+        raise ValueError(f"not a PyG SchNet state_dict: no {', '.join(missing)}")
+    blocks = {int(k.split(".")[1]) for k in state if k.startswith("interactions.")}
+    if not blocks or blocks != set(range(len(blocks))):
+        raise ValueError("not a PyG SchNet state_dict: no interactions.0, 1, ... entries")
+    try:
+        filters = state["interactions.0.mlp.2.weight"].shape[0]
+    except KeyError:
+        raise ValueError("not a PyG SchNet state_dict: no interactions.0.mlp.2.weight") from None
+    if state["lin2.weight"].shape[0] != 1:
+        raise ValueError("only single-output PyG SchNet models are supported")
+    return {
+        "hidden_channels": int(state["embedding.weight"].shape[1]),
+        "num_filters": int(filters),
+        "num_interactions": len(blocks),
+        "num_gaussians": int(state["distance_expansion.offset"].numel()),
+    }
+
+
 def from_pyg(model: nn.Module) -> SchNet:
     """Copy a trained PyG ``SchNet`` into chemprune's :class:`SchNet` (identical outputs).
 
