@@ -148,9 +148,10 @@ def dense_model(args, data, target: str) -> tuple[SchNet, Any, dict]:
         f"{target}: training the dense model ({args.dense_minutes:g} min, {args.dense_epochs} epochs)"
     )
     log("  (reuse it later with --dense; with no --work-dir the folder is temporary)")
+    resume = (out / "last.pt").exists()  # an interrupted benchmark goes on where it stopped
     summary = train(
         data, split, out, settings=settings, max_minutes=args.dense_minutes, progress=False,
-        log=log, device=args.device,
+        log=log, device=args.device, resume=resume,
     )  # fmt: skip
     model, _ = load_model(summary["best"] or summary["last"])
     return model, split, {"trained": summary, "settings": settings.to_dict()}
@@ -279,7 +280,7 @@ def run_target(target: str, data, args, tmp: Path) -> dict:
     checks: dict[str, Any] = {}
     for method in args.methods:
         if method in CHEMPRUNE_METHODS:
-            for sp in args.sparsities:
+            for sp in args.all_widths_sparsities if method.endswith("_all") else args.sparsities:
                 log(f"{target}: {method} at sparsity {sp}")
                 s0 = time.perf_counter()
                 model, rep = run_chemprune(method, sp, dense, dev_set, split, args)
@@ -424,6 +425,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sparsities", type=floats, default=None, help="default 0.5,0.75,0.9")
     p.add_argument("--tp-pyg-ratios", type=floats, default=None, help="default 0.5,0.75")
     p.add_argument(
+        "--all-widths-sparsities", type=floats, default=[0.5, 0.75],
+        help="sparsities of the *_all methods (default 0.5,0.75: Torch-Pruning's ratios)",
+    )  # fmt: skip
+    p.add_argument(
         "--subset", type=int, default=None,
         help="molecules split 80/10/10 (default 20000); 0: the standard 110,000/10,000/10,831",
     )  # fmt: skip
@@ -477,7 +482,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         p.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    if any(not 0 < s < 1 for s in args.sparsities + args.tp_pyg_ratios):
+    if any(
+        not 0 < s < 1 for s in args.sparsities + args.tp_pyg_ratios + args.all_widths_sparsities
+    ):
         p.error("sparsities and ratios must be in (0, 1)")
     return args
 
