@@ -19,7 +19,14 @@ from chemprune.data.splits import Split, make_split
 from chemprune.evaluate import evaluate_model
 from chemprune.finetune import finetune
 from chemprune.models.schnet import SchNet
-from chemprune.prune import PRUNERS, AutoPrunePruner, remove_masks, shrink, summarize
+from chemprune.prune import (
+    PRUNERS,
+    AutoPrunePruner,
+    Schedule,
+    remove_masks,
+    shrink,
+    summarize,
+)
 from chemprune.prune.attention import schnet_filter_profiles
 from chemprune.prune.schnet import schnet_groups
 
@@ -185,8 +192,15 @@ def prune_schnet(
             **options,
         )
     else:
-        if method == "attention" and kind == "filter":
+        if method == "attention":  # filter groups get distance profiles, the others weights
             options.setdefault("profile_fn", schnet_filter_profiles())
+        if issubclass(engine_cls, AutoPrunePruner):
+            # gates close by rank, at the requested sparsity (ramped when the number of
+            # gate-training steps is known), so apply() removes what is already off
+            options.setdefault("rank_gates", True)
+            if finetune_steps is not None:
+                ramp = max(1, int(0.6 * (finetune_steps // 2)))
+                options.setdefault("schedule", Schedule(begin=0, end=ramp, power=3.0))
         engine = engine_cls(groups=groups, sparsity=sparsity, scope=scope, **options)
 
     tune: dict[str, Any] = {}

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from chemprune.prune.autoprune import AutoPrunePruner
+from chemprune.prune.autoprune import AutoPrunePruner, _Holder
 from chemprune.prune.base import register_pruner
 from chemprune.prune.groups import PruningGroup, get_param
 
@@ -99,7 +99,7 @@ class ChannelAttention(nn.Module):
         return self.out(torch.tanh(self.proj(feats))).squeeze(-1) + self.bias
 
 
-class _AttentionHolder:
+class _AttentionHolder(_Holder):
     """Computes a group's gate scores from the current profile (no module registration)."""
 
     def __init__(

@@ -84,7 +84,10 @@ class _WeaklyCoupledGate(torch.autograd.Function):
 
 class _Holder:
     """Gives a gate its score ``m`` while keeping the auxiliary parameters out of the model's
-    parameter list and state dict (a plain object, not a module)."""
+    parameter list and state dict (a plain object, not a module). The gate is open where
+    ``m > offset`` (``offset`` is 0 unless the gates close by rank, see ``rank_gates``)."""
+
+    offset: float | Tensor = 0.0
 
     def __init__(self, m: nn.Parameter) -> None:
         self._m = m
@@ -92,6 +95,11 @@ class _Holder:
     @property
     def m(self) -> Tensor:
         return self._m
+
+    def gated(self) -> Tensor:
+        """The score the gate thresholds at zero: ``m - offset``."""
+        m = self.m
+        return m if isinstance(self.offset, float) and self.offset == 0.0 else m - self.offset
 
 
 class AuxGate(nn.Module):
@@ -104,7 +112,7 @@ class AuxGate(nn.Module):
         self.ste, self.alpha, self.masked = ste, alpha, masked
 
     def forward(self, x: Tensor) -> Tensor:
-        m = self.holder.m
+        m = self.holder.gated()
         if self.slot is not None:
             m = expand_unit_mask(m, self.slot, x.shape)
         return _WeaklyCoupledGate.apply(x, m, self.ste, self.alpha, self.masked)
@@ -124,6 +132,14 @@ class AutoPrunePruner(Pruner):
         weight_grad: ``masked`` or ``straight`` (see the module docstring).
         init: initial value of every auxiliary parameter (> 0: all gates open).
         unit_cost: optional per-group weight of the regulariser (e.g. FLOPs per unit).
+        rank_gates: close gates by rank instead of at ``m = 0`` (default False, the paper's
+            rule). After each optimizer step (:meth:`step`) each group's threshold (``scope=
+            "layer"``; one for all groups with ``"global"``) moves so that exactly the share of
+            units the schedule asks for is closed, those with the lowest scores; the scores
+            still learn by the weakly coupled rules and the regulariser. The gated model then
+            already runs at the sparsity :meth:`apply` freezes.
+
+    :meth:`step` never freezes the gates: they train until :meth:`apply`.
     """
 
     def __init__(
@@ -140,6 +156,7 @@ class AutoPrunePruner(Pruner):
         weight_grad: str = "masked",
         init: float = 0.01,
         unit_cost: Mapping[str, float] | None = None,
+        rank_gates: bool = False,
     ) -> None:
         super().__init__(groups=groups, sparsity=sparsity, scope=scope, schedule=schedule)
         if ste not in STE_KINDS:
@@ -154,6 +171,8 @@ class AutoPrunePruner(Pruner):
             raise ValueError(f"init must be > 0 so that every gate starts open, got {init}")
         self.lam, self.penalty, self.ste, self.alpha = float(lam), penalty, ste, float(alpha)
         self.weight_grad, self.init = weight_grad, float(init)
+        self.rank_gates = bool(rank_gates)
+        self.groups_by_name = {g.name: g for g in self.groups}
         unknown = set(unit_cost or {}) - {g.name for g in self.groups}
         if unknown:
             raise ValueError(f"unit_cost names unknown groups: {sorted(unknown)}")
@@ -199,7 +218,7 @@ class AutoPrunePruner(Pruner):
     def gate_scores(self) -> dict[str, Tensor]:
         """Current scores ``m`` per group (detached); a gate is open where ``m > 0``."""
         with torch.no_grad():
-            return {name: h.m.detach() for name, h in self.holders.items()}
+            return {name: h.gated().detach() for name, h in self.holders.items()}
 
     def regularize(self, model: nn.Module) -> None:
         """Add the regulariser's gradient to the auxiliary parameters (after ``backward()``)."""
@@ -209,11 +228,36 @@ class AutoPrunePruner(Pruner):
             m = holder.m
             scale = self.lam * self.unit_cost[name]
             if self.penalty == "gate":
-                g = scale * surrogate_grad(m.detach(), self.ste, self.alpha)
+                g = scale * surrogate_grad(holder.gated().detach(), self.ste, self.alpha)
             else:
                 g = scale * torch.sign(m.detach())
             if m.requires_grad:
                 m.backward(g)
+
+    @torch.no_grad()
+    def step(self, model: nn.Module, step: int) -> bool:
+        """After each optimizer step: with ``rank_gates``, move the thresholds so that the
+        scheduled share of units is closed; the gates keep training. Returns False (no masks
+        are frozen; :meth:`apply` does that)."""
+        if not self._attached or not self.rank_gates:
+            return False
+        target = self.schedule(step)
+        # ties (Adam moves every score by the same amount at first) are broken by magnitude
+        mags = magnitude_scores(model, self.groups, original=True)
+        ties = {g: 1e-6 * v / (v.max() + 1e-30) for g, v in mags.items()}
+        values = {n: (h.m.detach() + ties[n]).flatten() for n, h in self.holders.items()}
+        sets = [[n] for n in values] if self.scope == "layer" else [list(values)]
+        for names in sets:
+            flat = torch.sort(torch.cat([values[n] for n in names])).values
+            k = int(round(target * flat.numel()))
+            if any(self.groups_by_name[n].structured for n in names):
+                k = min(k, flat.numel() - 1)  # a structured group keeps one unit at least
+            lo = flat[k - 1] if k > 0 else flat[0] - 1.0
+            hi = flat[k] if k < flat.numel() else flat[-1] + 1.0
+            cut = 0.5 * (lo + hi)  # exactly the k lowest values are at or below it
+            for n in names:
+                self.holders[n].offset = cut - ties[n]
+        return False
 
     @torch.no_grad()
     def gate_sparsity(self) -> float:

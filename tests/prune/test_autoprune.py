@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from chemprune.prune import AutoPrunePruner, get_masks, input_groups, weight_groups
+from chemprune.prune import AutoPrunePruner, Schedule, get_masks, input_groups, weight_groups
 
 
 def test_aux_params_are_separate_and_gradients_follow_the_rules():
@@ -108,3 +108,62 @@ def test_closed_gate_recovers_with_straight_weight_gradients():
     # once sgn(w) agreed with the loss the gate reopened
     assert closed_at is not None and reopened_at is not None and reopened_at > closed_at
     assert float(model[0].parametrizations.weight.original[0, 0].detach()) < 0
+
+
+def _relevance_problem(n_inputs: int = 10):
+    """y depends on inputs 0-2 only, and the model starts from the exact solution."""
+    torch.manual_seed(0)
+    x = torch.randn(512, n_inputs)
+    coef = torch.zeros(n_inputs)
+    coef[:3] = torch.tensor([2.0, -1.5, 1.0])
+    y = x @ coef.reshape(-1, 1)
+    model = nn.Sequential(nn.Linear(n_inputs, 1))
+    with torch.no_grad():
+        model[0].weight.copy_(coef.reshape(1, -1) + 0.01 * torch.randn(1, n_inputs))
+        model[0].bias.zero_()
+    return x, y, model
+
+
+def _train_gates(model, pruner, x, y, steps):
+    w_opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    m_opt = torch.optim.Adam(pruner.auxiliary_parameters(), lr=0.01)
+    for step in range(steps):
+        idx = torch.randint(0, len(x), (64,), generator=torch.Generator().manual_seed(step))
+        w_opt.zero_grad()
+        m_opt.zero_grad()
+        nn.functional.mse_loss(model(x[idx]), y[idx]).backward()
+        pruner.regularize(model)
+        w_opt.step()
+        m_opt.step()
+        assert pruner.step(model, step) is False  # the loop hook never freezes the gates
+
+
+def test_step_leaves_the_gates_training():
+    x, y, model = _relevance_problem()
+    pruner = AutoPrunePruner(groups=input_groups(model, ["0"]), sparsity=0.5, init=0.05)
+    (m,) = pruner.attach(model)
+    _train_gates(model, pruner, x, y, steps=20)
+    assert pruner._attached and pruner.aux["0:input"] is m
+    assert not torch.allclose(m.detach(), torch.full_like(m, 0.05))  # it learnt
+    assert pruner.holders["0:input"].offset == 0.0  # gates close at m = 0 (the paper's rule)
+
+
+@pytest.mark.parametrize("target", [0.5, 0.7])
+def test_rank_gates_hold_the_target_and_apply_changes_nothing(target):
+    x, y, model = _relevance_problem()
+    groups = input_groups(model, ["0"])
+    pruner = AutoPrunePruner(
+        groups=groups, sparsity=target, lam=1e-3, init=0.05, rank_gates=True,
+        schedule=Schedule(begin=0, end=100, power=3.0),
+    )  # fmt: skip
+    pruner.attach(model)
+    _train_gates(model, pruner, x, y, steps=20)
+    assert 0 < pruner.gate_sparsity() < target  # the ramp is under way
+    _train_gates(model, pruner, x, y, steps=300)
+    assert pruner.gate_sparsity() == pytest.approx(target)  # exactly, at every step
+    gated = model(x)
+    closed = (pruner.gate_scores()["0:input"] <= 0).nonzero().flatten().tolist()
+    assert min(closed) >= 3  # only irrelevant inputs are closed
+    pruner.apply(model, target)  # freezing the gates changes nothing
+    torch.testing.assert_close(model(x), gated)
+    assert (get_masks(model)["0.weight"][0] == 0).nonzero().flatten().tolist() == closed
