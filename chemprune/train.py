@@ -306,10 +306,7 @@ def train(
                 with smooth.perturbed(model, step=global_step):
                     pred = net(b.z, b.pos, b.batch, num_molecules=b.num_molecules)
                     err = pred - b.y
-                    if ctx.distributed:  # DDP averages over ranks: this gives the global mean
-                        loss = (err * err).sum() * (ctx.world_size / chunk.numel())
-                    else:
-                        loss = (err * err).mean()
+                    loss = ctx.mse(err, global_count=chunk.numel())
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                 past_deadline = deadline is not None and time.perf_counter() > deadline

@@ -193,8 +193,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise CliError(f"--smoothout must be >= 0, got {args.smoothout}")
     device = resolve_device(args.device)
     spec = LaunchSpec(
-        nproc=args.nproc or 1,
-        nnodes=args.nnodes or 1,
+        nproc=1 if args.nproc is None else args.nproc,
+        nnodes=1 if args.nnodes is None else args.nnodes,
         endpoint=args.rdzv_endpoint,
         rdzv_id=args.rdzv_id,
         max_restarts=args.max_restarts,

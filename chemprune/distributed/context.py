@@ -73,7 +73,15 @@ class DistContext:
                 f"{expected_world_size}; make them agree"
             )
         if world > 1 and not dist.is_initialized():
-            dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
+            timeout = timedelta(seconds=timeout_s)
+            store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+            # torchrun reuses its store when it restarts the workers: without a prefix per
+            # attempt, gloo would read the addresses of the previous attempt's processes
+            attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+            store = dist.PrefixStore(f"chemprune/attempt_{attempt}", store)
+            dist.init_process_group(
+                "gloo", store=store, rank=rank, world_size=world, timeout=timeout
+            )
         return cls(rank=int(os.environ["RANK"]), world_size=world)
 
     @property
@@ -94,6 +102,13 @@ class DistContext:
         if not self.distributed:
             return chunk
         return torch.tensor_split(chunk, self.world_size)[self.rank]
+
+    def mse(self, err: Tensor, *, global_count: int) -> Tensor:
+        """This rank's loss such that DDP's average over ranks of its gradient is the gradient
+        of the mean squared error over the whole global batch (``global_count`` molecules)."""
+        if not self.distributed:
+            return (err * err).mean()
+        return (err * err).sum() * (self.world_size / global_count)
 
     # -- agreement ------------------------------------------------------------------------------
     def any(self, *flags: bool) -> list[bool]:

@@ -2,7 +2,7 @@
 
 ``allreduce`` is DDP's own fp32 all-reduce (no hook registered); ``fp16`` and ``powersgd`` are
 PyTorch's built-in hooks (``fp16_compress_hook``; ``powerSGD_hook`` with rank 1, compression from
-the second step on, error feedback and warm start); ``terngrad`` is
+the third step on, error feedback and warm start); ``terngrad`` is
 :func:`chemprune.distributed.terngrad.terngrad_hook`.
 """
 

@@ -7,14 +7,13 @@ Each rank, for each parameter's slice of a gradient bucket (per-layer scalers):
 2. ternarises stochastically: ``t = s * sign(g) * b`` with ``s = max |g|`` and
    ``b ~ Bernoulli(|g| / s)``, so that ``E[t] = g`` (unbiased);
 3. packs the ternary values 2 bits each (4 per byte) and appends its float32 scalers;
-4. all-gathers these bytes (``all_gather_into_tensor`` of ``uint8``: 2 bits per value on the
+4. all-gathers these bytes (``all_gather_single`` of one ``uint8`` tensor: 2 bits per value on the
    wire) and averages the decoded gradients of all ranks.
 
 Every rank sends its own scalers, so the paper's scaler sharing (an extra max all-reduce) is not
 needed. The random draws depend only on ``(seed, rank, step, bucket)``; the trainer sets
 ``state.step`` before each backward, so a resumed run draws the same numbers.
 """
-
 
 from dataclasses import dataclass
 
@@ -102,7 +101,7 @@ def terngrad_hook(state: TernGradState, bucket: dist.GradBucket) -> torch.future
     nbytes = packed_size(buf.numel())
     payload = torch.cat([pack_ternary(tern), scale.to(torch.float32).view(torch.uint8)])
     gathered = torch.empty(world * payload.numel(), dtype=torch.uint8)
-    work = dist.all_gather_into_tensor(gathered, payload, group=group, async_op=True)
+    work = dist.all_gather_single(gathered, payload, group=group, async_op=True)
     seg = _segment_ids(sizes, torch.device("cpu"))
 
     def decode(_: torch.futures.Future) -> Tensor:

@@ -1,0 +1,82 @@
+"""SmoothOut without DDP: noise bounds, exact restore, gradients at the perturbed point, training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from chemprune.checkpoint import load_checkpoint
+from chemprune.data.splits import make_split, subset_sizes
+from chemprune.distributed.smoothout import SmoothOut
+from chemprune.train import TrainSettings, train
+
+TINY = dict(
+    hidden_channels=16, filter_channels=16, num_interactions=2, num_gaussians=16, batch_size=16
+)
+
+
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 1))
+
+
+def test_noise_is_uniform_within_the_amplitude_and_seeded():
+    model = net()
+    so = SmoothOut(amplitude=0.1, seed=1)
+    noise = so.noise(model, step=4)
+    flat = torch.cat([n.reshape(-1) for n in noise])
+    assert flat.abs().max() <= 0.1 and flat.abs().max() > 0.05
+    assert all(torch.equal(a, b) for a, b in zip(noise, so.noise(model, step=4), strict=True))
+    assert not torch.equal(flat, torch.cat([n.reshape(-1) for n in so.noise(model, step=5)]))
+    other_rank = SmoothOut(amplitude=0.1, seed=1, rank=1).noise(model, step=4)
+    assert not torch.equal(noise[0], other_rank[0])
+
+
+def test_adaptive_amplitude_follows_each_filter_norm():
+    model = net()
+    with torch.no_grad():
+        model[0].weight[0] *= 100.0
+    noise = SmoothOut(amplitude=0.01, adaptive=True).noise(model, step=0)
+    w = model[0].weight
+    bound = 0.01 * w.norm(dim=1, keepdim=True)
+    assert (noise[0].abs() <= bound).all()
+    assert noise[0][0].abs().max() > 10 * noise[0][1:].abs().max()
+    assert (noise[1].abs() <= 0.01 * model[0].bias.pow(2).mean().sqrt()).all()
+
+
+def test_gradient_at_perturbed_weights_and_exact_restore():
+    model, x = net(), torch.randn(8, 5, generator=torch.Generator().manual_seed(2))
+    before = [p.detach().clone() for p in model.parameters()]
+    so = SmoothOut(amplitude=0.2, seed=3)
+    with so.perturbed(model, step=7):
+        model(x).pow(2).sum().backward()
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    shifted = net()
+    with torch.no_grad():
+        for p, n in zip(shifted.parameters(), so.noise(shifted, step=7), strict=True):
+            p.add_(n)
+    shifted(x).pow(2).sum().backward()
+    for a, b in zip(model.parameters(), shifted.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+    plain = net()
+    plain(x).pow(2).sum().backward()
+    assert not torch.allclose(plain[0].weight.grad, model[0].weight.grad)
+
+
+def test_zero_amplitude_changes_nothing_and_negative_is_refused():
+    model = net()
+    with SmoothOut(amplitude=0.0).perturbed(model, step=0):
+        assert torch.equal(model[0].weight, net()[0].weight)
+    with pytest.raises(ValueError, match="amplitude must be >= 0"):
+        SmoothOut(amplitude=-1.0)
+
+
+def test_training_with_smoothout_learns_and_is_saved_in_settings(qm9_small, tmp_path):
+    split = make_split(len(qm9_small), subset_sizes(240, len(qm9_small)), 0)
+    s = TrainSettings(epochs=4, lr=3e-3, smoothout=0.01, smoothout_adaptive=True, **TINY)
+    r = train(qm9_small, split, tmp_path, settings=s, progress=False, log=lambda m: None)
+    hist = load_checkpoint(tmp_path / "last.pt")["training"]
+    assert hist["settings"]["smoothout"] == 0.01 and hist["settings"]["smoothout_adaptive"]
+    assert hist["history"][-1]["train_mae"] < hist["history"][0]["train_mae"]
+    assert r["epochs_done"] == 4
