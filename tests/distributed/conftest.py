@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +12,15 @@ import pytest
 
 from tests.conftest import REPO
 
-__all__ = ["REPO", "children", "torchrun_cmd", "worker_env"]
+__all__ = [
+    "REPO",
+    "children",
+    "run_group",
+    "start_group",
+    "stop_group",
+    "torchrun_cmd",
+    "worker_env",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +39,33 @@ def worker_env() -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
+
+
+def start_group(cmd: list[str], **kw) -> subprocess.Popen:
+    """Start ``cmd`` in a process group of its own (torchrun, its agent and its workers)."""
+    kw.setdefault("env", worker_env())
+    kw.setdefault("cwd", REPO)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kw
+    )
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Kill whatever is left of ``proc``'s group, so no worker outlives its test."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_group(cmd: list[str], timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` for commands that spawn workers: on a timeout the whole group goes."""
+    proc = start_group(cmd, **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        stop_group(proc)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def torchrun_cmd(nproc: int, *args: str) -> list[str]:

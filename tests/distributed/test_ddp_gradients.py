@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import math
-import subprocess
 
 import pytest
 import torch
 
-from tests.distributed.conftest import REPO, torchrun_cmd, worker_env
+from tests.distributed.conftest import REPO, run_group, torchrun_cmd
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp_grads")
     cmd = torchrun_cmd(2, str(REPO / "tests" / "distributed" / "_grad_worker.py"), str(out))
-    done = subprocess.run(cmd, env=worker_env(), capture_output=True, text=True, timeout=300)
+    done = run_group(cmd)
     assert done.returncode == 0, done.stderr[-3000:]
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
 

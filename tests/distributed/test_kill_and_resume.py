@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -15,7 +14,13 @@ import pytest
 import torch
 
 from chemprune.checkpoint import load_checkpoint
-from tests.distributed.conftest import REPO, children, environ_of, worker_env
+from tests.distributed.conftest import (
+    children,
+    environ_of,
+    run_group,
+    start_group,
+    stop_group,
+)
 
 EPOCHS, BATCH, TRAIN = 12, 8, 192
 
@@ -62,24 +67,25 @@ def _worker(launcher: int, rank: str) -> int | None:
 @pytest.fixture(scope="module")
 def runs(qm9_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kill")
-    kw = dict(cwd=REPO, env=worker_env(), capture_output=True, text=True, timeout=300)
-    ref = subprocess.run(_cmd(qm9_dir, tmp / "ref", "--checkpoint-every", "0"), **kw)
+    ref = run_group(_cmd(qm9_dir, tmp / "ref", "--checkpoint-every", "0"))
     assert ref.returncode == 0, ref.stderr[-3000:]
 
     out = tmp / "run"
     cmd = _cmd(qm9_dir, out, "--checkpoint-every", "5", "--max-restarts", "1")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=worker_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline, victim = time.time() + 120, None
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "last.pt").exists():
-            victim = _worker(proc.pid, "1")
-            if victim is not None:
-                os.kill(victim, signal.SIGKILL)
-                break
-        time.sleep(0.01)
-    killed_at = load_checkpoint(out / "last.pt")["training"]["global_step"]
-    stdout, stderr = proc.communicate(timeout=300)
+    proc = start_group(cmd)
+    try:
+        deadline, victim = time.time() + 120, None
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "last.pt").exists():
+                victim = _worker(proc.pid, "1")
+                if victim is not None:
+                    os.kill(victim, signal.SIGKILL)
+                    break
+            time.sleep(0.01)
+        killed_at = load_checkpoint(out / "last.pt")["training"]["global_step"]
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        stop_group(proc)
     return {"ref": ref, "tmp": tmp, "qm9_dir": qm9_dir, "victim": victim, "killed_at": killed_at,
             "proc": proc, "stdout": stdout, "stderr": stderr}  # fmt: skip
 
@@ -117,6 +123,6 @@ def test_resume_on_one_process_is_refused_with_a_clear_error(runs):
     cmd = _cmd(runs["qm9_dir"], runs["tmp"] / "ref", "--resume")
     at = cmd.index("--nproc")
     del cmd[at : at + 2]
-    done = subprocess.run(cmd, cwd=REPO, env=worker_env(), capture_output=True, text=True)
+    done = run_group(cmd)
     assert done.returncode == 2
     assert "written by a run with 2 process(es), this run has 1" in done.stderr

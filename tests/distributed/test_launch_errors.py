@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 
 import pytest
@@ -15,7 +14,7 @@ from chemprune.data.splits import make_split, subset_sizes
 from chemprune.distributed.context import WorldSizeError
 from chemprune.distributed.launch import LaunchSpec
 from chemprune.train import TrainSettings, train
-from tests.distributed.conftest import REPO, worker_env
+from tests.distributed.conftest import start_group, stop_group
 
 
 @pytest.mark.parametrize(
@@ -68,19 +67,18 @@ def test_machines_started_with_different_nproc_are_refused(qm9_dir, tmp_path):
     --nproc 2 and one with --nproc 1; torchrun makes 3 processes and every one refuses."""
     endpoint = f"127.0.0.1:{_free_port()}"
     procs = [
-        subprocess.Popen(
+        start_group(
             [sys.executable, "-m", "chemprune", "train", "--data-dir", str(qm9_dir)]
             + ["--out", str(tmp_path / "run"), "--nnodes", "2", "--nproc", str(n)]
-            + ["--rdzv-endpoint", endpoint, "--rdzv-id", "mismatch", "--no-progress"],
-            env=worker_env(),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            + ["--rdzv-endpoint", endpoint, "--rdzv-id", "mismatch", "--no-progress"]
         )
         for n in (2, 1)
     ]
-    outs = [p.communicate(timeout=180) for p in procs]
+    try:
+        outs = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            stop_group(p)
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode != 0
         assert "chemprune: error: distributed training failed" in err
