@@ -15,16 +15,21 @@ weakly coupled rules:
 
 and the two parameter sets are updated separately: the auxiliary parameters are not in
 ``model.parameters()`` but in :meth:`auxiliary_parameters`, for their own optimizer (the paper
-updates them on held-out batches). Pruned units can come back while ``m`` moves. A training
-loop::
+updates them on held-out batches). Pruned units can come back while ``m`` moves.
+
+The paper's gates close at ``m = 0``, so ``lam`` sets the sparsity only indirectly. With
+``rank_gates=True`` each group's threshold instead follows the schedule's target: after every
+step exactly that share of units, those with the lowest ``m``, is closed (ties broken by weight
+magnitude), while ``m`` keeps learning by the rules above; freezing the gates at that sparsity
+then changes nothing. A training loop::
 
     pruner = AutoPrunePruner(groups=weight_groups(model), sparsity=0.99, lam=1e-4)
     pruner.attach(model)
     w_opt = SGD(model.parameters(), ...); m_opt = Adam(pruner.auxiliary_parameters(), ...)
-    for x, y in batches:
+    for step, (x, y) in enumerate(batches):
         w_opt.zero_grad(); m_opt.zero_grad()
         loss(model(x), y).backward(); pruner.regularize(model)
-        w_opt.step(); m_opt.step()
+        w_opt.step(); m_opt.step(); pruner.step(model, step)   # never freezes the gates
     pruner.apply(model)      # freeze h(m) as masks (or pass a sparsity to rank by m)
 
 The exact surrogate, the regulariser's form and the learning rates of the paper could not be
