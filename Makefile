@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml constraints.txt requirements/nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=24"
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[interop,bench,test]"
+	$(PIP) install -q -c constraints.txt -e ".[interop,bench,test,reaction]"
 	$(PIP) install -q -c constraints.txt --no-deps -r requirements/nodeps.txt
-	$(BIN)/python -c "import torch, chemprune; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	$(BIN)/python -c "import torch, chemprune, onmt; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 
 demo: $(STAMP)

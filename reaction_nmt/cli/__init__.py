@@ -1,19 +1,28 @@
-"""``reaction-nmt`` command line.
+"""``reaction-nmt`` command line: tokenize, prepare, synth, train, average, translate,
+evaluate, predict.
 
-Only ``tokenize`` exists so far; data preparation, OpenNMT-py training, translation and
-evaluation come with the reaction_nmt issue.
+Exit codes: 0 success; 1 some inputs were invalid (the others were still processed);
+2 bad arguments, missing or malformed files, unusable checkpoints.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+# OpenMP spin-waiting makes small CPU steps ~60x slower (ENVIRONMENT.md, trap 7).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# commands whose parser accepts extra OpenNMT-py '-option value' pairs
+_PASS_THROUGH = {"train"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     from chemprune import __version__
+    from reaction_nmt.cli import data, infer, model
 
     p = argparse.ArgumentParser(
         prog="reaction-nmt", description="Reactant SMILES to product SMILES as translation."
@@ -27,13 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("smiles", nargs="*", help="SMILES strings")
     t.add_argument("--file", type=Path, help="file with one SMILES per line")
+    t.set_defaults(func=run_tokenize)
+    data.add_prepare(sub)
+    data.add_synth(sub)
+    model.add_train(sub)
+    model.add_average(sub)
+    infer.add_translate(sub)
+    infer.add_evaluate(sub)
+    infer.add_predict(sub)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run_tokenize(args: argparse.Namespace) -> int:
     from reaction_nmt.tokenize import TokenizationError, tokenize
 
-    args = build_parser().parse_args(argv)
     items = list(args.smiles)
     if args.file is not None:
         if not args.file.is_file():
@@ -51,6 +67,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed += 1
             print(f"reaction-nmt: error: {err}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from reaction_nmt.backend import BackendError
+    from reaction_nmt.download import DownloadError
+    from reaction_nmt.formats import DataFormatError
+    from reaction_nmt.prepare import PrepareError
+    from reaction_nmt.presets import PresetError
+
+    return (BackendError, DataFormatError, DownloadError, PrepareError, PresetError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in _PASS_THROUGH:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.func(args, extra) if args.command in _PASS_THROUGH else args.func(args)
+    except _expected_errors() as err:
+        print(f"reaction-nmt: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reaction-nmt: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

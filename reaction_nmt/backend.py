@@ -1,0 +1,265 @@
+"""Thin adapter over OpenNMT-py 3.5 (the only module that imports ``onmt``).
+
+Everything the rest of the package needs from the translation toolkit goes through here:
+training from a configuration dictionary (with a wall-clock budget), checkpoint discovery,
+loading, averaging and parameter counts, and n-best beam search on lists of tokenised
+sources. A later backend (eole) replaces this module only.
+
+OpenNMT-py 3.5.1 under torch >= 2.6 needs two fixes (ENVIRONMENT.md, trap 5): its checkpoints
+hold an ``argparse.Namespace``, which ``torch.load(weights_only=True)`` must be allowed to
+rebuild, and data-loader workers must be off (``num_workers: 0``, set by every preset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+__all__ = [
+    "BackendError",
+    "TrainResult",
+    "Translator",
+    "average_checkpoints",
+    "checkpoints",
+    "count_parameters",
+    "load_checkpoint",
+    "onmt_version",
+    "train",
+    "unknown_options",
+]
+
+_CKPT = re.compile(r"_step_(\d+)\.pt$")
+
+
+class BackendError(RuntimeError):
+    """Training or translation cannot run (bad checkpoint, bad option, missing files)."""
+
+
+def _setup() -> None:
+    torch.serialization.add_safe_globals([argparse.Namespace])
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"onmt\.")
+    warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp.*", category=FutureWarning)
+
+
+def onmt_version() -> str:
+    _setup()
+    import onmt
+
+    return onmt.__version__
+
+
+def _train_parser():
+    _setup()
+    from onmt.bin.train import _get_parser
+
+    return _get_parser()
+
+
+def unknown_options(config: dict) -> list[str]:
+    """Keys of ``config`` that OpenNMT-py's training options do not know."""
+    known = {a.dest for a in _train_parser()._actions}
+    return sorted(k for k in config if k not in known)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    step: int
+    seconds: float
+    stopped_by_budget: bool
+
+
+@contextlib.contextmanager
+def _time_budget(deadline: float | None, flag: dict) -> Iterator[None]:
+    """Make OpenNMT-py's training iterator end at ``deadline``; its trainer then saves the
+    final checkpoint itself, as after ``train_steps``."""
+    import onmt.train_single as ts
+    from onmt.constants import CorpusTask
+
+    original = ts.build_dynamic_dataset_iter
+    if deadline is None:
+        yield
+        return
+
+    def limited(it):
+        for n, item in enumerate(it):
+            if n and time.monotonic() >= deadline:
+                flag["stopped"] = True
+                return
+            yield item
+
+    def build(opt, transforms_cls, vocabs, task=CorpusTask.TRAIN, **kw):
+        it = original(opt, transforms_cls, vocabs, task=task, **kw)
+        return limited(it) if task == CorpusTask.TRAIN and it is not None else it
+
+    ts.build_dynamic_dataset_iter = build
+    try:
+        yield
+    finally:
+        ts.build_dynamic_dataset_iter = original
+
+
+@contextlib.contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    """Append OpenNMT-py's log to ``path``. Its own ``log_file`` loses the file after the
+    first data iterator is built (it calls ``init_logger()`` again, dropping the handler), so
+    the file handler sits on the root logger, which the "onmt" logger propagates to."""
+    handler = logging.FileHandler(path)
+    handler.addFilter(logging.Filter("onmt"))
+    handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """``model_step_N.pt`` files of a run, by step."""
+    found = [p for p in Path(run_dir).glob("*_step_*.pt") if _CKPT.search(p.name)]
+    return sorted(found, key=lambda p: int(_CKPT.search(p.name).group(1)))
+
+
+def train(config: dict, *, max_seconds: float | None = None) -> TrainResult:
+    """Train with OpenNMT-py's own trainer; the YAML written beside the checkpoints is what ran.
+
+    ``max_seconds`` stops training at the first batch after the budget and saves a checkpoint.
+    """
+    bad = unknown_options(config)
+    if bad:
+        raise BackendError(f"unknown OpenNMT-py option(s): {', '.join(bad)}")
+    run_dir = Path(config["save_model"]).parent
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=True))
+    parser = _train_parser()
+    opt, _ = parser.parse_known_args(["-config", str(config_path)])
+    from onmt.bin.train import train as onmt_train
+
+    flag = {"stopped": False}
+    start = time.monotonic()
+    deadline = start + max_seconds if max_seconds is not None else None
+    with _time_budget(deadline, flag), _log_to(run_dir / "train.log"):
+        onmt_train(opt)
+    found = checkpoints(run_dir)
+    if not found:
+        raise BackendError(f"OpenNMT-py wrote no checkpoint to {run_dir}")
+    last = found[-1]
+    return TrainResult(
+        checkpoint=last,
+        step=int(_CKPT.search(last.name).group(1)),
+        seconds=time.monotonic() - start,
+        stopped_by_budget=flag["stopped"],
+    )
+
+
+def load_checkpoint(path: Path) -> dict:
+    """An OpenNMT-py checkpoint, loaded with ``weights_only=True``; clear error otherwise."""
+    _setup()
+    path = Path(path)
+    if not path.is_file():
+        raise BackendError(f"model {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
+        raise BackendError(f"cannot load model {path}: {type(err).__name__}: {err}") from None
+    if not isinstance(ckpt, dict) or not {"model", "generator", "vocab", "opt"} <= set(ckpt):
+        raise BackendError(f"{path} is not an OpenNMT-py checkpoint (no model/vocab/opt keys)")
+    return ckpt
+
+
+def count_parameters(path: Path) -> int:
+    """Trainable parameters of a saved model (encoder, decoder, generator), counting shared
+    embeddings once and leaving out the positional-encoding buffers."""
+    ckpt = load_checkpoint(path)
+    shared = bool(getattr(ckpt["opt"], "share_embeddings", False))
+    total = 0
+    for key, t in ckpt["model"].items():
+        if key.endswith(".pe.pe") or (shared and key.startswith("decoder.embeddings.")):
+            continue
+        total += t.numel()
+    return total + sum(t.numel() for t in (ckpt["generator"] or {}).values())
+
+
+def average_checkpoints(paths: list[Path], out: Path) -> Path:
+    """Element-wise mean of the weights of several checkpoints of one run (Vaswani et al.)."""
+    if not paths:
+        raise BackendError("no checkpoints to average")
+    ckpts = [load_checkpoint(p) for p in paths]
+    first = ckpts[0]
+    avg: dict = {"vocab": first["vocab"], "opt": first["opt"], "optim": None}
+    for part in ("model", "generator"):
+        keys = set(first[part])
+        for p, c in zip(paths[1:], ckpts[1:], strict=True):
+            if set(c[part]) != keys:
+                raise BackendError(f"{p} has different {part} weights than {paths[0]}")
+        avg[part] = {
+            k: torch.stack([c[part][k].float() for c in ckpts]).mean(0).to(v.dtype)
+            for k, v in first[part].items()
+        }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    torch.save(avg, tmp)
+    os.replace(tmp, out)
+    return out
+
+
+class Translator:
+    """Beam search with n-best output over a list of tokenised sources."""
+
+    def __init__(
+        self,
+        model: Path | list[Path],
+        *,
+        beam_size: int = 5,
+        n_best: int = 5,
+        batch_size: int = 64,
+        max_length: int = 300,
+    ) -> None:
+        models = [Path(m) for m in (model if isinstance(model, list) else [model])]
+        for m in models:
+            load_checkpoint(m)  # clear error before OpenNMT-py touches the file
+        if n_best > beam_size:
+            raise BackendError(f"n_best ({n_best}) cannot exceed beam_size ({beam_size})")
+        _setup()
+        from onmt.bin.translate import _get_parser
+        from onmt.inference_engine import InferenceEnginePY
+        from onmt.utils.parse import ArgumentParser
+
+        args = ["-model", *map(str, models), "-src", os.devnull, "-output", os.devnull]
+        args += ["-beam_size", str(beam_size), "-n_best", str(n_best)]
+        args += ["-batch_size", str(batch_size), "-batch_type", "sents"]
+        args += ["-max_length", str(max_length), "-log_file", ""]
+        opt = _get_parser().parse_args(args)
+        ArgumentParser.validate_translate_opts(opt)
+        ArgumentParser._get_all_transform_translate(opt)
+        ArgumentParser._validate_transforms_opts(opt)
+        ArgumentParser.validate_translate_opts_dynamic(opt)
+        self.n_best = n_best
+        level = logging.getLogger().level
+        self._engine = InferenceEnginePY(opt)
+        logging.getLogger().setLevel(max(level, logging.WARNING))
+
+    def translate(self, sources: list[str]) -> list[list[tuple[str, float]]]:
+        """For each tokenised source, ``n_best`` (tokenised prediction, log-probability)."""
+        if not sources:
+            return []
+        scores, preds = self._engine.infer_list(list(sources))
+        return [
+            [(p, float(s)) for p, s in zip(ps, ss, strict=True)]
+            for ps, ss in zip(preds, scores, strict=True)
+        ]

@@ -1,0 +1,202 @@
+"""``reaction-nmt translate``, ``evaluate`` and ``predict``: beam search and scoring."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from reaction_nmt.prepare import PreparedData
+from reaction_nmt.scoring import format_table, read_nbest, score_predictions
+from reaction_nmt.tokenize import detokenize
+
+
+def _beam_options(p: argparse.ArgumentParser, *, n_best: int = 5) -> None:
+    p.add_argument("--model", type=Path, required=True, help="OpenNMT-py checkpoint")
+    p.add_argument("--beam-size", type=int, default=5)
+    p.add_argument("--n-best", type=int, default=n_best)
+    p.add_argument("--batch-size", type=int, default=64, help="sources per batch")
+    p.add_argument("--max-length", type=int, default=300, help="longest prediction in tokens")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def _translator(args: argparse.Namespace):
+    import torch
+
+    from reaction_nmt.backend import Translator
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return Translator(
+        args.model,
+        beam_size=args.beam_size,
+        n_best=args.n_best,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+    )
+
+
+def translate_file(args: argparse.Namespace, src: Path, out: Path) -> dict:
+    """Translate a tokenised source file; ``n_best`` lines per source to ``out`` and the
+    log-probabilities to ``out.scores``. Returns timing numbers."""
+    sources = [line.strip() for line in open(src) if line.strip()]
+    translator = _translator(args)
+    start = time.perf_counter()
+    results = translator.translate(sources)
+    seconds = time.perf_counter() - start
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as fh, open(f"{out}.scores", "w") as fs:
+        for nbest in results:
+            for tokens, score in nbest:
+                fh.write(tokens + "\n")
+                fs.write(f"{score:.6f}\n")
+    return {
+        "sources": len(sources),
+        "seconds": seconds,
+        "reactions_per_s": len(sources) / seconds if seconds else float("inf"),
+        "beam_size": args.beam_size,
+        "n_best": args.n_best,
+    }
+
+
+def add_translate(sub) -> None:
+    p = sub.add_parser(
+        "translate",
+        help="beam search over a tokenised source file (n-best lines per source)",
+        description="Writes n_best predictions per source line to --out, scores to --out.scores.",
+    )
+    _beam_options(p)
+    p.add_argument("--src", type=Path, required=True, help="tokenised sources (src-*.txt)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=run_translate)
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    if not args.src.is_file():
+        print(f"reaction-nmt: error: {args.src} does not exist", file=sys.stderr)
+        return 2
+    info = translate_file(args, args.src, args.out)
+    print(
+        f"translated {info['sources']} sources in {info['seconds']:.1f} s "
+        f"({info['reactions_per_s']:.1f} reactions/s) -> {args.out}"
+    )
+    return 0
+
+
+def add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="top-1/2/3/5 accuracy by canonical exact match, invalid-SMILES rate",
+        description=(
+            "Score n-best predictions against targets. Either --predictions FILE --targets FILE "
+            "(tokenised or plain SMILES, n_best lines per target), or --model M --data DIR "
+            "--split test, which translates first."
+        ),
+    )
+    p.add_argument("--predictions", type=Path)
+    p.add_argument("--targets", type=Path)
+    p.add_argument("--model", type=Path)
+    p.add_argument("--data", type=Path, help="prepared folder (with --model)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, help="only the first N sources (with --model)")
+    p.add_argument("--beam-size", type=int, default=5)
+    p.add_argument("--n-best", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-length", type=int, default=300)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", type=Path, help="write the result as JSON here")
+    p.add_argument("--out-dir", type=Path, help="where --model's predictions go")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    timing = None
+    if args.model is not None:
+        if args.data is None:
+            print("reaction-nmt: error: --model needs --data", file=sys.stderr)
+            return 2
+        data = PreparedData(args.data)
+        src, tgt = data.src(args.split), data.tgt(args.split)
+        out_dir = args.out_dir or args.model.parent
+        if args.limit:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for path, name in ((src, "src"), (tgt, "tgt")):
+                lines = open(path).readlines()[: args.limit]
+                (out_dir / f"{name}-{args.split}-first{args.limit}.txt").write_text("".join(lines))
+            src = out_dir / f"src-{args.split}-first{args.limit}.txt"
+            tgt = out_dir / f"tgt-{args.split}-first{args.limit}.txt"
+        predictions = out_dir / f"pred-{args.split}-{args.model.stem}.txt"
+        timing = translate_file(args, src, predictions)
+        targets = tgt
+    elif args.predictions is not None and args.targets is not None:
+        predictions, targets = args.predictions, args.targets
+    else:
+        print("reaction-nmt: error: give --predictions and --targets, or --model", file=sys.stderr)
+        return 2
+    for path in (predictions, targets):
+        if not Path(path).is_file():
+            print(f"reaction-nmt: error: {path} does not exist", file=sys.stderr)
+            return 2
+    target_lines = [detokenize(line) for line in open(targets) if line.strip()]
+    nbest = [[detokenize(p) for p in group] for group in read_nbest(predictions, args.n_best)]
+    result = score_predictions(target_lines, nbest)
+    result["predictions"] = str(predictions)
+    result["targets"] = str(targets)
+    if timing:
+        result["translation"] = timing
+        result["model"] = str(args.model)
+    print(format_table(result, title=f"{predictions}"))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def add_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="ranked products for reactant SMILES",
+        description=(
+            "Each argument is one reaction's inputs: '.'-separated molecules, or "
+            "'reactants>reagents' for a model trained on separated inputs."
+        ),
+    )
+    _beam_options(p)
+    p.add_argument("inputs", nargs="+", help="reactant (and reagent) SMILES")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_predict)
+
+
+def _run_mode(model: Path) -> str | None:
+    info = model.parent / "reaction_nmt.json"
+    return json.loads(info.read_text()).get("mode") if info.is_file() else None
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from reaction_nmt.predict import InvalidInput, prepare_input, rank_products
+
+    mode = _run_mode(args.model)
+    sources, failed = {}, 0
+    for text in args.inputs:
+        try:
+            sources[text] = prepare_input(text, mode=mode)
+        except InvalidInput as err:
+            failed += 1
+            print(f"reaction-nmt: error: {err}", file=sys.stderr)
+    results = {}
+    if sources:
+        translator = _translator(args)
+        outputs = translator.translate(list(sources.values()))
+        for text, nbest in zip(sources, outputs, strict=True):
+            results[text] = rank_products(nbest)
+    if args.json:
+        print(json.dumps([{"input": t, "products": r} for t, r in results.items()], indent=2))
+    else:
+        for text, ranked in results.items():
+            print(text)
+            for r in ranked:
+                flag = "" if r["valid"] else "  (invalid SMILES)"
+                print(f"  {r['rank']}. {r['smiles']}  score {r['score']:.4f}{flag}")
+    return 1 if failed else 0

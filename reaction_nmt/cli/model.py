@@ -1,0 +1,107 @@
+"""``reaction-nmt train`` and ``reaction-nmt average``: OpenNMT-py training from presets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from reaction_nmt.prepare import PreparedData
+from reaction_nmt.presets import PRESETS, build_config, parse_overrides, write_vocab
+
+RUN_INFO = "reaction_nmt.json"
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a transformer with OpenNMT-py from a preset",
+        description=(
+            "Write the OpenNMT-py YAML config (preset + overrides) and the shared vocabulary into "
+            "--out and train with OpenNMT-py's trainer. Extra '-option value' pairs are "
+            "OpenNMT-py options that override the preset (e.g. -train_steps 10 -batch_size 1024)."
+        ),
+    )
+    p.add_argument("--data", type=Path, required=True, help="folder written by 'prepare'")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, config)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="compact")
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget; saves when it runs out")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace, extra: list[str]) -> int:
+    import torch
+
+    from reaction_nmt import backend
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = PreparedData(args.data)
+    manifest = data.manifest
+    train_files = [data.src("train"), data.tgt("train")]
+    overrides = parse_overrides(extra)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train_from = None
+    if args.resume:
+        found = backend.checkpoints(args.out)
+        if not found:
+            raise backend.BackendError(f"--resume: {args.out} has no checkpoint to resume from")
+        train_from = found[-1]
+    vocab = args.out / "vocab.txt"
+    if not (args.resume and vocab.is_file()):
+        write_vocab(train_files, vocab)
+    config = build_config(
+        preset=args.preset,
+        data_dir=args.data,
+        run_dir=args.out,
+        overrides=overrides,
+        train_from=train_from,
+    )
+    info = {
+        "preset": args.preset,
+        "overrides": overrides,
+        "data": str(args.data.resolve()),
+        "mode": manifest.get("mode", "mixed"),
+        "backend": f"OpenNMT-py {backend.onmt_version()}",
+    }
+    (args.out / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    max_seconds = args.max_minutes * 60 if args.max_minutes is not None else None
+    result = backend.train(config, max_seconds=max_seconds)
+    params = backend.count_parameters(result.checkpoint)
+    why = "time budget" if result.stopped_by_budget else "train_steps"
+    print(
+        f"trained {result.step} steps in {result.seconds:.0f} s (stopped by {why}); "
+        f"{params:,} parameters; checkpoint {result.checkpoint}"
+    )
+    return 0
+
+
+def add_average(sub) -> None:
+    p = sub.add_parser(
+        "average",
+        help="average the weights of a run's last checkpoints",
+        description="Element-wise mean of checkpoints (the last --last of --run, or --models).",
+    )
+    p.add_argument("--run", type=Path, help="run folder")
+    p.add_argument("--last", type=int, default=5, help="how many of the run's last checkpoints")
+    p.add_argument("--models", type=Path, nargs="+", help="explicit checkpoint files")
+    p.add_argument("--out", type=Path, required=True, help="averaged checkpoint")
+    p.set_defaults(func=run_average)
+
+
+def run_average(args: argparse.Namespace) -> int:
+    from reaction_nmt import backend
+
+    if args.models:
+        paths = list(args.models)
+    elif args.run is not None:
+        paths = backend.checkpoints(args.run)[-args.last :]
+        if not paths:
+            raise backend.BackendError(f"{args.run} has no checkpoints")
+    else:
+        raise backend.BackendError("give --run or --models")
+    backend.average_checkpoints(paths, args.out)
+    print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {args.out}")
+    return 0

@@ -1,0 +1,69 @@
+"""From user SMILES to a model's source line, and from its n-best output to ranked products.
+
+Pure functions; the translation itself is :class:`reaction_nmt.backend.Translator`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from reaction_nmt.chem import InvalidSmilesError, canonicalize, canonicalize_or_none
+from reaction_nmt.tokenize import detokenize, tokenize
+
+__all__ = ["InvalidInput", "prepare_input", "rank_products"]
+
+
+class InvalidInput(ValueError):
+    """A user input cannot be used; the message names the input and the molecule."""
+
+
+def prepare_input(text: str, *, mode: str | None = None) -> str:
+    """Tokenised canonical source for ``text`` (``A.B`` or ``reactants>reagents``).
+
+    ``mode`` is the training data's layout when known: a ``mixed`` model gets every molecule
+    joined, a ``separated`` model gets ``reactants>reagents`` (empty reagents if none given).
+    """
+    text = text.strip()
+    sides = text.split(">")
+    if not text or len(sides) > 2 or not sides[0]:
+        raise InvalidInput(f"input {text!r}: expected 'SMILES' or 'reactants>reagents'")
+    canonical = []
+    for side in sides:
+        for part in side.split(".") if side else []:
+            try:
+                canonicalize(part)
+            except InvalidSmilesError as err:
+                raise InvalidInput(f"input {text!r}: {err}") from None
+        canonical.append(canonicalize(side) if side else "")
+    if mode == "mixed" or (mode is None and len(canonical) == 1):
+        source = canonicalize(".".join(s for s in canonical if s))
+    else:
+        reactants, reagents = (canonical + [""])[:2]
+        source = f"{reactants}>{reagents}"
+    return " ".join(tokenize(source))
+
+
+def rank_products(nbest: list[tuple[str, float]]) -> list[dict]:
+    """Ranked unique canonical products from (tokenised prediction, log-probability) pairs.
+
+    A prediction RDKit cannot parse is kept (``valid: False``) so the user sees it; a second
+    spelling of a product already listed is dropped.
+    """
+    out, seen = [], set()
+    for tokens, score in nbest:
+        raw = detokenize(tokens)
+        canonical = canonicalize_or_none(raw) if raw else None
+        key = canonical or f"invalid:{raw}"
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(
+            {
+                "rank": len(out) + 1,
+                "smiles": canonical or raw,
+                "valid": canonical is not None,
+                "score": score,
+                "probability": math.exp(score),
+            }
+        )
+    return out
