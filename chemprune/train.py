@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,14 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from chemprune.checkpoint import CheckpointError, atomic_save, load_checkpoint, model_checkpoint
+from chemprune.checkpoint import atomic_save, model_checkpoint
 from chemprune.data.batching import MoleculeSet, batch_indices
 from chemprune.data.qm9 import QM9Data
 from chemprune.data.splits import Split
 from chemprune.data.targets import Target, atomref_ev, get_target
-from chemprune.distributed.context import DistContext, WorldSizeError, bytes_written
+from chemprune.distributed.context import DistContext, bytes_written
 from chemprune.distributed.smoothout import SmoothOut
 from chemprune.models.schnet import SchNet
+from chemprune.train_state import SignalGuard, resume_state, split_dict, target_dict
 
 __all__ = ["TrainSettings", "TrainingDiverged", "TrainingInterrupted", "train", "target_statistics"]
 
@@ -112,47 +112,6 @@ def target_statistics(
     return float(vals.mean()), (std if std > 1e-12 else 1.0)
 
 
-def _target_dict(t: Target) -> dict[str, Any]:
-    return {"name": t.name, "unit": t.unit, "readout": t.readout, "description": t.description}
-
-
-def _split_dict(split: Split, source: str) -> dict[str, Any]:
-    return {
-        "source": source,
-        "split": {
-            "seed": split.seed,
-            "sizes": list(split.sizes),
-            "val": torch.as_tensor(split.val, dtype=torch.int32),
-            "test": torch.as_tensor(split.test, dtype=torch.int32),
-        },
-    }
-
-
-class _SignalGuard:
-    """Turns SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _SignalGuard:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not in the main thread
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:  # second signal: give up at once
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
 def train(
     data: QM9Data,
     split: Split,
@@ -202,7 +161,7 @@ def train(
             "each process needs at least one molecule per step"
         )
     state = ctx.on_main(
-        lambda: _resume_state(out, settings, split, resume=resume, world_size=ctx.world_size)
+        lambda: resume_state(out, settings, split, resume=resume, world_size=ctx.world_size)
     )
 
     torch.manual_seed(settings.seed)
@@ -245,9 +204,9 @@ def train(
         rank=ctx.rank,
     )
 
-    provenance = _split_dict(split, data_source)
+    provenance = split_dict(split, data_source)
     mset = mset.to(device)
-    tdict = _target_dict(target)
+    tdict = target_dict(target)
 
     def save_last() -> None:
         if not ctx.is_main:
@@ -277,7 +236,7 @@ def train(
     except ImportError:  # pragma: no cover - tqdm is a dependency
         progress = False
 
-    with _SignalGuard() as guard:
+    with SignalGuard() as guard:
         while epoch < settings.epochs and stopped is None:
             if opt.param_groups[0]["lr"] <= settings.min_lr * 1.0001 and history:
                 stopped = "learning rate reached min_lr"
@@ -425,42 +384,3 @@ def _loss_text(loss: torch.Tensor, ctx: DistContext) -> str:
     return (
         str(value) if math.isfinite(value) or not ctx.distributed else f"{value} on rank {ctx.rank}"
     )
-
-
-def _resume_state(
-    out: Path, settings: TrainSettings, split: Split, *, resume: bool, world_size: int
-) -> dict[str, Any] | None:
-    """The state to resume from (``None`` for a new run), checked against this run's settings."""
-    out.mkdir(parents=True, exist_ok=True)
-    last_path = out / "last.pt"
-    if not resume:
-        if last_path.exists():
-            raise FileExistsError(
-                f"{out} already holds a run (last.pt); pass --resume to continue it or choose "
-                "another --out"
-            )
-        return None
-    if not last_path.exists():
-        raise FileNotFoundError(f"cannot resume: {last_path} does not exist")
-    state = load_checkpoint(last_path)
-    if "training" not in state:
-        raise CheckpointError(f"{last_path} has no training state to resume from")
-    defaults = TrainSettings().to_dict()
-    saved = {**defaults, **dict(state["training"]["settings"])}
-    diff = {
-        k: (saved.get(k), v)
-        for k, v in settings.to_dict().items()
-        if k not in settings.resumable_changes and saved.get(k) != v
-    }
-    if diff:
-        raise ValueError(f"cannot resume {last_path} with different settings: {diff}")
-    saved_val = state["data"]["split"]["val"].numpy()
-    if not np.array_equal(saved_val, split.val):
-        raise ValueError(f"cannot resume {last_path}: the data split differs from the saved one")
-    saved_world = int(state["training"].get("world_size", 1))
-    if saved_world != world_size:
-        raise WorldSizeError(
-            f"cannot resume {last_path}: it was written by a run with {saved_world} process(es), "
-            f"this run has {world_size}; an exact resume needs the same number"
-        )
-    return state

@@ -37,7 +37,7 @@ def run_import(args: argparse.Namespace) -> int:
     from chemprune.data.batching import MoleculeSet
     from chemprune.data.targets import get_target
     from chemprune.interop.pyg import from_pyg, make_pyg_schnet, pyg_widths_from_state
-    from chemprune.train import _split_dict, _target_dict
+    from chemprune.train_state import split_dict, target_dict
 
     target = get_target(args.target)
     state = load_weights_file(args.weights)
@@ -70,10 +70,10 @@ def run_import(args: argparse.Namespace) -> int:
         diff = float((model(b.z, b.pos, b.batch) - ref(b.z, b.pos, b.batch).view(-1)).abs().max())
     if diff > 1e-4:
         raise CliError(f"imported model differs from the PyG one by {diff:.3g} (expected ~1e-6)")
-    provenance = _split_dict(split, source)
+    provenance = split_dict(split, source)
     ckpt = model_checkpoint(
         model,
-        target=_target_dict(target),
+        target=target_dict(target),
         data=provenance,
         extra={"imported": {"from": "torch_geometric SchNet", "file": str(args.weights)}},
     )

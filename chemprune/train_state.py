@@ -1,0 +1,98 @@
+"""What a training run records and checks: target and split provenance, the resume checks,
+and the SIGINT/SIGTERM guard that lets a run stop between steps with its state saved."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from chemprune.checkpoint import CheckpointError, load_checkpoint
+from chemprune.data.splits import Split
+from chemprune.data.targets import Target
+from chemprune.distributed.context import WorldSizeError
+
+__all__ = ["target_dict", "split_dict", "SignalGuard", "resume_state"]
+
+
+def target_dict(t: Target) -> dict[str, Any]:
+    return {"name": t.name, "unit": t.unit, "readout": t.readout, "description": t.description}
+
+
+def split_dict(split: Split, source: str) -> dict[str, Any]:
+    return {
+        "source": source,
+        "split": {
+            "seed": split.seed,
+            "sizes": list(split.sizes),
+            "val": torch.as_tensor(split.val, dtype=torch.int32),
+            "test": torch.as_tensor(split.test, dtype=torch.int32),
+        },
+    }
+
+
+class SignalGuard:
+    """Turns SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalGuard:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not in the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # second signal: give up at once
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def resume_state(
+    out: Path, settings: Any, split: Split, *, resume: bool, world_size: int
+) -> dict[str, Any] | None:
+    """The state to resume from (``None`` for a new run), checked against this run's settings."""
+    out.mkdir(parents=True, exist_ok=True)
+    last_path = out / "last.pt"
+    if not resume:
+        if last_path.exists():
+            raise FileExistsError(
+                f"{out} already holds a run (last.pt); pass --resume to continue it or choose "
+                "another --out"
+            )
+        return None
+    if not last_path.exists():
+        raise FileNotFoundError(f"cannot resume: {last_path} does not exist")
+    state = load_checkpoint(last_path)
+    if "training" not in state:
+        raise CheckpointError(f"{last_path} has no training state to resume from")
+    defaults = type(settings)().to_dict()
+    saved = {**defaults, **dict(state["training"]["settings"])}
+    diff = {
+        k: (saved.get(k), v)
+        for k, v in settings.to_dict().items()
+        if k not in settings.resumable_changes and saved.get(k) != v
+    }
+    if diff:
+        raise ValueError(f"cannot resume {last_path} with different settings: {diff}")
+    saved_val = state["data"]["split"]["val"].numpy()
+    if not np.array_equal(saved_val, split.val):
+        raise ValueError(f"cannot resume {last_path}: the data split differs from the saved one")
+    saved_world = int(state["training"].get("world_size", 1))
+    if saved_world != world_size:
+        raise WorldSizeError(
+            f"cannot resume {last_path}: it was written by a run with {saved_world} process(es), "
+            f"this run has {world_size}; an exact resume needs the same number"
+        )
+    return state
