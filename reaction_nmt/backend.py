@@ -46,8 +46,13 @@ class BackendError(RuntimeError):
     """Training or translation cannot run (bad checkpoint, bad option, missing files)."""
 
 
+def _onmt_loads():
+    """Weights-only loads may rebuild ``argparse.Namespace`` (OpenNMT-py's ``opt``) inside this
+    block only, so the rest of the process (chemprune's checkpoints) keeps refusing it."""
+    return torch.serialization.safe_globals([argparse.Namespace])
+
+
 def _setup() -> None:
-    torch.serialization.add_safe_globals([argparse.Namespace])
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"onmt\.")
     warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp.*", category=FutureWarning)
 
@@ -152,7 +157,7 @@ def train(config: dict, *, max_seconds: float | None = None) -> TrainResult:
     flag = {"stopped": False}
     start = time.monotonic()
     deadline = start + max_seconds if max_seconds is not None else None
-    with _time_budget(deadline, flag), _log_to(run_dir / "train.log"):
+    with _time_budget(deadline, flag), _log_to(run_dir / "train.log"), _onmt_loads():
         onmt_train(opt)
     found = checkpoints(run_dir)
     if not found:
@@ -173,7 +178,8 @@ def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise BackendError(f"model {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with _onmt_loads():
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
         raise BackendError(f"cannot load model {path}: {type(err).__name__}: {err}") from None
     if not isinstance(ckpt, dict) or not {"model", "generator", "vocab", "opt"} <= set(ckpt):
@@ -251,7 +257,8 @@ class Translator:
         ArgumentParser.validate_translate_opts_dynamic(opt)
         self.n_best = n_best
         level = logging.getLogger().level
-        self._engine = InferenceEnginePY(opt)
+        with _onmt_loads():
+            self._engine = InferenceEnginePY(opt)
         logging.getLogger().setLevel(max(level, logging.WARNING))
 
     def translate(self, sources: list[str]) -> list[list[tuple[str, float]]]:

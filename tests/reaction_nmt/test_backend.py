@@ -85,3 +85,21 @@ def test_unknown_option_is_refused(synthetic_data, tmp_path):
     )
     with pytest.raises(backend.BackendError, match="not_an_option"):
         backend.train(config)
+
+
+def test_namespace_is_allowed_for_opennmt_loads_only(tmp_path):
+    """OpenNMT-py checkpoints hold an argparse.Namespace; allowing it must not leak into the
+    weights-only loads of the rest of the process (chemprune's checkpoints refuse it)."""
+    import argparse
+    import pickle
+
+    import torch
+
+    from reaction_nmt import backend
+
+    path = tmp_path / "onmt_like.pt"
+    ckpt = {"model": {}, "generator": {}, "vocab": {}, "opt": argparse.Namespace(layers=2)}
+    torch.save(ckpt, path)
+    assert backend.load_checkpoint(path)["opt"].layers == 2
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
