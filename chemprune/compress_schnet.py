@@ -115,12 +115,14 @@ def sparsity_for_macs(
         m = SchNet.from_config(_shrunk_config(model, groups, sparsity)).eval()
         return summarize(m, lambda net: net(batch.z, batch.pos, batch.batch))["macs"]
 
-    dense, target = macs(0.0), fraction * macs(0.0)
+    dense = macs(0.0)
+    target = fraction * dense
     top = 1.0 - 1.0 / min(g.size for g in groups)  # every group keeps one unit at least
-    if macs(top) > target:
+    least = macs(top)
+    if least > target:
         raise ValueError(
             f"pruning {kind} cannot reach {fraction:.3g} of the MACs: at most "
-            f"{1 - macs(top) / dense:.1%} of them can be removed this way"
+            f"{1 - least / dense:.1%} of them can be removed this way"
         )
     lo, hi = 0.0, top
     for _ in range(24):

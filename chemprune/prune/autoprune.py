@@ -101,9 +101,9 @@ class _Holder:
     def m(self) -> Tensor:
         return self._m
 
-    def gated(self) -> Tensor:
-        """The score the gate thresholds at zero: ``m - offset``."""
-        m = self.m
+    def gated(self, m: Tensor | None = None) -> Tensor:
+        """The score the gate thresholds at zero: ``m - offset`` (``m`` if already computed)."""
+        m = self.m if m is None else m
         return m if isinstance(self.offset, float) and self.offset == 0.0 else m - self.offset
 
 
@@ -233,7 +233,7 @@ class AutoPrunePruner(Pruner):
             m = holder.m
             scale = self.lam * self.unit_cost[name]
             if self.penalty == "gate":
-                g = scale * surrogate_grad(holder.gated().detach(), self.ste, self.alpha)
+                g = scale * surrogate_grad(holder.gated(m.detach()), self.ste, self.alpha)
             else:
                 g = scale * torch.sign(m.detach())
             if m.requires_grad:
