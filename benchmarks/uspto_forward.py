@@ -42,6 +42,7 @@ import platform  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,19 +59,32 @@ def _slice(src: Path, dst: Path, n: int) -> Path:
     return dst
 
 
+class _Job:
+    """``reaction-nmt`` running in its own process; its stderr (OpenNMT-py's log) goes to
+    ``log``. ``wait()`` prints its output and stops the benchmark if it failed."""
+
+    def __init__(self, *args: str, threads: int, log: Path):
+        self.cmd = [sys.executable, "-m", "reaction_nmt.cli", *args]
+        self.log = log
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
+        print("$ reaction-nmt", " ".join(args), flush=True)
+        with open(log, "a") as err:
+            self.proc = subprocess.Popen(
+                self.cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=err
+            )
+
+    def wait(self) -> None:
+        out, _ = self.proc.communicate()
+        if self.proc.returncode != 0:
+            tail = self.log.read_text(errors="replace")[-4000:]
+            cmd = " ".join(self.cmd)
+            raise SystemExit(f"{tail}\nfailed ({self.proc.returncode}): {cmd}; log: {self.log}")
+        if out.decode().strip():
+            print(out.decode().strip(), flush=True)
+
+
 def _cli(*args: str, threads: int, log: Path) -> None:
-    """Run ``reaction-nmt`` in its own process; its stderr (OpenNMT-py's log) goes to ``log``."""
-    cmd = [sys.executable, "-m", "reaction_nmt.cli", *args]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
-    print("$ reaction-nmt", " ".join(args), flush=True)
-    with open(log, "a") as err:
-        done = subprocess.run(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=err)
-    if done.returncode != 0:
-        tail = log.read_text(errors="replace")[-4000:]
-        raise SystemExit(f"{tail}\nfailed ({done.returncode}): {' '.join(cmd)}; log: {log}")
-    out = done.stdout.decode().strip()
-    if out:
-        print(out, flush=True)
+    _Job(*args, threads=threads, log=log).wait()
 
 
 def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
@@ -100,22 +114,44 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     return d50, d15
 
 
-def run_preset(args, preset: str, d50: Path, d15: Path, work: Path) -> dict:
+def training_view(d50: Path, n_valid: int | None) -> Path:
+    """``d50`` with its validation files cut to the first ``n_valid`` reactions, for the
+    learning curves during training (teacher-forced validation of all 5,000 would eat a large
+    part of a one-hour CPU budget). The test split is untouched; the other files are links."""
+    if not n_valid:
+        return d50
+    view = d50.with_name(d50.name + f"_valid{n_valid}")
+    view.mkdir(exist_ok=True)
+    for f in d50.iterdir():
+        link = view / f.name
+        if f.name in ("src-valid.txt", "tgt-valid.txt"):
+            _slice(f, link, n_valid)
+        elif not link.exists():
+            link.symlink_to(f.resolve())
+    return view
+
+
+def start_training(args, preset: str, d50: Path, work: Path) -> _Job:
+    d50 = training_view(d50, args.valid_slice)
+    run = work / f"run_{preset}"
+    extra = ["-valid_steps", str(args.valid_steps), "-save_checkpoint_steps", "1000"]
+    if args.warmup is not None:
+        extra += ["-warmup_steps", str(args.warmup)]
+    if args.quick:
+        extra = ["-batch_size", "1024", "-valid_steps", "2", "-save_checkpoint_steps", "2",
+                 "-report_every", "2", "-warmup_steps", "100"]  # fmt: skip
+    return _Job(
+        "train", "--data", str(d50), "--out", str(run), "--preset", preset,
+        "--max-minutes", str(args.minutes), "--threads", str(args.threads), *extra,
+        threads=args.threads, log=work / f"train_{preset}.log",
+    )  # fmt: skip
+
+
+def evaluate_preset(args, preset: str, train_wall: float, d50: Path, d15: Path, work: Path):
     from reaction_nmt.backend import checkpoints, count_parameters
     from reaction_nmt.trainlog import read_train_log
 
     run = work / f"run_{preset}"
-    extra = ["-valid_steps", str(args.valid_steps), "-save_checkpoint_steps", "1000"]
-    if args.quick:
-        extra = ["-batch_size", "1024", "-valid_steps", "2", "-save_checkpoint_steps", "2",
-                 "-report_every", "2", "-warmup_steps", "100"]  # fmt: skip
-    t0 = time.perf_counter()
-    _cli(
-        "train", "--data", str(d50), "--out", str(run), "--preset", preset,
-        "--max-minutes", str(args.minutes), "--threads", str(args.threads), *extra,
-        threads=args.threads, log=work / "cli.log",
-    )  # fmt: skip
-    train_wall = time.perf_counter() - t0
     model = checkpoints(run)[-1]
     curves = read_train_log(run / "train.log")
     toks = [r["src_tok_s"] + r["tgt_tok_s"] for r in curves["train"][1:]] or [
@@ -130,6 +166,7 @@ def run_preset(args, preset: str, d50: Path, d15: Path, work: Path) -> dict:
         "train_tokens_per_s": sum(toks) / len(toks) if toks else None,
         "curves": curves,
         "eval": {},
+        "load_average_after_training": os.getloadavg(),
     }
     beam = ["--beam-size", "5", "--n-best", "5", "--threads", str(args.threads)]
     beam += ["--max-length", str(args.max_length)]
@@ -139,7 +176,7 @@ def run_preset(args, preset: str, d50: Path, d15: Path, work: Path) -> dict:
         _cli(
             "evaluate", "--model", str(model), "--data", str(data), "--split", "test",
             "--json", str(out), "--out-dir", str(run / name), *beam, *limit,
-            threads=args.threads, log=work / "cli.log",
+            threads=args.threads, log=work / f"eval_{preset}.log",
         )  # fmt: skip
         result["eval"][name] = json.loads(out.read_text())
     return result
@@ -189,7 +226,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uspto15k", type=Path, default=DATASETS / "uspto_15k")
     p.add_argument("--presets", nargs="+", default=["compact", "mt"])
     p.add_argument("--minutes", type=float, default=60.0, help="training budget per model")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="threads per model")
+    p.add_argument(
+        "--parallel", action="store_true",
+        help="train the presets at the same time (use --threads 1 on 2 cores), so both see "
+        "the same machine load",
+    )  # fmt: skip
+    p.add_argument(
+        "--valid-slice", type=int, default=1000,
+        help="validate during training on the first N validation reactions (0: all)",
+    )  # fmt: skip
+    p.add_argument("--warmup", type=int, help="override the presets' noam warm-up steps")
     p.add_argument("--valid-steps", type=int, default=500)
     p.add_argument("--max-length", type=int, default=300, help="longest prediction (tokens)")
     p.add_argument("--eval-limit", type=int, default=None, help="score only the first N")
@@ -207,12 +254,35 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
     d50, d15 = prepare(args, args.work)
-    results = [run_preset(args, preset, d50, d15, args.work) for preset in args.presets]
+    walls = {}
+    if args.parallel:  # side by side: the same machine load for every preset
+        t0 = time.perf_counter()
+        jobs = {preset: start_training(args, preset, d50, args.work) for preset in args.presets}
+        for preset, job in jobs.items():
+            job.wait()
+            walls[preset] = time.perf_counter() - t0
+        with ThreadPoolExecutor(len(args.presets)) as pool:  # evaluations side by side too
+            results = list(
+                pool.map(
+                    lambda p: evaluate_preset(args, p, walls[p], d50, d15, args.work),
+                    args.presets,
+                )
+            )
+    else:
+        results = []
+        for preset in args.presets:
+            t0 = time.perf_counter()
+            start_training(args, preset, d50, args.work).wait()
+            walls[preset] = time.perf_counter() - t0
+            results.append(evaluate_preset(args, preset, walls[preset], d50, d15, args.work))
     print(table(results))
     summary = {
         "command": " ".join(sys.argv),
         "minutes_per_model": args.minutes,
         "threads": args.threads,
+        "parallel": args.parallel,
+        "warmup_override": args.warmup,
+        "valid_slice": args.valid_slice,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "quick": args.quick,
         "results": results,

@@ -19,7 +19,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +116,32 @@ def _time_budget(deadline: float | None, flag: dict) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _train_loss(hook) -> Iterator[None]:
+    """Let ``hook(compute, opt=, model=, vocab=)`` replace the *training* loss module that
+    OpenNMT-py's ``build_trainer`` makes with ``LossCompute.from_opts``; its trainer then calls
+    ``hook``'s module as ``loss(batch, output, attns, trunc_start=, trunc_size=)`` on every
+    batch. Validation keeps OpenNMT-py's own loss."""
+    if hook is None:
+        yield
+        return
+    import onmt.trainer as trainer
+
+    original = trainer.LossCompute
+
+    class HookedLossCompute(original):
+        @classmethod
+        def from_opts(cls, opt, model, vocab, train=True):
+            compute = original.from_opts(opt, model, vocab, train=train)
+            return hook(compute, opt=opt, model=model, vocab=vocab) if train else compute
+
+    trainer.LossCompute = HookedLossCompute
+    try:
+        yield
+    finally:
+        trainer.LossCompute = original
+
+
+@contextlib.contextmanager
 def _log_to(path: Path) -> Iterator[None]:
     """Append OpenNMT-py's log to ``path``. Its own ``log_file`` loses the file after the
     first data iterator is built (it calls ``init_logger()`` again, dropping the handler), so
@@ -138,10 +164,15 @@ def checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_CKPT.search(p.name).group(1)))
 
 
-def train(config: dict, *, max_seconds: float | None = None) -> TrainResult:
+def train(
+    config: dict, *, max_seconds: float | None = None, loss_hook: Callable | None = None
+) -> TrainResult:
     """Train with OpenNMT-py's own trainer; the YAML written beside the checkpoints is what ran.
 
     ``max_seconds`` stops training at the first batch after the budget and saves a checkpoint.
+    ``loss_hook(compute, opt=, model=, vocab=)`` may return a module that replaces OpenNMT-py's
+    training loss (``compute``, a ``LossCompute``) for this run, e.g. to add a distillation
+    term; it is called once, when the trainer is built.
     """
     bad = unknown_options(config)
     if bad:
@@ -157,7 +188,12 @@ def train(config: dict, *, max_seconds: float | None = None) -> TrainResult:
     flag = {"stopped": False}
     start = time.monotonic()
     deadline = start + max_seconds if max_seconds is not None else None
-    with _time_budget(deadline, flag), _log_to(run_dir / "train.log"), _onmt_loads():
+    with (
+        _time_budget(deadline, flag),
+        _train_loss(loss_hook),
+        _log_to(run_dir / "train.log"),
+        _onmt_loads(),
+    ):
         onmt_train(opt)
     found = checkpoints(run_dir)
     if not found:
@@ -189,8 +225,12 @@ def load_checkpoint(path: Path) -> dict:
 
 def count_parameters(path: Path) -> int:
     """Trainable parameters of a saved model (encoder, decoder, generator), counting shared
-    embeddings once and leaving out the positional-encoding buffers."""
+    embeddings once and leaving out the positional-encoding buffers. Sparse files (from
+    ``reaction-nmt compress``) count every weight of their architecture, zeros included."""
+    from reaction_nmt.compress.storage import densify, is_sparse
+
     ckpt = load_checkpoint(path)
+    ckpt = densify(ckpt) if is_sparse(ckpt) else ckpt
     shared = bool(getattr(ckpt["opt"], "share_embeddings", False))
     total = 0
     for key, t in ckpt["model"].items():
@@ -257,7 +297,9 @@ class Translator:
         ArgumentParser.validate_translate_opts_dynamic(opt)
         self.n_best = n_best
         level = logging.getLogger().level
-        with _onmt_loads():
+        from reaction_nmt.compress.hooks import onmt_hooks  # shrunk heads, sparse files
+
+        with onmt_hooks():
             self._engine = InferenceEnginePY(opt)
         logging.getLogger().setLevel(max(level, logging.WARNING))
 

@@ -1,5 +1,5 @@
 """``reaction-nmt`` command line: tokenize, prepare, synth, train, average, translate,
-evaluate, predict.
+evaluate, predict, compress, distill.
 
 Exit codes: 0 success; 1 some inputs were invalid (the others were still processed);
 2 bad arguments, missing or malformed files, unusable checkpoints.
@@ -17,12 +17,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # commands whose parser accepts extra OpenNMT-py '-option value' pairs
-_PASS_THROUGH = {"train"}
+_PASS_THROUGH = {"train", "distill"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     from chemprune import __version__
-    from reaction_nmt.cli import data, infer, model
+    from reaction_nmt.cli import compress, data, distill, infer, model
 
     p = argparse.ArgumentParser(
         prog="reaction-nmt", description="Reactant SMILES to product SMILES as translation."
@@ -41,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_synth(sub)
     model.add_train(sub)
     model.add_average(sub)
+    distill.add_distill(sub)
     infer.add_translate(sub)
     infer.add_evaluate(sub)
     infer.add_predict(sub)
+    compress.add_compress(sub)
     return p
 
 
@@ -71,12 +73,13 @@ def run_tokenize(args: argparse.Namespace) -> int:
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from reaction_nmt.backend import BackendError
+    from reaction_nmt.compress.errors import CompressError
     from reaction_nmt.download import DownloadError
     from reaction_nmt.formats import DataFormatError
     from reaction_nmt.prepare import PrepareError
     from reaction_nmt.presets import PresetError
 
-    return (BackendError, DataFormatError, DownloadError, PrepareError, PresetError)
+    return (BackendError, CompressError, DataFormatError, DownloadError, PrepareError, PresetError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

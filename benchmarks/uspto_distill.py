@@ -1,0 +1,377 @@
+"""Distilling ``mt`` into ``compact`` on USPTO-50k: distilled vs trained alone, same wall-clock.
+
+The teacher is the last checkpoint of ``runs/uspto_forward/run_mt`` (``benchmarks/
+uspto_forward.py``); the baseline is ``compact`` trained alone, ``runs/uspto_forward/run_compact``
+from the same script (``--baseline reuse``), or trained here side by side with the students
+(``--baseline train``; ``auto``: reuse when the run has checkpoints). Students are ``compact``
+trained through ``reaction-nmt distill`` for the baseline's minutes (read from
+``benchmarks/results/uspto_forward.json`` when present, with its warm-up, validation
+and thread options), word-level (soft targets, ``--temperature``, ``--alpha``; the teacher's
+forward passes count in the budget, its logits are cached per example so that later epochs skip
+it, unless ``--no-cache-teacher``) and, with ``--modes word sequence``, sequence-level (the
+teacher's beam outputs as targets; the teacher's translation of the 40k training sources is not
+counted in the budget and takes hours on a CPU). The fairest comparison trains the baseline
+here, side by side with the student under the same machine load (``--baseline train --parallel
+--threads 1`` on 2 cores); a reused baseline ran beside ``mt`` in ``uspto_forward.py``. Every model,
+the teacher included, is scored with ``reaction-nmt evaluate`` on the test split with the same
+beam, length and ``--eval-limit`` (scores ``uspto_forward.py`` already has for the same
+checkpoint and settings are reused). The script prints a table and writes
+``benchmarks/results/uspto_distill.{json,png}`` with the command, machine and load averages.
+
+Run (from the repository root, after ``uspto_forward.py``)::
+
+    .venv/bin/python benchmarks/uspto_distill.py                        # word level, ~1.5 h
+    .venv/bin/python benchmarks/uspto_distill.py --baseline train --parallel --threads 1
+    .venv/bin/python benchmarks/uspto_distill.py --quick                # synthetic data, ~3 min
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FORWARD = REPO / "runs" / "uspto_forward"
+
+
+class _Job:
+    """A ``reaction-nmt`` command in its own process (stderr to ``log``)."""
+
+    def __init__(self, *args: str, threads: int, log: Path):
+        module = "reaction_nmt.cli.distill" if args[0] == "distill" else "reaction_nmt.cli"
+        self.cmd = [sys.executable, "-m", module, *(args[1:] if args[0] == "distill" else args)]
+        self.log = log
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
+        print("$ reaction-nmt", " ".join(args), flush=True)
+        with open(log, "a") as err:
+            self.proc = subprocess.Popen(
+                self.cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=err
+            )
+
+    def wait(self) -> None:
+        out, _ = self.proc.communicate()
+        if self.proc.returncode != 0:
+            tail = self.log.read_text(errors="replace")[-4000:]
+            raise SystemExit(f"{tail}\nfailed ({self.proc.returncode}): {' '.join(self.cmd)}")
+        if out.decode().strip():
+            print(out.decode().strip(), flush=True)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def quick_setup(work: Path, threads: int) -> tuple[Path, Path]:
+    """Synthetic reactions and a ``tiny`` teacher trained for 40 s (smoke runs only)."""
+    from reaction_nmt import synthetic
+    from reaction_nmt.prepare import prepare_corpora
+
+    data = work / "data"
+    if not (data / "manifest.json").is_file():
+        parts = synthetic.split(synthetic.generate(), seed=0)
+        files = {k: synthetic.write_csv(v, work / "raw" / f"{k}.csv") for k, v in parts.items()}
+        prepare_corpora(files, data, fmt="csv")
+    teacher = work / "teacher"
+    if not any(teacher.glob("model_step_*.pt")):
+        _Job(
+            "train", "--data", str(data), "--out", str(teacher), "--preset", "tiny",
+            "--max-minutes", "0.7", "--threads", str(threads), "-batch_size", "1024",
+            "-valid_steps", "1000", "-save_checkpoint_steps", "1000",
+            threads=threads, log=work / "teacher.log",
+        ).wait()  # fmt: skip
+    return data, teacher
+
+
+def train_settings(args) -> dict:
+    """Budget and options of the baseline run (``uspto_forward.json``), unless given."""
+    found = {}
+    if args.forward_results.is_file() and not args.quick:
+        found = json.loads(args.forward_results.read_text())
+    minutes = args.minutes or found.get("minutes_per_model") or 60.0
+    warmup = found.get("warmup_override")
+    extra = ["-valid_steps", str(args.valid_steps), "-save_checkpoint_steps", "1000"]
+    if warmup is not None:
+        extra += ["-warmup_steps", str(warmup)]
+    if args.quick:
+        minutes = args.minutes or 0.3
+        extra = ["-batch_size", "1024", "-valid_steps", "5", "-save_checkpoint_steps", "1000",
+                 "-report_every", "5", "-warmup_steps", "100"]  # fmt: skip
+    if args.threads is None:
+        args.threads = found.get("threads", 2) if args.baseline != "train" else 2
+    return {"minutes": minutes, "extra": extra, "forward_results": found or None}
+
+
+def training_data(args, data: Path) -> Path:
+    """The data folder with validation cut to ``--valid-slice`` lines (as uspto_forward.py)."""
+    if args.quick or not args.valid_slice:
+        return data
+    view = data.with_name(data.name + f"_valid{args.valid_slice}")
+    if (view / "manifest.json").exists():
+        return view
+    view.mkdir(exist_ok=True)
+    for f in data.iterdir():
+        link = view / f.name
+        if f.name in ("src-valid.txt", "tgt-valid.txt"):
+            lines = f.read_text().splitlines(True)[: args.valid_slice]
+            _atomic_write(link, "".join(lines))
+        elif not link.exists():
+            link.symlink_to(f.resolve())
+    return view
+
+
+def start(args, name: str, teacher: Path, data: Path, settings: dict) -> _Job:
+    run = args.work / f"run_{name}"
+    common = ["--data", str(data), "--out", str(run), "--max-minutes", str(settings["minutes"])]
+    common += ["--threads", str(args.threads), *settings["extra"]]
+    preset = ["--preset", args.preset]
+    log = args.work / f"train_{name}.log"
+    if name == "baseline":
+        return _Job("train", *preset, *common, threads=args.threads, log=log)
+    mode = name.split("_", 1)[1]
+    opts = ["--teacher", str(teacher), "--mode", mode, *preset]
+    if mode == "word":
+        opts += ["--temperature", str(args.temperature), "--alpha", str(args.alpha)]
+        opts += [] if args.no_cache_teacher else ["--cache-teacher"]
+    else:
+        opts += ["--beam-size", str(args.seq_beam), "--max-length", str(args.max_length)]
+    return _Job("distill", *opts, *common, threads=args.threads, log=log)
+
+
+def earlier_eval(args, model: Path, data: Path, forward: dict | None) -> dict | None:
+    """The USPTO-50k test score ``uspto_forward.py`` already computed for this checkpoint with
+    the same beam and number of reactions (its maximum length is the default 300)."""
+    if not forward or args.max_length != 300:
+        return None
+    n_test = sum(1 for _ in open(data / "tgt-test.txt"))
+    n = min(args.eval_limit or n_test, n_test)
+    for r in forward.get("results", []):
+        e = r.get("eval", {}).get("uspto50k_test")
+        if r.get("checkpoint") == str(model) and e and e.get("n") == n:
+            if e.get("translation", {}).get("beam_size") == args.beam_size:
+                return {**e, "reused_from": str(args.forward_results)}
+    return None
+
+
+def evaluate(args, name: str, model: Path, data: Path, wall: float | None, forward) -> dict:
+    from reaction_nmt.backend import count_parameters
+    from reaction_nmt.trainlog import read_train_log
+
+    out = args.work / f"eval_{name}.json"
+    beam = ["--beam-size", str(args.beam_size), "--n-best", str(args.beam_size)]
+    beam += ["--max-length", str(args.max_length), "--threads", str(args.threads)]
+    limit = ["--limit", str(args.eval_limit)] if args.eval_limit else []
+    earlier = earlier_eval(args, model, data, forward)
+    if earlier is not None:
+        print(f"{name}: reusing the test score in {args.forward_results}", flush=True)
+        _atomic_write(out, json.dumps(earlier, indent=2) + "\n")
+    else:
+        _Job(
+            "evaluate", "--model", str(model), "--data", str(data), "--split", "test",
+            "--json", str(out), "--out-dir", str(args.work / f"pred_{name}"), *beam, *limit,
+            threads=args.threads, log=args.work / f"eval_{name}.log",
+        ).wait()  # fmt: skip
+    log = model.parent / "train.log"
+    curves = read_train_log(log) if log.is_file() else {"train": [], "valid": []}
+    toks = [r["src_tok_s"] + r["tgt_tok_s"] for r in curves["train"][1:]]
+    info_file = model.parent / "reaction_nmt.json"
+    return {
+        "name": name,
+        "checkpoint": str(model),
+        "parameters": count_parameters(model),
+        "steps": int(model.stem.rsplit("_", 1)[1]),
+        "train_wall_s": wall,
+        "train_tokens_per_s": sum(toks) / len(toks) if toks else None,
+        "run_info": json.loads(info_file.read_text()) if info_file.is_file() else None,
+        "curves": curves,
+        "eval": json.loads(out.read_text()),
+        "load_average_after": os.getloadavg(),
+    }
+
+
+def table(results: list[dict]) -> str:
+    rows = [f"{'model':<16} {'params':>10} {'steps':>7} {'top-1':>7} {'top-5':>7} {'invalid@1':>9}"]
+    for r in results:
+        e = r["eval"]
+        rows.append(
+            f"{r['name']:<16} {r['parameters']:>10,} {r['steps']:>7} "
+            f"{100 * e['top_k']['1']:>6.2f}% {100 * e['top_k']['5']:>6.2f}% "
+            f"{100 * e['invalid_top1']:>8.2f}%"
+        )
+    return "\n".join(rows)
+
+
+def plot(results: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    names = [r["name"] for r in results]
+    x = range(len(results))
+    a.bar(
+        [i - 0.2 for i in x], [100 * r["eval"]["top_k"]["1"] for r in results], 0.4, label="top-1"
+    )
+    a.bar(
+        [i + 0.2 for i in x], [100 * r["eval"]["top_k"]["5"] for r in results], 0.4, label="top-5"
+    )
+    a.set_xticks(list(x), names, rotation=15)
+    a.set(ylabel="test accuracy (%)", title=title)
+    a.legend()
+    for r in results:
+        v = r["curves"]["valid"]
+        if v and r["name"] != "teacher":
+            b.plot(
+                [p["seconds"] / 60 for p in v],
+                [p.get("accuracy") for p in v],
+                "o-",
+                label=r["name"],
+            )
+    b.set(xlabel="training minutes", ylabel="validation token accuracy (%)")
+    b.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--teacher", type=Path, default=FORWARD / "run_mt", help="checkpoint or run")
+    p.add_argument("--data", type=Path, default=FORWARD / "data_uspto50k", help="prepared data")
+    p.add_argument("--baseline-run", type=Path, default=FORWARD / "run_compact")
+    p.add_argument("--baseline", choices=("auto", "reuse", "train"), default="auto")
+    p.add_argument(
+        "--forward-results", type=Path, default=REPO / "benchmarks/results/uspto_forward.json"
+    )
+    p.add_argument("--preset", default="compact", help="student preset")
+    p.add_argument("--modes", nargs="+", choices=("word", "sequence"), default=["word"])
+    p.add_argument("--minutes", type=float, help="training budget (default: the baseline's)")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument(
+        "--no-cache-teacher", action="store_true",
+        help="run the teacher on every batch (default: its logits are cached per example, so "
+        "only the first epoch pays for it)",
+    )  # fmt: skip
+    p.add_argument("--seq-beam", type=int, default=5, help="teacher beam (sequence level)")
+    p.add_argument(
+        "--threads", type=int, default=None,
+        help="threads per job (default: the reused baseline's, else 2)",
+    )  # fmt: skip
+    p.add_argument("--parallel", action="store_true", help="train the jobs side by side")
+    p.add_argument("--valid-slice", type=int, default=1000)
+    p.add_argument("--valid-steps", type=int, default=500)
+    p.add_argument("--beam-size", type=int, default=5)
+    p.add_argument("--max-length", type=int, default=300)
+    p.add_argument("--eval-limit", type=int, default=None, help="score only the first N")
+    p.add_argument("--no-teacher-eval", action="store_true", help="do not score the teacher")
+    p.add_argument("--work", type=Path, default=REPO / "runs" / "uspto_distill")
+    p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--quick", action="store_true", help="synthetic data, tiny teacher, 0.3 min")
+    args = p.parse_args(argv)
+    load_start = os.getloadavg()
+    if args.quick:
+        args.work = args.work.with_name(args.work.name + "_quick")
+        args.results = args.work / "results"
+        args.max_length, args.eval_limit, args.preset = 60, args.eval_limit or 60, "tiny"
+        args.baseline, args.seq_beam, args.beam_size = "train", 2, 3
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+    if args.quick:
+        args.threads = args.threads or 1
+        args.data, args.teacher = quick_setup(args.work, args.threads)
+    from reaction_nmt.backend import checkpoints
+    from reaction_nmt.distill import resolve_checkpoint
+
+    teacher = resolve_checkpoint(args.teacher)
+    if not (args.data / "manifest.json").is_file():
+        raise SystemExit(f"{args.data} is not a prepared data folder (run uspto_forward.py)")
+    settings = train_settings(args)
+    data = training_data(args, args.data)
+    reuse = args.baseline == "reuse" or (
+        args.baseline == "auto" and bool(checkpoints(args.baseline_run))
+    )
+    if reuse and not checkpoints(args.baseline_run):
+        raise SystemExit(f"--baseline reuse: {args.baseline_run} has no checkpoints")
+    names = ([] if reuse else ["baseline"]) + [f"distill_{m}" for m in args.modes]
+    walls: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if args.parallel:
+        jobs = {n: start(args, n, teacher, data, settings) for n in names}
+        for n, job in jobs.items():
+            job.wait()
+            walls[n] = time.perf_counter() - t0
+    else:
+        for n in names:
+            t = time.perf_counter()
+            start(args, n, teacher, data, settings).wait()
+            walls[n] = time.perf_counter() - t
+    models = {n: checkpoints(args.work / f"run_{n}")[-1] for n in names}
+    if reuse:
+        models = {"baseline": checkpoints(args.baseline_run)[-1], **models}
+    if not args.no_teacher_eval:
+        models = {"teacher": teacher, **models}
+    workers = 2 if args.parallel else 1
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(
+            pool.map(
+                lambda n: evaluate(
+                    args, n, models[n], args.data, walls.get(n), settings["forward_results"]
+                ),
+                models,
+            )
+        )
+    print(table(results))
+    base = next(r for r in results if r["name"] == "baseline")
+    gains = {
+        r["name"]: r["eval"]["top_k"]["1"] - base["eval"]["top_k"]["1"]
+        for r in results
+        if r["name"].startswith("distill_")
+    }
+    for n, g in gains.items():
+        print(f"{n}: top-1 {100 * g:+.2f} points vs {args.preset} trained alone")
+    summary = {
+        "command": " ".join([sys.executable, *sys.argv]),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg(),
+        "teacher": str(teacher),
+        "data": str(args.data),
+        "baseline": "reused " + str(args.baseline_run) if reuse else "trained here",
+        "minutes_per_model": settings["minutes"],
+        "train_options": settings["extra"],
+        "threads": args.threads,
+        "parallel": args.parallel,
+        "temperature": args.temperature,
+        "alpha": args.alpha,
+        "cache_teacher": not args.no_cache_teacher,
+        "eval": {
+            "beam_size": args.beam_size,
+            "max_length": args.max_length,
+            "limit": args.eval_limit,
+        },
+        "quick": args.quick,
+        "top1_gain_vs_baseline": gains,
+        "results": results,
+    }
+    _atomic_write(args.results / "uspto_distill.json", json.dumps(summary, indent=2) + "\n")
+    plot(results, args.results / "uspto_distill.png", f"test split of {args.data.name}")
+    print(f"results in {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""``reaction-nmt compress``: OLMP magnitude pruning with grouping strategies, head/FF removal
+and sparse storage of an OpenNMT-py reaction model.
+
+Order: structured pruning first (``--structured heads,ff``: mask the weakest heads/units, retrain
+masked, remove them), then OLMP (``--strategy``; ``none`` skips it) under the validation
+constraint, then the file (``--storage``). Exit codes: 0 ok, 2 bad arguments or files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STRATEGY_CHOICES = ("global", "layer", "type", "layer_type", "matrix", "none")
+
+
+def _keep(text: str) -> int | float:
+    """``4`` (a count) or ``0.5`` (a fraction)."""
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+
+
+def add_compress(sub) -> None:
+    p = sub.add_parser(
+        "compress",
+        help="prune a model (OLMP thresholds per weight group, heads/FF removal), sparse files",
+        description=(
+            "Search one magnitude threshold per set of weight matrices (OLMP) so that validation "
+            "top-1 drops at most --max-top1-drop points, retrain with masks, optionally remove "
+            "attention heads and feed-forward units for real, and write the model densely or "
+            "sparsely (indices + values, optional int8)."
+        ),
+    )
+    p.add_argument("--model", type=Path, required=True, help="OpenNMT-py checkpoint")
+    p.add_argument("--data", type=Path, required=True, help="prepared folder (valid + train)")
+    p.add_argument("--out", type=Path, required=True, help="compressed model file")
+    p.add_argument("--strategy", choices=STRATEGY_CHOICES, default="type",
+                   help="threshold sets: global, per layer, per type, layer x type, per matrix")  # fmt: skip
+    p.add_argument("--spec", type=Path, help="custom grouping (JSON/YAML: set -> glob patterns)")
+    p.add_argument("--metric", choices=("top1", "seq", "ppl"), default="top1",
+                   help="top1: greedy decoding, canonical match; seq: teacher-forced exact "
+                   "match (fast); ppl: perplexity")  # fmt: skip
+    p.add_argument("--max-top1-drop", type=float, default=1.0,
+                   help="allowed validation top-1 loss in points (top1/seq)")  # fmt: skip
+    p.add_argument("--max-ppl-rise", type=float, default=0.05, help="allowed rise (ppl metric)")
+    p.add_argument("--target-sparsity", type=float, default=0.99,
+                   help="the search is not rewarded beyond this sparsity")  # fmt: skip
+    p.add_argument("--structured", default="", help="'heads', 'ff' or 'heads,ff'")
+    p.add_argument(
+        "--keep-heads", type=_keep, default=0.5, help="heads kept per layer (N or fraction)"
+    )
+    p.add_argument(
+        "--keep-ff", type=_keep, default=0.5, help="FF units kept per layer (N or fraction)"
+    )
+    p.add_argument("--storage", choices=("dense", "sparse", "sparse-int8"), default="sparse")
+    p.add_argument("--valid-limit", type=int, default=200, help="validation reactions used")
+    p.add_argument("--beam-size", type=int, default=1, help="beam of the top1 metric")
+    p.add_argument("--max-length", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--budget", type=int, default=40, help="nevergrad evaluations per search")
+    p.add_argument("--rounds", type=int, default=1, help="retrain + search rounds after the first")
+    p.add_argument("--retrain-steps", type=int, default=0, help="masked retraining steps per round")
+    p.add_argument("--retrain-minutes", type=float, default=None, help="budget per round")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.set_defaults(func=run_compress)
+
+
+def _check(args: argparse.Namespace):
+    from reaction_nmt.compress import CompressError, read_spec
+    from reaction_nmt.prepare import PreparedData
+
+    if args.max_top1_drop < 0 or args.max_ppl_rise < 0:
+        raise CompressError("the allowed drop must be >= 0")
+    if not 0 <= args.target_sparsity < 1:
+        raise CompressError(f"--target-sparsity must be in [0, 1), got {args.target_sparsity}")
+    for flag in ("valid_limit", "budget", "batch_size", "beam_size"):
+        if getattr(args, flag) < 1:
+            raise CompressError(f"--{flag.replace('_', '-')} must be >= 1")
+    if args.rounds < 0 or args.retrain_steps < 0:
+        raise CompressError("--rounds and --retrain-steps must be >= 0")
+    kinds = {k.strip() for k in args.structured.split(",") if k.strip()}
+    if kinds - {"heads", "ff"}:
+        raise CompressError(f"--structured takes heads and/or ff, got {args.structured!r}")
+    strategy = read_spec(args.spec) if args.spec else args.strategy
+    data = PreparedData(args.data)
+    src, tgt = data.src("valid"), data.tgt("valid")
+    return kinds, strategy, data, src, tgt
+
+
+def run_compress(args: argparse.Namespace) -> int:
+    import torch
+
+    from reaction_nmt.compress.pipeline import compress
+
+    kinds, strategy, data, src, tgt = _check(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(
+        prefix="compress-", dir=args.out.parent if args.out.parent.is_dir() else None
+    ) as work:
+        report = compress(
+            model=args.model, data_dir=data.folder, valid=(src, tgt), out=args.out,
+            work_dir=Path(work), strategy=None if strategy == "none" else strategy,
+            metric=args.metric,
+            max_drop=args.max_ppl_rise if args.metric == "ppl" else args.max_top1_drop,
+            goal=args.target_sparsity, structured=kinds,
+            keep={"heads": args.keep_heads, "ff": args.keep_ff}, storage=args.storage,
+            valid_limit=args.valid_limit, beam_size=args.beam_size, batch_size=args.batch_size,
+            max_length=args.max_length, budget=args.budget, rounds=args.rounds,
+            retrain_steps=args.retrain_steps,
+            retrain_seconds=None if args.retrain_minutes is None else 60 * args.retrain_minutes,
+            seed=args.seed,
+        )  # fmt: skip
+    report["seconds"] = time.perf_counter() - start
+    report["command"] = " ".join(sys.argv)
+    print(summary_table(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        tmp.replace(args.json)
+    return 0
+
+
+def summary_table(report: dict) -> str:
+    """Sparsity per set, metric before/after, parameters and file size."""
+    lines = []
+    olmp = report.get("olmp")
+    if report.get("structured"):
+        s = report["structured"]
+        lines.append(
+            f"structured: {s['heads_before']} -> {s['heads_after']} heads, "
+            f"{s['ff_before']} -> {s['ff_after']} FF units "
+            f"({s['params_before']:,} -> {s['params_after']:,} parameters)"
+        )
+    if olmp:
+        lines.append(f"{'set':<40} {'weights':>10} {'sparsity':>9}")
+        for name, row in olmp["sets"].items():
+            lines.append(f"{name:<40} {row['weights']:>10,} {100 * row['sparsity']:>8.2f}%")
+        lines.append(f"{'all (' + olmp['strategy'] + ')':<40} {olmp['weights']:>10,} "
+                     f"{100 * olmp['sparsity']:>8.2f}%")  # fmt: skip
+    m = report["metric"]
+    lines.append(
+        f"validation {m['name']} ({m['reactions']} reactions): {m['before']:.2f} -> "
+        f"{m['after']:.2f} (allowed drop {m['max_drop']})"
+    )
+    lines.append(
+        f"file: {report['out']} ({report['storage']}, {report['size_bytes'] / 1e6:.2f} MB; "
+        f"dense {report['dense_bytes'] / 1e6:.2f} MB)"
+    )
+    return "\n".join(lines)

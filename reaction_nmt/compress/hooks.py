@@ -1,0 +1,121 @@
+"""Hooks into OpenNMT-py 3.5 (this module imports ``onmt``) for compressed checkpoints.
+
+:func:`onmt_hooks` lets OpenNMT-py build and load what compression writes:
+
+* shrunk models: a checkpoint's ``opt`` may carry ``compress_shapes`` (parameter name ->
+  shape, for tensors whose shape differs from what the options alone build) and
+  ``compress_heads`` (attention module -> number of heads). OpenNMT-py derives a layer's
+  ``dim_per_head`` from ``hidden_size // heads`` and builds every layer with the same ``heads``
+  and ``transformer_ff``, so a model with heads removed (same ``dim_per_head``, fewer heads,
+  possibly per layer) cannot be written as plain options. The hook wraps
+  ``onmt.model_builder.build_base_model`` (used by ``load_test_model`` for translation and by
+  ``build_model`` for training): after the usual build it gives those tensors their recorded
+  shapes (:func:`chemprune.prune.resize_to`) and sets ``head_count``, so OpenNMT-py's own
+  ``load_state_dict`` then fills them;
+* sparse files (:mod:`reaction_nmt.compress.storage`): ``onmt.model_builder.load_checkpoint``
+  is wrapped to turn them back into a dense checkpoint.
+
+:func:`masked_training` is the retraining hook: it wraps ``onmt.train_single.build_model`` (to
+find the model OpenNMT-py's trainer uses) and ``Optimizer.step`` (to zero the masked weights
+again after every optimizer step), so masked retraining runs in OpenNMT-py's own trainer.
+Checkpoints written by OpenNMT-py's saver keep the extra ``opt`` attributes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from chemprune.prune.shrink import resize_to
+
+__all__ = ["onmt_hooks", "masked_training", "apply_recorded_shapes", "onmt_loads"]
+
+
+def onmt_loads():
+    """``torch.load(weights_only=True)`` may rebuild OpenNMT-py's ``argparse.Namespace`` here."""
+    return torch.serialization.safe_globals([argparse.Namespace])
+
+
+def apply_recorded_shapes(model: nn.Module, opt) -> nn.Module:
+    """Give a freshly built model the shapes recorded in ``opt`` (no-op for plain options)."""
+    shapes = getattr(opt, "compress_shapes", None) or {}
+    heads = getattr(opt, "compress_heads", None) or {}
+    if shapes:
+        gen = getattr(model, "generator", None)
+        resize_to(
+            model, {k: v for k, v in shapes.items() if gen is not None or "generator" not in k}
+        )
+    for name, h in heads.items():
+        attn = model.get_submodule(name)
+        attn.head_count = int(h)
+    return model
+
+
+@contextlib.contextmanager
+def onmt_hooks() -> Iterator[None]:
+    """OpenNMT-py builds shrunk models and reads sparse files inside this block."""
+    import onmt.model_builder as mb
+
+    from reaction_nmt.compress.storage import densify, is_sparse
+
+    build, load = mb.build_base_model, mb.load_checkpoint
+
+    def build_base_model(model_opt, vocabs):
+        return apply_recorded_shapes(build(model_opt, vocabs), model_opt)
+
+    def load_checkpoint(ckpt_path):
+        ckpt = load(ckpt_path)
+        return densify(ckpt) if is_sparse(ckpt) else ckpt
+
+    mb.build_base_model, mb.load_checkpoint = build_base_model, load_checkpoint
+    try:
+        with onmt_loads():
+            yield
+    finally:
+        mb.build_base_model, mb.load_checkpoint = build, load
+
+
+@torch.no_grad()
+def _zero(params: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> None:
+    for name, mask in masks.items():
+        p = params[name]
+        p.mul_(mask.to(device=p.device, dtype=p.dtype))
+
+
+@contextlib.contextmanager
+def masked_training(masks: Mapping[str, Tensor]) -> Iterator[dict]:
+    """Masked weights (parameter name -> 0/1 mask) stay zero in OpenNMT-py's trainer.
+
+    Yields a dict that receives the trained ``model`` and the number of ``steps`` hooked.
+    """
+    import onmt.train_single as ts
+    from onmt.utils.optimizers import Optimizer
+
+    build, step = ts.build_model, Optimizer.step
+    state: dict = {"model": None, "params": None, "steps": 0}
+
+    def build_model(model_opt, opt, vocabs, checkpoint, device_id):
+        model = build(model_opt, opt, vocabs, checkpoint, device_id)
+        params = dict(model.named_parameters(remove_duplicate=False))
+        unknown = sorted(set(masks) - set(params))
+        if unknown:
+            raise KeyError(f"masks for parameters the model does not have: {unknown[:5]}")
+        state["model"], state["params"] = model, params
+        _zero(params, masks)
+        return model
+
+    def masked_step(self):
+        step(self)
+        if state["params"] is not None:
+            _zero(state["params"], masks)
+            state["steps"] += 1
+
+    ts.build_model, Optimizer.step = build_model, masked_step
+    try:
+        yield state
+    finally:
+        ts.build_model, Optimizer.step = build, step

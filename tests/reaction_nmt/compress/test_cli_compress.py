@@ -1,0 +1,83 @@
+"""``reaction-nmt compress`` smoke runs and bad inputs (exit code 2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from reaction_nmt.compress import CompressError
+
+
+def run_cli(argv: list[str]) -> int:
+    """``reaction-nmt compress`` as ``reaction_nmt.cli.main`` runs it (parser, error codes)."""
+    from reaction_nmt.cli import _expected_errors
+    from reaction_nmt.cli.compress import add_compress
+
+    p = argparse.ArgumentParser(prog="reaction-nmt")
+    add_compress(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except (*_expected_errors(), CompressError) as err:
+        print(f"reaction-nmt: error: {err}")
+        return 2
+
+
+def test_compress_structured_then_olmp(tiny_model, synthetic_data, tmp_path, capsys):
+    out, report = tmp_path / "small.pt", tmp_path / "report.json"
+    argv = ["compress", "--model", str(tiny_model), "--data", str(synthetic_data),
+            "--out", str(out), "--strategy", "layer_type", "--metric", "ppl",
+            "--max-ppl-rise", "0.5", "--structured", "heads,ff", "--keep-heads", "2",
+            "--keep-ff", "0.5", "--budget", "4", "--retrain-steps", "1", "--rounds", "1",
+            "--valid-limit", "8", "--threads", "1", "--storage", "sparse-int8",
+            "--json", str(report)]  # fmt: skip
+    assert run_cli(argv) == 0
+    text = capsys.readouterr().out
+    assert "enc0/attn_q" in text and "validation ppl (8 reactions)" in text
+    r = json.loads(report.read_text())
+    assert r["structured"]["heads_after"] == r["structured"]["heads_before"] // 2
+    assert r["metric"]["after"] >= r["metric"]["before"] - 0.5 - 1e-6
+    assert r["size_bytes"] == out.stat().st_size < r["dense_bytes"]
+    assert any("retrain" in x for x in r["olmp"]["rounds"])
+
+    from reaction_nmt.backend import Translator
+    from reaction_nmt.compress.hooks import onmt_hooks
+
+    with onmt_hooks():
+        t = Translator(out, beam_size=1, n_best=1, max_length=20)
+    assert len(t.translate(["C C O", "C C ( = O ) Cl"])) == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--structured", "layers"], "--structured takes heads and/or ff"),
+        (["--keep-heads", "9", "--structured", "heads"], "between 1 and 4"),
+        (["--spec", "missing.yaml"], "does not exist"),
+        (["--max-top1-drop", "-1"], "must be >= 0"),
+        (["--strategy", "none"], "nothing to do"),
+    ],
+)
+def test_bad_arguments(tiny_model, synthetic_data, tmp_path, capsys, extra, message):
+    argv = ["compress", "--model", str(tiny_model), "--data", str(synthetic_data),
+            "--out", str(tmp_path / "x.pt"), "--valid-limit", "4", "--budget", "1",
+            "--metric", "seq", *extra]  # fmt: skip
+    assert run_cli(argv) == 2
+    assert message in capsys.readouterr().out
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_bad_files(tiny_model, synthetic_data, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    for model, data, message in [
+        (bad, synthetic_data, "cannot load model"),
+        (tmp_path / "none.pt", synthetic_data, "does not exist"),
+        (tiny_model, tmp_path, "does not exist"),
+    ]:
+        argv = ["compress", "--model", str(model), "--data", str(data),
+                "--out", str(tmp_path / "x.pt")]  # fmt: skip
+        assert run_cli(argv) == 2
+        assert message in capsys.readouterr().out
