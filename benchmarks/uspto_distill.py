@@ -100,7 +100,7 @@ def train_settings(args) -> dict:
     if args.forward_results.is_file() and not args.quick:
         found = json.loads(args.forward_results.read_text())
     minutes = args.minutes or found.get("minutes_per_model") or 60.0
-    warmup = found.get("warmup_override")
+    warmup = args.warmup if args.warmup is not None else found.get("warmup_override")
     extra = ["-valid_steps", str(args.valid_steps), "-save_checkpoint_steps", "1000"]
     if warmup is not None:
         extra += ["-warmup_steps", str(warmup)]
@@ -259,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="compact", help="student preset")
     p.add_argument("--modes", nargs="+", choices=("word", "sequence"), default=["word"])
     p.add_argument("--minutes", type=float, help="training budget (default: the baseline's)")
+    p.add_argument("--warmup", type=int, help="noam warm-up steps (default: the baseline's)")
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument(
@@ -325,12 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_teacher_eval:
         models = {"teacher": teacher, **models}
     workers = 2 if args.parallel else 1
+    forward = settings["forward_results"]
+    if args.forward_results.is_file() and not args.quick:  # it may have finished meanwhile
+        forward = json.loads(args.forward_results.read_text())
     with ThreadPoolExecutor(workers) as pool:
         results = list(
             pool.map(
-                lambda n: evaluate(
-                    args, n, models[n], args.data, walls.get(n), settings["forward_results"]
-                ),
+                lambda n: evaluate(args, n, models[n], args.data, walls.get(n), forward),
                 models,
             )
         )

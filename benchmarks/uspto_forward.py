@@ -162,7 +162,7 @@ def evaluate_preset(args, preset: str, train_wall: float, d50: Path, d15: Path, 
         "parameters": count_parameters(model),
         "checkpoint": str(model),
         "steps": int(model.stem.rsplit("_", 1)[1]),
-        "train_wall_s": train_wall,
+        "train_wall_s": train_wall if train_wall is not None else curves["train"][-1]["seconds"],
         "train_tokens_per_s": sum(toks) / len(toks) if toks else None,
         "curves": curves,
         "eval": {},
@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "--valid-slice", type=int, default=1000,
         help="validate during training on the first N validation reactions (0: all)",
     )  # fmt: skip
+    p.add_argument("--eval-only", action="store_true", help="score the runs in --work again")
     p.add_argument("--warmup", type=int, help="override the presets' noam warm-up steps")
     p.add_argument("--valid-steps", type=int, default=500)
     p.add_argument("--max-length", type=int, default=300, help="longest prediction (tokens)")
@@ -254,13 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
     d50, d15 = prepare(args, args.work)
-    walls = {}
-    if args.parallel:  # side by side: the same machine load for every preset
+    walls: dict = dict.fromkeys(args.presets)  # --eval-only: from the training logs
+    if args.parallel and not args.eval_only:  # side by side: the same load for every preset
         t0 = time.perf_counter()
         jobs = {preset: start_training(args, preset, d50, args.work) for preset in args.presets}
         for preset, job in jobs.items():
             job.wait()
             walls[preset] = time.perf_counter() - t0
+    if args.parallel or args.eval_only:
         with ThreadPoolExecutor(len(args.presets)) as pool:  # evaluations side by side too
             results = list(
                 pool.map(
