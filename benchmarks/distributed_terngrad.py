@@ -11,6 +11,9 @@ TCP on this machine) on the same QM9 subset (``--subset``, split 80/10/10, seed 
   reaches fp32 accuracy given enough iterations; both get the same epochs, and since the
   learning-rate schedule does not depend on the number of epochs, epoch 6 of these runs is the
   6-epoch run (``val_curve`` holds every epoch);
+* TernGrad with the authors' exceptions (``--terngrad-min-size 100``: parameters with fewer
+  than 100 values, i.e. the biases, and ``--terngrad-fp32 'lin2.*'``: the output layer, in
+  float32): W = 2 and 4 for ``--epochs``, W = 2 for ``--long-epochs``;
 * large batch: W = 2, fp32 all-reduce, global batch 128 (4x), without and with SmoothOut
   (adaptive and uniform, amplitude ``--smoothout``), at ``--lr`` and at ``--big-lr`` (4e-3:
   the learning rate scaled linearly with the batch); within each learning rate the fp32
@@ -31,6 +34,8 @@ Run (from the repository root; ~10 minutes on 2 cores)::
 
     .venv/bin/python benchmarks/distributed_terngrad.py
     .venv/bin/python benchmarks/distributed_terngrad.py --quick   # smoke run
+    .venv/bin/python benchmarks/distributed_terngrad.py --rows terngrad-fp32   # only those rows,
+                                                  # merged into the saved results (~5 min)
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 HOOKS = ("allreduce", "fp16", "powersgd", "terngrad")
+TERN_FP32 = ("--terngrad-min-size", "100", "--terngrad-fp32", "lin2.*")
 BIG_LR = (
     4e-3  # large-batch learning rate: 4 x 1e-3 (linear scaling with the batch, Goyal et al. 2017)
 )
@@ -138,6 +144,9 @@ def main() -> None:
                    help="epochs of the longer fp32 vs TernGrad pair (2 processes; 0: skip)")  # fmt: skip
     p.add_argument("--big-lr", type=float, default=BIG_LR,
                    help="learning rate of the scaled-lr large-batch rows (0: skip)")  # fmt: skip
+    p.add_argument("--rows", choices=("all", "terngrad-fp32"), default="all",
+                   help="terngrad-fp32: run only the TernGrad rows with float32 exceptions and "
+                   "merge them into the saved results")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny smoke run, results not saved")
     args = p.parse_args()
     if args.quick:
@@ -146,19 +155,28 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dist_terngrad_"))
     rows = []
     try:
-        for nproc in (2, 4):
+        for nproc in (2, 4) if args.rows == "all" else ():
             for hook in HOOKS:
                 rows.append(run(work / f"{hook}{nproc}", nproc=nproc, hook=hook,
                                 batch=args.batch, args=args))  # fmt: skip
                 print(rows[-1], flush=True)
-        if args.long_epochs:  # TernGrad needs more iterations than fp32 (same epochs for both)
+        for nproc in (2, 4):
+            rows.append(run(work / f"tern_fp32_{nproc}", nproc=nproc, hook="terngrad",
+                            batch=args.batch, args=args, extra=TERN_FP32))  # fmt: skip
+            print(rows[-1], flush=True)
+        if args.long_epochs:
+            rows.append(run(work / "tern_fp32_long", nproc=2, hook="terngrad", batch=args.batch,
+                            args=args, extra=TERN_FP32, epochs=args.long_epochs))  # fmt: skip
+            print(rows[-1], flush=True)
+        if args.long_epochs and args.rows == "all":  # TernGrad needs more iterations than fp32
             for hook in ("allreduce", "terngrad"):
                 rows.append(run(work / f"{hook}_long", nproc=2, hook=hook, batch=args.batch,
                                 args=args, epochs=args.long_epochs))  # fmt: skip
                 print(rows[-1], flush=True)
         big = 4 * args.batch
         smooth = ("--smoothout", str(args.smoothout))
-        for lr in (args.lr, args.big_lr) if args.big_lr else (args.lr,):
+        lrs = (args.lr, args.big_lr) if args.big_lr else (args.lr,)
+        for lr in lrs if args.rows == "all" else ():
             for extra in ((), (*smooth, "--smoothout-adaptive"), smooth):
                 name = f"big{lr}" + "".join(e.strip("-")[:6] for e in extra)
                 rows.append(run(work / name, nproc=2, hook="allreduce", batch=big, args=args,
@@ -167,13 +185,20 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    saved = RESULTS / "distributed_terngrad.json"
+    if args.rows != "all" and not args.quick:  # merge: the saved rows, with earlier rows of these options replaced
+        if not saved.is_file():
+            sys.exit(f"--rows {args.rows} merges into {saved}, which does not exist: run all first")
+        old = [r for r in json.loads(saved.read_text())["rows"] if r["options"] != list(TERN_FP32)]
+        rows = old + rows
     print(f"\nQM9 subset {args.subset} (80/10/10), {args.epochs} epochs, lr {args.lr}, gap (eV)")
     print(f"{'procs':>5} {'hook':>10} {'batch':>5} {'lr':>6} {'ep':>3} {'options':>28} "
           f"{'B/step':>10} {'vs fp32':>8} {'step ms':>8} {'val MAE':>8} {'best':>7}")  # fmt: skip
     fp32 = {r["processes"]: r["bytes_per_step"] for r in rows if r["hook"] == "allreduce"
             and r["batch"] == args.batch and r["epochs"] == args.epochs}  # fmt: skip
     for r in rows:
-        r["fp32_bytes_ratio"] = fp32[r["processes"]] / r["bytes_per_step"]
+        ref = fp32.get(r["processes"])
+        r["fp32_bytes_ratio"] = ref / r["bytes_per_step"] if ref else float("nan")
         print(f"{r['processes']:>5} {r['hook']:>10} {r['batch']:>5} {r['lr']:>6g} {r['epochs']:>3} "
               f"{' '.join(r['options']):>28} {r['bytes_per_step']:>10.0f} "
               f"{r['fp32_bytes_ratio']:>7.1f}x {r['step_ms']:>8.1f} {r['val_mae']:>8.4f} "

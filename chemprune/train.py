@@ -66,6 +66,8 @@ class TrainSettings:
     seed: int = 0
     eval_batch_size: int = 256
     comm_hook: str = "allreduce"  # gradient exchange between processes (see chemprune.distributed)
+    terngrad_min_size: int = 1  # TernGrad: parameters with fewer values go in float32
+    terngrad_fp32: str = ""  # TernGrad: comma-separated globs of parameters sent in float32
     smoothout: float = 0.0  # SmoothOut noise amplitude (0: off)
     smoothout_adaptive: bool = False  # amplitude relative to each filter's norm
 
@@ -196,7 +198,13 @@ def train(
             f"resuming {last_path}: epoch {epoch + 1}, step {step_in_epoch}, "
             f"best val MAE {best_val:.4f} {target.unit}"
         )
-    net, hook = ctx.wrap(model, hook=settings.comm_hook, seed=settings.seed)
+    options = {}
+    if settings.comm_hook == "terngrad":
+        options = {
+            "terngrad_min_size": settings.terngrad_min_size,
+            "terngrad_full_precision": [g for g in settings.terngrad_fp32.split(",") if g],
+        }
+    net, hook = ctx.wrap(model, hook=settings.comm_hook, seed=settings.seed, **options)
     smooth = SmoothOut(
         amplitude=settings.smoothout,
         adaptive=settings.smoothout_adaptive,

@@ -112,6 +112,21 @@ def _add_distributed_options(p: argparse.ArgumentParser) -> None:
         help="gradient exchange: fp32 all-reduce (default), fp16, PowerSGD or TernGrad",
     )
     d.add_argument(
+        "--terngrad-min-size",
+        type=int,
+        default=1,
+        metavar="N",
+        help="TernGrad: parameters with fewer than N values go in float32 (TernGrad's "
+        "--size_to_binarize; default 1: every parameter ternary)",
+    )
+    d.add_argument(
+        "--terngrad-fp32",
+        default="",
+        metavar="GLOBS",
+        help="TernGrad: comma-separated name globs of parameters sent in float32, e.g. 'lin2.*' "
+        "for SchNet's output layer (TernGrad's --noquantize_logits)",
+    )
+    d.add_argument(
         "--smoothout",
         type=float,
         default=0.0,
@@ -189,6 +204,10 @@ def run_train(args: argparse.Namespace) -> int:
         raise CliError(f"--lr must be positive, got {args.lr}")
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise CliError(f"--max-minutes must be positive, got {args.max_minutes}")
+    if args.comm_hook != "terngrad" and (args.terngrad_min_size != 1 or args.terngrad_fp32):
+        raise CliError("--terngrad-min-size/--terngrad-fp32 need --comm-hook terngrad")
+    if args.terngrad_min_size < 1:
+        raise CliError(f"--terngrad-min-size must be >= 1, got {args.terngrad_min_size}")
     if args.smoothout < 0:
         raise CliError(f"--smoothout must be >= 0, got {args.smoothout}")
     device = resolve_device(args.device)
@@ -254,6 +273,8 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
         min_lr=args.min_lr,
         seed=args.seed,
         comm_hook=args.comm_hook,
+        terngrad_min_size=args.terngrad_min_size,
+        terngrad_fp32=args.terngrad_fp32,
         smoothout=args.smoothout,
         smoothout_adaptive=args.smoothout_adaptive,
     )

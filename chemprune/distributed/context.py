@@ -144,14 +144,17 @@ class DistContext:
         return value
 
     # -- model ----------------------------------------------------------------------------------
-    def wrap(self, model: nn.Module, *, hook: str, seed: int) -> tuple[nn.Module, Any]:
-        """``(DDP-wrapped model with the hook registered, hook)``; the model itself when alone."""
+    def wrap(
+        self, model: nn.Module, *, hook: str, seed: int, **hook_options: Any
+    ) -> tuple[nn.Module, Any]:
+        """``(DDP-wrapped model with the hook registered, hook)``; the model itself when alone.
+        ``hook_options`` go to :func:`~chemprune.distributed.hooks.register_comm_hook`."""
         from chemprune.distributed.hooks import CommHook, register_comm_hook
 
         if not self.distributed:
             return model, CommHook(hook)
         ddp = nn.parallel.DistributedDataParallel(model, forward_sync_buffers=False)
-        return ddp, register_comm_hook(ddp, name=hook, seed=seed)
+        return ddp, register_comm_hook(ddp, name=hook, seed=seed, **hook_options)
 
     def evaluate(
         self, model: nn.Module, data: MoleculeSet, indices: np.ndarray, *, batch_size: int

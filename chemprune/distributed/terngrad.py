@@ -10,6 +10,10 @@ Each rank, for each parameter's slice of a gradient bucket (per-layer scalers):
 4. all-gathers these bytes (``all_gather_single`` of one ``uint8`` tensor: 2 bits per value on the
    wire) and averages the decoded gradients of all ranks.
 
+Like the authors' code (``--size_to_binarize``, ``--noquantize_logits``), chosen parameters can
+go in float32 instead: those with fewer than ``min_size`` values (biases) and those named in
+``full_precision`` (e.g. the output layer); they are appended to the same all-gathered bytes.
+
 Every rank sends its own scalers, so the paper's scaler sharing (an extra max all-reduce) is not
 needed. The random draws depend only on ``(seed, rank, step, bucket)``; the trainer sets
 ``state.step`` before each backward, so a resumed run draws the same numbers.
@@ -77,6 +81,8 @@ class TernGradState:
     clip: float = 2.5
     seed: int = 0
     step: int = 0
+    min_size: int = 1  # parameters with fewer values are exchanged in float32
+    full_precision: frozenset[int] = frozenset()  # id() of parameters exchanged in float32
 
     def generator(self, bucket_index: int) -> torch.Generator:
         rank = dist.get_rank(self.process_group)
@@ -89,27 +95,54 @@ def _bucket_sizes(bucket: dist.GradBucket) -> list[int]:
     return sizes if sum(sizes) == bucket.buffer().numel() else [bucket.buffer().numel()]
 
 
+def _full_precision(state: TernGradState, bucket: dist.GradBucket, sizes: list[int]) -> Tensor:
+    """Per segment: exchanged in float32 (small or named parameter) rather than ternary."""
+    params = bucket.parameters()
+    if len(params) != len(sizes):  # one segment for the whole bucket
+        return torch.zeros(len(sizes), dtype=torch.bool)
+    return torch.tensor(
+        [
+            n < state.min_size or id(p) in state.full_precision
+            for n, p in zip(sizes, params, strict=True)
+        ],
+        dtype=torch.bool,
+    )
+
+
 def terngrad_hook(state: TernGradState, bucket: dist.GradBucket) -> torch.futures.Future[Tensor]:
     """DDP communication hook: ternarise, all-gather packed bytes and scalers, average."""
     group = state.process_group
     world = dist.get_world_size(group)
     buf = bucket.buffer()
+    flat = buf.detach().cpu().reshape(-1).float()
     sizes = _bucket_sizes(bucket)
-    tern, scale = ternarize(
-        buf.detach().cpu(), sizes, clip=state.clip, generator=state.generator(bucket.index())
-    )
-    nbytes = packed_size(buf.numel())
-    payload = torch.cat([pack_ternary(tern), scale.to(torch.float32).view(torch.uint8)])
+    full = _full_precision(state, bucket, sizes)
+    elem_full = full[_segment_ids(sizes, torch.device("cpu"))]
+    t_idx, f_idx = (~elem_full).nonzero().squeeze(1), elem_full.nonzero().squeeze(1)
+    t_sizes = [n for n, f in zip(sizes, full.tolist(), strict=True) if not f]
+    parts = []
+    if t_sizes:
+        tern, scale = ternarize(
+            flat[t_idx], t_sizes, clip=state.clip, generator=state.generator(bucket.index())
+        )
+        parts += [pack_ternary(tern), scale.to(torch.float32).view(torch.uint8)]
+    parts.append(flat[f_idx].contiguous().view(torch.uint8))
+    payload = torch.cat(parts)
+    nbytes, n_scale = packed_size(t_idx.numel()) if t_sizes else 0, 4 * len(t_sizes)
     gathered = torch.empty(world * payload.numel(), dtype=torch.uint8)
     work = dist.all_gather_single(gathered, payload, group=group, async_op=True)
-    seg = _segment_ids(sizes, torch.device("cpu"))
+    t_seg = _segment_ids(t_sizes, torch.device("cpu")) if t_sizes else None
 
     def decode(_: torch.futures.Future) -> Tensor:
         rows = gathered.view(world, -1)
         total = torch.zeros(buf.numel(), dtype=torch.float32)
         for r in range(world):
-            scalers = rows[r, nbytes:].clone().view(torch.float32)
-            total += unpack_ternary(rows[r, :nbytes], buf.numel()) * scalers[seg]
+            if t_sizes:
+                scalers = rows[r, nbytes : nbytes + n_scale].clone().view(torch.float32)
+                values = unpack_ternary(rows[r, :nbytes], t_idx.numel()) * scalers[t_seg]
+                total.index_add_(0, t_idx, values)
+            if f_idx.numel():
+                total.index_add_(0, f_idx, rows[r, nbytes + n_scale :].clone().view(torch.float32))
         buf.copy_((total / world).to(buf.dtype).view_as(buf))
         return buf
 

@@ -92,6 +92,15 @@ def main(out: Path) -> None:
     result["terngrad_expected"] = clipped
     result["terngrad_scale"] = scale
 
+    # TernGrad with small parameters (< 10 values: the biases) and the output layer in float32
+    model = tiny_model()
+    net, _ = ctx.wrap(
+        model, hook="terngrad", seed=0, terngrad_min_size=10, terngrad_full_precision=["lin2.*"]
+    )
+    backward(net, ctx, mset, chunk)
+    result["terngrad_mixed"] = grads_of(model)
+    result["names"] = [n for n, _ in model.named_parameters()]
+
     # SmoothOut under DDP: weights restored exactly, gradients taken at the perturbed point
     model = tiny_model()
     before = [p.detach().clone() for p in model.parameters()]

@@ -29,6 +29,8 @@ from tests.distributed.conftest import start_group, stop_group
         (["--nproc", "2", "--max-restarts", "-1"], "--max-restarts must be >= 0"),
         (["--nproc", "4", "--batch-size", "2"], "--batch-size 2 is smaller than the 4 processes"),
         (["--smoothout", "-0.1"], "--smoothout must be >= 0"),
+        (["--nproc", "2", "--terngrad-fp32", "lin2.*"], "need --comm-hook terngrad"),
+        (["--comm-hook", "terngrad", "--terngrad-min-size", "0"], "--terngrad-min-size must"),
     ],
 )
 def test_bad_launch_settings_exit_2_with_a_message(tmp_path, capsys, extra, message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from chemprune.distributed.terngrad import clip_segments, ternarize
@@ -52,3 +53,14 @@ def test_unbiased_mean_over_draws():
     assert ((est - target).abs() <= 5 * sem + 1e-9).all()
     big = target.abs() > 0.5 * s
     assert ((1.02 * target - est).abs()[big] > 5 * sem[big]).all()
+
+
+def test_full_precision_patterns_must_match_a_parameter():
+    from torch import nn
+
+    from chemprune.distributed.hooks import full_precision_ids
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))
+    assert full_precision_ids(model, ["1.*"]) == {id(model[1].weight), id(model[1].bias)}
+    with pytest.raises(ValueError, match="matches no parameter"):
+        full_precision_ids(model, ["lin2.*"])
