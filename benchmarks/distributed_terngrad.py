@@ -186,7 +186,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     saved = RESULTS / "distributed_terngrad.json"
-    if args.rows != "all" and not args.quick:  # merge: the saved rows, with earlier rows of these options replaced
+    if (
+        args.rows != "all" and not args.quick
+    ):  # merge: the saved rows, with earlier rows of these options replaced
         if not saved.is_file():
             sys.exit(f"--rows {args.rows} merges into {saved}, which does not exist: run all first")
         old = [r for r in json.loads(saved.read_text())["rows"] if r["options"] != list(TERN_FP32)]
