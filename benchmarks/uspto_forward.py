@@ -16,7 +16,9 @@ Inputs are "mixed" (USPTO-50k has no reagents).
 
 Run (from the repository root)::
 
-    .venv/bin/python benchmarks/uspto_forward.py --minutes 60 --threads 2   # ~2.5 h in all
+    .venv/bin/python benchmarks/uspto_forward.py --parallel --threads 1 --minutes 60 --warmup 1000
+                                        # both presets side by side (the README's run, ~1 h 50 min)
+    .venv/bin/python benchmarks/uspto_forward.py --minutes 60 --threads 2   # one after the other
     .venv/bin/python benchmarks/uspto_forward.py --quick                     # smoke run, ~2 min
 
 Full-scale recipe (GPU, not run here): USPTO-MIT from Jin et al. (``reaction-nmt prepare
