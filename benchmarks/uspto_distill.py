@@ -34,37 +34,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from reaction_jobs import Job, validation_view  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 FORWARD = REPO / "runs" / "uspto_forward"
-
-
-class _Job:
-    """A ``reaction-nmt`` command in its own process (stderr to ``log``)."""
-
-    def __init__(self, *args: str, threads: int, log: Path):
-        module = "reaction_nmt.cli.distill" if args[0] == "distill" else "reaction_nmt.cli"
-        self.cmd = [sys.executable, "-m", module, *(args[1:] if args[0] == "distill" else args)]
-        self.log = log
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
-        print("$ reaction-nmt", " ".join(args), flush=True)
-        with open(log, "a") as err:
-            self.proc = subprocess.Popen(
-                self.cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=err
-            )
-
-    def wait(self) -> None:
-        out, _ = self.proc.communicate()
-        if self.proc.returncode != 0:
-            tail = self.log.read_text(errors="replace")[-4000:]
-            raise SystemExit(f"{tail}\nfailed ({self.proc.returncode}): {' '.join(self.cmd)}")
-        if out.decode().strip():
-            print(out.decode().strip(), flush=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -85,7 +63,7 @@ def quick_setup(work: Path, threads: int) -> tuple[Path, Path]:
         prepare_corpora(files, data, fmt="csv")
     teacher = work / "teacher"
     if not any(teacher.glob("model_step_*.pt")):
-        _Job(
+        Job(
             "train", "--data", str(data), "--out", str(teacher), "--preset", "tiny",
             "--max-minutes", "0.7", "--threads", str(threads), "-batch_size", "1024",
             "-valid_steps", "1000", "-save_checkpoint_steps", "1000",
@@ -113,32 +91,14 @@ def train_settings(args) -> dict:
     return {"minutes": minutes, "extra": extra, "forward_results": found or None}
 
 
-def training_data(args, data: Path) -> Path:
-    """The data folder with validation cut to ``--valid-slice`` lines (as uspto_forward.py)."""
-    if args.quick or not args.valid_slice:
-        return data
-    view = data.with_name(data.name + f"_valid{args.valid_slice}")
-    if (view / "manifest.json").exists():
-        return view
-    view.mkdir(exist_ok=True)
-    for f in data.iterdir():
-        link = view / f.name
-        if f.name in ("src-valid.txt", "tgt-valid.txt"):
-            lines = f.read_text().splitlines(True)[: args.valid_slice]
-            _atomic_write(link, "".join(lines))
-        elif not link.exists():
-            link.symlink_to(f.resolve())
-    return view
-
-
-def start(args, name: str, teacher: Path, data: Path, settings: dict) -> _Job:
+def start(args, name: str, teacher: Path, data: Path, settings: dict) -> Job:
     run = args.work / f"run_{name}"
     common = ["--data", str(data), "--out", str(run), "--max-minutes", str(settings["minutes"])]
     common += ["--threads", str(args.threads), *settings["extra"]]
     preset = ["--preset", args.preset]
     log = args.work / f"train_{name}.log"
     if name == "baseline":
-        return _Job("train", *preset, *common, threads=args.threads, log=log)
+        return Job("train", *preset, *common, threads=args.threads, log=log)
     mode = name.split("_", 1)[1]
     opts = ["--teacher", str(teacher), "--mode", mode, *preset]
     if mode == "word":
@@ -146,7 +106,7 @@ def start(args, name: str, teacher: Path, data: Path, settings: dict) -> _Job:
         opts += [] if args.no_cache_teacher else ["--cache-teacher"]
     else:
         opts += ["--beam-size", str(args.seq_beam), "--max-length", str(args.max_length)]
-    return _Job("distill", *opts, *common, threads=args.threads, log=log)
+    return Job("distill", *opts, *common, threads=args.threads, log=log)
 
 
 def earlier_eval(args, model: Path, data: Path, forward: dict | None) -> dict | None:
@@ -177,7 +137,7 @@ def evaluate(args, name: str, model: Path, data: Path, wall: float | None, forwa
         print(f"{name}: reusing the test score in {args.forward_results}", flush=True)
         _atomic_write(out, json.dumps(earlier, indent=2) + "\n")
     else:
-        _Job(
+        Job(
             "evaluate", "--model", str(model), "--data", str(data), "--split", "test",
             "--json", str(out), "--out-dir", str(args.work / f"pred_{name}"), *beam, *limit,
             threads=args.threads, log=args.work / f"eval_{name}.log",
@@ -301,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "manifest.json").is_file():
         raise SystemExit(f"{args.data} is not a prepared data folder (run uspto_forward.py)")
     settings = train_settings(args)
-    data = training_data(args, args.data)
+    data = args.data if args.quick else validation_view(args.data, args.valid_slice)
     reuse = args.baseline == "reuse" or (
         args.baseline == "auto" and bool(checkpoints(args.baseline_run))
     )

@@ -38,55 +38,21 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import gzip  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from reaction_jobs import Job, head_lines, validation_view  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
 
 
-def _slice(src: Path, dst: Path, n: int) -> Path:
-    """The first ``n`` lines of a (gzip) text file, as plain text."""
-    opener = gzip.open if src.suffix == ".gz" else open
-    with opener(src, "rt") as fh:
-        lines = [line for _, line in zip(range(n), fh, strict=False)]
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_text("".join(lines))
-    return dst
-
-
-class _Job:
-    """``reaction-nmt`` running in its own process; its stderr (OpenNMT-py's log) goes to
-    ``log``. ``wait()`` prints its output and stops the benchmark if it failed."""
-
-    def __init__(self, *args: str, threads: int, log: Path):
-        self.cmd = [sys.executable, "-m", "reaction_nmt.cli", *args]
-        self.log = log
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
-        print("$ reaction-nmt", " ".join(args), flush=True)
-        with open(log, "a") as err:
-            self.proc = subprocess.Popen(
-                self.cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=err
-            )
-
-    def wait(self) -> None:
-        out, _ = self.proc.communicate()
-        if self.proc.returncode != 0:
-            tail = self.log.read_text(errors="replace")[-4000:]
-            cmd = " ".join(self.cmd)
-            raise SystemExit(f"{tail}\nfailed ({self.proc.returncode}): {cmd}; log: {self.log}")
-        if out.decode().strip():
-            print(out.decode().strip(), flush=True)
-
-
 def _cli(*args: str, threads: int, log: Path) -> None:
-    _Job(*args, threads=threads, log=log).wait()
+    Job(*args, threads=threads, log=log).wait()
 
 
 def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
@@ -96,10 +62,10 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     if args.quick:
         raw = work / "raw"
         files = {
-            s: _slice(liu / f"retrosynthesis-{s}.smi.gz", raw / f"{s}.smi", n)
+            s: head_lines(liu / f"retrosynthesis-{s}.smi.gz", raw / f"{s}.smi", n)
             for s, n in (("train", 400), ("valid", 40), ("test", 40))
         }
-        test15 = _slice(test15, raw / "test15k.txt", 40)
+        test15 = head_lines(test15, raw / "test15k.txt", 40)
     else:
         files = {s: liu / f"retrosynthesis-{s}.smi.gz" for s in ("train", "valid", "test")}
     if not (d50 / "manifest.json").is_file() or args.quick:
@@ -116,25 +82,8 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     return d50, d15
 
 
-def training_view(d50: Path, n_valid: int | None) -> Path:
-    """``d50`` with its validation files cut to the first ``n_valid`` reactions, for the
-    learning curves during training (teacher-forced validation of all 5,000 would eat a large
-    part of a one-hour CPU budget). The test split is untouched; the other files are links."""
-    if not n_valid:
-        return d50
-    view = d50.with_name(d50.name + f"_valid{n_valid}")
-    view.mkdir(exist_ok=True)
-    for f in d50.iterdir():
-        link = view / f.name
-        if f.name in ("src-valid.txt", "tgt-valid.txt"):
-            _slice(f, link, n_valid)
-        elif not link.exists():
-            link.symlink_to(f.resolve())
-    return view
-
-
-def start_training(args, preset: str, d50: Path, work: Path) -> _Job:
-    d50 = training_view(d50, args.valid_slice)
+def start_training(args, preset: str, d50: Path, work: Path) -> Job:
+    d50 = validation_view(d50, args.valid_slice)
     run = work / f"run_{preset}"
     extra = ["-valid_steps", str(args.valid_steps), "-save_checkpoint_steps", "1000"]
     if args.warmup is not None:
@@ -142,7 +91,7 @@ def start_training(args, preset: str, d50: Path, work: Path) -> _Job:
     if args.quick:
         extra = ["-batch_size", "1024", "-valid_steps", "2", "-save_checkpoint_steps", "2",
                  "-report_every", "2", "-warmup_steps", "100"]  # fmt: skip
-    return _Job(
+    return Job(
         "train", "--data", str(d50), "--out", str(run), "--preset", preset,
         "--max-minutes", str(args.minutes), "--threads", str(args.threads), *extra,
         threads=args.threads, log=work / f"train_{preset}.log",

@@ -100,22 +100,3 @@ def run_distill(args: argparse.Namespace, extra: list[str]) -> int:
         f"(stopped by {why}); {params:,} parameters; checkpoint {result.checkpoint}{extra_info}"
     )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m reaction_nmt.cli.distill ARGS``, the same as ``reaction-nmt distill ARGS``
-    (for scripts that must run before the command is listed in the main parser)."""
-    from reaction_nmt.cli import _expected_errors
-
-    parser = argparse.ArgumentParser(prog="reaction-nmt")
-    add_distill(parser.add_subparsers(dest="command", required=True))
-    args, extra = parser.parse_known_args(["distill", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args, extra)
-    except _expected_errors() as err:
-        print(f"reaction-nmt: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
