@@ -58,7 +58,6 @@ def quick_model(work: Path) -> tuple[Path, Path]:
 def evaluate(model: Path, args, out_dir: Path) -> dict:
     """Test top-1 and reactions/s through ``reaction-nmt evaluate`` (hooks for shrunk models)."""
     from reaction_nmt.cli import main
-    from reaction_nmt.compress.hooks import onmt_hooks
 
     out = out_dir / f"eval_{model.stem}.json"
     argv = ["evaluate", "--model", str(model), "--data", str(args.data), "--split", "test",
@@ -67,8 +66,7 @@ def evaluate(model: Path, args, out_dir: Path) -> dict:
             "--threads", str(args.threads)]  # fmt: skip
     if args.test_limit:
         argv += ["--limit", str(args.test_limit)]
-    with onmt_hooks():
-        assert main(argv) == 0
+    assert main(argv) == 0
     r = json.loads(out.read_text())
     return {"top1": 100 * r["top_k"]["1"], "top5": 100 * r["top_k"].get("5", 0.0),
             "reactions_per_s": r["translation"]["reactions_per_s"], "n": r["n"]}  # fmt: skip

@@ -91,7 +91,6 @@ class Evaluator:
         max_length: int = 300,
     ) -> None:
         from reaction_nmt.backend import Translator
-        from reaction_nmt.compress.hooks import onmt_hooks
 
         if metric not in METRICS:
             raise CompressError(f"unknown metric {metric!r}; use one of {METRICS}")
@@ -103,11 +102,10 @@ class Evaluator:
         self.metric = metric
         self.sources, self.targets = list(sources), list(targets)
         self.batch_size = batch_size
-        with onmt_hooks():
-            self.translator = Translator(
-                Path(model), beam_size=beam_size, n_best=1, batch_size=batch_size,
-                max_length=max_length,
-            )  # fmt: skip
+        self.translator = Translator(
+            Path(model), beam_size=beam_size, n_best=1, batch_size=batch_size,
+            max_length=max_length,
+        )  # fmt: skip
         engine = self.translator._engine  # the InferenceEnginePY; its translator holds the model
         self.model: nn.Module = engine.translator.model
         self.vocabs = engine.vocabs

@@ -23,7 +23,6 @@ Checkpoints written by OpenNMT-py's saver keep the extra ``opt`` attributes.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 from collections.abc import Iterator, Mapping
 
@@ -32,12 +31,7 @@ from torch import Tensor, nn
 
 from chemprune.prune.shrink import resize_to
 
-__all__ = ["onmt_hooks", "masked_training", "apply_recorded_shapes", "onmt_loads"]
-
-
-def onmt_loads():
-    """``torch.load(weights_only=True)`` may rebuild OpenNMT-py's ``argparse.Namespace`` here."""
-    return torch.serialization.safe_globals([argparse.Namespace])
+__all__ = ["onmt_hooks", "masked_training", "apply_recorded_shapes"]
 
 
 def apply_recorded_shapes(model: nn.Module, opt) -> nn.Module:
@@ -60,6 +54,7 @@ def onmt_hooks() -> Iterator[None]:
     """OpenNMT-py builds shrunk models and reads sparse files inside this block."""
     import onmt.model_builder as mb
 
+    from reaction_nmt.backend import _onmt_loads
     from reaction_nmt.compress.storage import densify, is_sparse
 
     build, load = mb.build_base_model, mb.load_checkpoint
@@ -73,7 +68,7 @@ def onmt_hooks() -> Iterator[None]:
 
     mb.build_base_model, mb.load_checkpoint = build_base_model, load_checkpoint
     try:
-        with onmt_loads():
+        with _onmt_loads():
             yield
     finally:
         mb.build_base_model, mb.load_checkpoint = build, load

@@ -43,10 +43,8 @@ def test_compress_structured_then_olmp(tiny_model, synthetic_data, tmp_path, cap
     assert any("retrain" in x for x in r["olmp"]["rounds"])
 
     from reaction_nmt.backend import Translator
-    from reaction_nmt.compress.hooks import onmt_hooks
 
-    with onmt_hooks():
-        t = Translator(out, beam_size=1, n_best=1, max_length=20)
+    t = Translator(out, beam_size=1, n_best=1, max_length=20)
     assert len(t.translate(["C C O", "C C ( = O ) Cl"])) == 2
 
 

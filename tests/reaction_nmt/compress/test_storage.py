@@ -69,14 +69,12 @@ def test_index_encoding_beyond_97_percent():
 
 def test_sparse_file_translates_like_dense(pruned, synthetic_data, tmp_path):
     from reaction_nmt.backend import Translator
-    from reaction_nmt.compress.hooks import onmt_hooks
 
     save_model(pruned, tmp_path / "dense.pt", "dense")
     save_model(pruned, tmp_path / "sparse.pt", "sparse")
     src, _ = valid_slice(synthetic_data, 6)
     want = Translator(tmp_path / "dense.pt", beam_size=2, n_best=2, max_length=30).translate(src)
-    with onmt_hooks():
-        got = Translator(tmp_path / "sparse.pt", beam_size=2, n_best=2, max_length=30)
+    got = Translator(tmp_path / "sparse.pt", beam_size=2, n_best=2, max_length=30)
     assert got.translate(src) == want
 
 

@@ -29,7 +29,6 @@ def logits(evaluator, model):
 @pytest.mark.parametrize("kinds", [("heads",), ("ff",), ("heads", "ff")])
 def test_removal_equals_masking_and_loads(evaluator, tiny_model, synthetic_data, tmp_path, kinds):
     from reaction_nmt.backend import Translator, load_checkpoint
-    from reaction_nmt.compress.hooks import onmt_hooks
 
     template = load_checkpoint(tiny_model)
     working = working_copy(evaluator.model)
@@ -59,8 +58,7 @@ def test_removal_equals_masking_and_loads(evaluator, tiny_model, synthetic_data,
     save_atomic(export_checkpoint(working, template, opt=opt), path)
     assert path.stat().st_size < (tmp_path / "masked.pt").stat().st_size
     src, _ = valid_slice(synthetic_data, 8)
-    with onmt_hooks():
-        translator = Translator(path, beam_size=2, n_best=1, max_length=30)
+    translator = Translator(path, beam_size=2, n_best=1, max_length=30)
     loaded = translator._engine.translator.model
     heads = {m.head_count for _, m in loaded.named_modules() if hasattr(m, "head_count")}
     assert heads == ({1} if "heads" in kinds else {4})
