@@ -19,7 +19,7 @@ needed. The random draws depend only on ``(seed, rank, step, bucket)``; the trai
 ``state.step`` before each backward, so a resumed run draws the same numbers.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -83,6 +83,7 @@ class TernGradState:
     step: int = 0
     min_size: int = 1  # parameters with fewer values are exchanged in float32
     full_precision: frozenset[int] = frozenset()  # id() of parameters exchanged in float32
+    layouts: dict = field(default_factory=dict, repr=False)  # per bucket, see _layout
 
     def generator(self, bucket_index: int) -> torch.Generator:
         rank = dist.get_rank(self.process_group)
@@ -90,23 +91,38 @@ class TernGradState:
         return torch.Generator().manual_seed(key % (2**63 - 1))
 
 
-def _bucket_sizes(bucket: dist.GradBucket) -> list[int]:
-    sizes = [g.numel() for g in bucket.gradients()]
-    return sizes if sum(sizes) == bucket.buffer().numel() else [bucket.buffer().numel()]
+@dataclass
+class _Layout:
+    """Which values of a bucket go ternary and which in float32, with their segments; the same
+    for every step, so it is computed once per bucket (``None`` indices: all of one kind)."""
+
+    t_sizes: list[int]  # ternary segments (parameters), in bucket order
+    t_seg: Tensor | None  # segment of each ternary value
+    t_idx: Tensor | None  # positions of the ternary values (None: the whole bucket)
+    f_idx: Tensor | None  # positions of the float32 values (None: none)
 
 
-def _full_precision(state: TernGradState, bucket: dist.GradBucket, sizes: list[int]) -> Tensor:
-    """Per segment: exchanged in float32 (small or named parameter) rather than ternary."""
+def _layout(state: TernGradState, bucket: dist.GradBucket) -> _Layout:
     params = bucket.parameters()
-    if len(params) != len(sizes):  # one segment for the whole bucket
-        return torch.zeros(len(sizes), dtype=torch.bool)
-    return torch.tensor(
-        [
-            n < state.min_size or id(p) in state.full_precision
-            for n, p in zip(sizes, params, strict=True)
-        ],
-        dtype=torch.bool,
-    )
+    key = (bucket.index(), tuple(map(id, params)))
+    found = state.layouts.get(key)
+    if found is not None:
+        return found
+    sizes = [g.numel() for g in bucket.gradients()]
+    if sum(sizes) != bucket.buffer().numel() or len(params) != len(sizes):
+        sizes, full = [bucket.buffer().numel()], [False]  # one segment for the whole bucket
+    else:
+        full = [n < state.min_size or id(p) in state.full_precision for n, p in zip(sizes, params, strict=True)]  # fmt: skip
+    t_sizes = [n for n, f in zip(sizes, full, strict=True) if not f]
+    t_seg = _segment_ids(t_sizes, torch.device("cpu")) if t_sizes else None
+    if not any(full):
+        layout = _Layout(t_sizes, t_seg, None, None)
+    else:
+        elem_full = torch.tensor(full)[_segment_ids(sizes, torch.device("cpu"))]
+        t_idx = (~elem_full).nonzero().squeeze(1) if t_sizes else torch.zeros(0, dtype=torch.long)
+        layout = _Layout(t_sizes, t_seg, t_idx, elem_full.nonzero().squeeze(1))
+    state.layouts[key] = layout
+    return layout
 
 
 def terngrad_hook(state: TernGradState, bucket: dist.GradBucket) -> torch.futures.Future[Tensor]:
@@ -115,34 +131,37 @@ def terngrad_hook(state: TernGradState, bucket: dist.GradBucket) -> torch.future
     world = dist.get_world_size(group)
     buf = bucket.buffer()
     flat = buf.detach().cpu().reshape(-1).float()
-    sizes = _bucket_sizes(bucket)
-    full = _full_precision(state, bucket, sizes)
-    elem_full = full[_segment_ids(sizes, torch.device("cpu"))]
-    t_idx, f_idx = (~elem_full).nonzero().squeeze(1), elem_full.nonzero().squeeze(1)
-    t_sizes = [n for n, f in zip(sizes, full.tolist(), strict=True) if not f]
+    lay = _layout(state, bucket)
+    n_tern = flat.numel() if lay.t_idx is None else lay.t_idx.numel()
     parts = []
-    if t_sizes:
+    if lay.t_sizes:
+        values = flat if lay.t_idx is None else flat[lay.t_idx]
         tern, scale = ternarize(
-            flat[t_idx], t_sizes, clip=state.clip, generator=state.generator(bucket.index())
+            values, lay.t_sizes, clip=state.clip, generator=state.generator(bucket.index())
         )
         parts += [pack_ternary(tern), scale.to(torch.float32).view(torch.uint8)]
-    parts.append(flat[f_idx].contiguous().view(torch.uint8))
+    if lay.f_idx is not None:
+        parts.append(flat[lay.f_idx].contiguous().view(torch.uint8))
     payload = torch.cat(parts)
-    nbytes, n_scale = packed_size(t_idx.numel()) if t_sizes else 0, 4 * len(t_sizes)
+    nbytes = packed_size(n_tern) if lay.t_sizes else 0
+    n_scale = 4 * len(lay.t_sizes)
     gathered = torch.empty(world * payload.numel(), dtype=torch.uint8)
     work = dist.all_gather_single(gathered, payload, group=group, async_op=True)
-    t_seg = _segment_ids(t_sizes, torch.device("cpu")) if t_sizes else None
 
     def decode(_: torch.futures.Future) -> Tensor:
         rows = gathered.view(world, -1)
         total = torch.zeros(buf.numel(), dtype=torch.float32)
         for r in range(world):
-            if t_sizes:
+            if lay.t_sizes:
                 scalers = rows[r, nbytes : nbytes + n_scale].clone().view(torch.float32)
-                values = unpack_ternary(rows[r, :nbytes], t_idx.numel()) * scalers[t_seg]
-                total.index_add_(0, t_idx, values)
-            if f_idx.numel():
-                total.index_add_(0, f_idx, rows[r, nbytes + n_scale :].clone().view(torch.float32))
+                values = unpack_ternary(rows[r, :nbytes], n_tern) * scalers[lay.t_seg]
+                if lay.t_idx is None:
+                    total += values
+                else:
+                    total.index_add_(0, lay.t_idx, values)
+            if lay.f_idx is not None:
+                fp32 = rows[r, nbytes + n_scale :].clone().view(torch.float32)
+                total.index_add_(0, lay.f_idx, fp32)
         buf.copy_((total / world).to(buf.dtype).view_as(buf))
         return buf
 
