@@ -256,12 +256,9 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
             k: torch.stack([c[part][k].float() for c in ckpts]).mean(0).to(v.dtype)
             for k, v in first[part].items()
         }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    torch.save(avg, tmp)
-    os.replace(tmp, out)
-    return out
+    from chemprune.checkpoint import atomic_save
+
+    return atomic_save(avg, out)
 
 
 class Translator:

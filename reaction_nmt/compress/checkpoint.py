@@ -8,7 +8,6 @@ of masked parameters; :func:`save_atomic` writes through a temporary file.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -69,10 +68,8 @@ def load_weights(model: nn.Module, ckpt: dict) -> None:
 
 
 def save_atomic(obj, path: Path) -> int:
-    """``torch.save`` through a temporary file; returns the file size in bytes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path.stat().st_size
+    """``torch.save`` through a temporary file (:func:`chemprune.checkpoint.atomic_save`);
+    returns the file size in bytes."""
+    from chemprune.checkpoint import atomic_save
+
+    return atomic_save(obj, path).stat().st_size
