@@ -70,11 +70,14 @@ def run(
     extra=(),
     epochs: int | None = None,
     lr: float | None = None,
+    seed: int = 0,
+    subset: int | None = None,
 ) -> dict:
     epochs = args.epochs if epochs is None else epochs
     lr = args.lr if lr is None else lr
-    cmd = [sys.executable, "-m", "chemprune", "train", "--target", "gap"]
-    cmd += ["--subset", str(args.subset), "--epochs", str(epochs), "--lr", str(lr)]
+    subset = args.subset if subset is None else subset
+    cmd = [sys.executable, "-m", "chemprune", "train", "--target", "gap", "--seed", str(seed)]
+    cmd += ["--subset", str(subset), "--epochs", str(epochs), "--lr", str(lr)]
     cmd += ["--hidden", "64", "--filters", "64", "--interactions", "3", "--threads", "1"]
     cmd += ["--batch-size", str(batch), "--nproc", str(nproc), "--comm-hook", hook]
     cmd += ["--checkpoint-every", "0", "--no-progress", "--out", str(out), *extra]
@@ -90,6 +93,8 @@ def run(
         "hook": hook,
         "batch": batch,
         "lr": lr,
+        "seed": seed,
+        "subset": subset,
         "options": list(extra),
         "bytes_per_step": statistics.mean(r["sent_bytes_per_step"] for r in later),
         "step_ms": 1000 * statistics.mean(r["step_s"] for r in later),
@@ -131,6 +136,90 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def converge_study(work: Path, args: argparse.Namespace) -> dict:
+    """fp32 vs TernGrad at batch 32, and batch 128 without/with SmoothOut, each over several
+    seeds (each seed its own split, initialisation and batch order; the configurations of one
+    seed share them), trained for ``--converge-epochs`` on ``--converge-subset`` molecules.
+    Ratios are paired per seed, then averaged."""
+    big = 4 * args.batch
+    configs = [
+        ("fp32", "allreduce", args.batch, ()),
+        ("TernGrad", "terngrad", args.batch, ()),
+        (f"fp32, batch {big}", "allreduce", big, ()),
+    ]
+    for a in args.converge_smoothout:
+        configs.append(
+            (f"SmoothOut adaptive {a:g}, batch {big}", "allreduce", big,
+             ("--smoothout", f"{a:g}", "--smoothout-adaptive"))
+        )  # fmt: skip
+    runs = []
+    for seed in args.seeds:
+        for name, hook, batch, extra in configs:
+            r = run(work / f"conv_{seed}_{len(runs)}", nproc=2, hook=hook, batch=batch, args=args,
+                    extra=extra, epochs=args.converge_epochs, seed=seed,
+                    subset=args.converge_subset)  # fmt: skip
+            r["config"] = name
+            runs.append(r)
+            print(f"seed {seed} {name}: val MAE {r['val_mae']:.4f} (best {r['best_val_mae']:.4f})",
+                  flush=True)  # fmt: skip
+    return {"subset": args.converge_subset, "epochs": args.converge_epochs, "runs": runs,
+            "summary": converge_summary(runs, [c[0] for c in configs])}  # fmt: skip
+
+
+def converge_summary(runs: list[dict], names: list[str]) -> list[dict]:
+    """Per configuration: mean (min, max) over seeds of the last and best validation MAE, and
+    the mean per-seed ratio to fp32 at batch 32."""
+    by = {(r["config"], r["seed"]): r for r in runs}
+    seeds = sorted({r["seed"] for r in runs})
+    out = []
+    for name in names:
+        rs = [by[(name, s)] for s in seeds if (name, s) in by]
+        row = {"config": name, "seeds": [r["seed"] for r in rs]}
+        for key in ("val_mae", "best_val_mae"):
+            vals = [r[key] for r in rs]
+            ratios = [r[key] / by[("fp32", r["seed"])][key] for r in rs]
+            row[key] = statistics.mean(vals)
+            row[key + "_range"] = [min(vals), max(vals)]
+            row[key + "_vs_fp32"] = statistics.mean(ratios) - 1.0
+        row["bytes_per_step"] = statistics.mean(r["bytes_per_step"] for r in rs)
+        out.append(row)
+    return out
+
+
+def print_converge(study: dict) -> None:
+    print(f"\n{len({r['seed'] for r in study['runs']})} seeds, QM9 subset {study['subset']}, "
+          f"{study['epochs']} epochs, 2 processes (mean over seeds; vs fp32: mean of per-seed "
+          "ratios)")  # fmt: skip
+    print(f"{'configuration':>34} {'B/step':>9} {'last val MAE':>13} {'vs fp32':>8} "
+          f"{'best val MAE':>13} {'vs fp32':>8}")  # fmt: skip
+    for r in study["summary"]:
+        print(f"{r['config']:>34} {r['bytes_per_step']:>9.0f} {r['val_mae']:>13.4f} "
+              f"{100 * r['val_mae_vs_fp32']:>+7.1f}% {r['best_val_mae']:>13.4f} "
+              f"{100 * r['best_val_mae_vs_fp32']:>+7.1f}%")  # fmt: skip
+
+
+def plot_converge(study: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colors: dict[str, str] = {}
+    for r in study["runs"]:
+        first = r["config"] not in colors
+        c = colors.setdefault(r["config"], f"C{len(colors)}")
+        ax.plot(range(1, len(r["val_curve"]) + 1), r["val_curve"], color=c, lw=1, alpha=0.8,
+                label=r["config"] if first else None)  # fmt: skip
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation MAE (eV)")
+    ax.set_yscale("log")
+    ax.set_title(f"QM9 gap, {study['subset']} molecules, 2 processes (one line per seed)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--subset", type=int, default=3000)
@@ -144,16 +233,44 @@ def main() -> None:
                    help="epochs of the longer fp32 vs TernGrad pair (2 processes; 0: skip)")  # fmt: skip
     p.add_argument("--big-lr", type=float, default=BIG_LR,
                    help="learning rate of the scaled-lr large-batch rows (0: skip)")  # fmt: skip
-    p.add_argument("--rows", choices=("all", "terngrad-fp32"), default="all",
+    p.add_argument("--rows", choices=("all", "terngrad-fp32", "converge"), default="all",
                    help="terngrad-fp32: run only the TernGrad rows with float32 exceptions and "
-                   "merge them into the saved results")  # fmt: skip
+                   "merge them into the saved results; converge: run only the longer "
+                   "multi-seed study (saved under 'converge')")  # fmt: skip
+    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0, 1, 2],
+                   help="converge study: seeds")  # fmt: skip
+    p.add_argument("--converge-subset", type=int, default=6000)
+    p.add_argument("--converge-epochs", type=int, default=30)
+    p.add_argument("--converge-smoothout", default=[0.005, 0.02],
+                   type=lambda v: [float(x) for x in v.split(",")],
+                   help="converge study: adaptive SmoothOut amplitudes at the 4x batch")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny smoke run, results not saved")
     args = p.parse_args()
     if args.quick:
         args.subset, args.epochs = 400, 2
         args.long_epochs = 3 if args.long_epochs else 0
+        args.converge_subset, args.converge_epochs, args.seeds = 400, 2, [0]
+        args.converge_smoothout = args.converge_smoothout[:1]
     work = Path(tempfile.mkdtemp(prefix="dist_terngrad_"))
     rows = []
+    study = None
+    saved = RESULTS / "distributed_terngrad.json"
+    if args.rows == "converge":
+        try:
+            study = converge_study(work, args)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print_converge(study)
+        if args.quick:
+            return
+        if not saved.is_file():
+            sys.exit(f"--rows converge merges into {saved}, which does not exist: run all first")
+        meta = json.loads(saved.read_text())
+        meta["converge"] = study
+        saved.write_text(json.dumps(meta, indent=1))
+        plot_converge(study, RESULTS / "distributed_converge.png")
+        print(f"wrote {saved} ('converge') and {RESULTS / 'distributed_converge.png'}")
+        return
     try:
         for nproc in (2, 4) if args.rows == "all" else ():
             for hook in HOOKS:
@@ -185,7 +302,6 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    saved = RESULTS / "distributed_terngrad.json"
     if (
         args.rows != "all" and not args.quick
     ):  # merge: the saved rows, with earlier rows of these options replaced
@@ -210,6 +326,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"subset": args.subset, "epochs": args.epochs, "lr": args.lr, "batch": args.batch,
             "cpus": os.cpu_count(), "rows": rows}  # fmt: skip
+    if saved.is_file() and "converge" in json.loads(saved.read_text()):
+        meta["converge"] = json.loads(saved.read_text())["converge"]  # kept from --rows converge
     (RESULTS / "distributed_terngrad.json").write_text(json.dumps(meta, indent=1))
     plot(rows, RESULTS / "distributed_terngrad.png")
     print(f"wrote {RESULTS / 'distributed_terngrad.json'} and .png")

@@ -9,12 +9,15 @@ copies of it with
 * ``magnitude``: chemprune's global magnitude engine on the same schedule;
 * ``olmp``: chemprune's OLMP (nevergrad thresholds per layer under a validation-accuracy
   constraint, DNS masks, search every ``--olmp-search-every`` iterations, then retraining);
-* ``autoprune``: chemprune's AutoPrune (gates trained on held-out batches with the weakly coupled
-  rules) for each ``--autoprune-lams`` value, then masked fine-tuning.
+* ``autoprune``: chemprune's AutoPrune (weights and gates updated in turns, the gates by the
+  weakly coupled rules on training batches, or with ``--ap-gate-batches held-out`` on the
+  held-out images) for each ``--autoprune-lams`` value, then masked fine-tuning.
 
 All methods prune weights and biases and report compression = all parameters / nonzero
 parameters (OLMP's convention), test error on the 10,000 test images, and wall time. The last
-5,000 training images are held out for OLMP's constraint and AutoPrune's gate updates.
+5,000 training images are held out for OLMP's constraint. Every model and every method draws
+its batches from a stream seeded by ``--seed`` and its own name, so a row reproduces whether it
+runs alone (``--models``/``--methods``) or in the full call.
 
 Published: OLMP 114x (LeNet-300-100), 298x (LeNet-5); AutoPrune 310x (LeNet-5); both without
 accuracy loss. Writes a table, JSON (``--out``) and an error-vs-compression plot (``--plot``).
@@ -33,6 +36,7 @@ import copy  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
+import zlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -65,6 +69,11 @@ class Data:
         self.xval, self.yval = x[-val:], y[-val:]
         self.xte, self.yte = mnist_tensors(path, "test")
         self.rng = np.random.default_rng(0)
+
+    def reseed(self, seed: int, *keys: str) -> None:
+        """Restart the batch sampler from a stream of its own for ``keys`` (model, method), so a
+        result does not depend on which other models or methods ran before it in the call."""
+        self.rng = np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
 
     def batch(self, n: int = 64, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
         x, y = (self.xtr, self.ytr) if split == "train" else (self.xval, self.yval)
@@ -275,8 +284,8 @@ def run_autoprune(dense: nn.Module, data: Data, args, start_iter: int, lam: floa
         solver.opt.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(model(x), y).backward()
         solver.step()
-        # auxiliary parameters on held-out batches, plus the gate regulariser
-        x, y = data.batch(split="val")
+        # auxiliary parameters on another batch, plus the gate regulariser
+        x, y = data.batch(split="val" if args.ap_gate_batches == "held-out" else "train")
         m_opt.zero_grad(set_to_none=True)
         for p in model.parameters():
             p.grad = None
@@ -287,8 +296,15 @@ def run_autoprune(dense: nn.Module, data: Data, args, start_iter: int, lam: floa
             log(
                 f"  autoprune   lam {lam:g}: iter {k + 1}, gates closed {100 * pruner.gate_sparsity():.2f}%"
             )
+    held_out = error(
+        model, data.xval, data.yval
+    )  # fitted by the gates with --ap-gate-batches held-out
     pruner.apply(model)  # the learnt gates become fixed masks
-    gated = {"compression": compression(model), "test_error": error(model, data.xte, data.yte)}
+    gated = {
+        "compression": compression(model),
+        "test_error": error(model, data.xte, data.yte),
+        "held_out_error": held_out,
+    }
     train_iters(model, data, solver, args.ap_finetune_iters)
     remove_masks(model)
     final = {
@@ -431,10 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--olmp-max-drop", type=float, default=0.003, help="allowed accuracy drop per search"
     )
-    p.add_argument("--ap-iters", type=int, default=8000)
-    p.add_argument("--ap-finetune-iters", type=int, default=3000)
+    p.add_argument("--ap-iters", type=int, default=16000)
+    p.add_argument("--ap-finetune-iters", type=int, default=5000)
     p.add_argument(
-        "--autoprune-lams", type=lambda s: [float(x) for x in s.split(",")], default=[1e-4, 3e-4]
+        "--autoprune-lams",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[5e-5, 1e-4, 2e-4, 3e-4],
     )
     p.add_argument("--ap-lr", type=float, default=1e-3)
     p.add_argument(
@@ -452,6 +470,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="AutoPrune: iterations with lam = 0 before the gates are frozen",
     )
+    p.add_argument(
+        "--ap-gate-batches",
+        choices=["train", "held-out"],
+        default="train",
+        help="AutoPrune: batches the gates are updated on (held-out: the 5,000 images kept "
+        "from training; the gates then fit those images, see README)",
+    )
     p.add_argument("--ap-alpha", type=float, default=0.1)
     p.add_argument("--ap-init", type=float, default=0.01)
     p.add_argument(
@@ -459,6 +484,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/mnist_prune.json")
     p.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/mnist_prune.png")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the results of models not run now from an existing --out (one process per "
+        "model, run side by side)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny budgets for a smoke run")
     p.add_argument(
         "--from-json",
@@ -484,9 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     for name in args.models.split(","):
         torch.manual_seed(args.seed)
-        # NB: the batch sampler is seeded once per run, not per model, so a model's results
-        # depend on which models ran before it in the same call (kept so that the published
-        # results reproduce; reseed here when the benchmark is next rerun in full)
+        data.reseed(args.seed, name)
         dense = MODELS[name]()
         t0 = time.perf_counter()
         solver = Caffe(dense)
@@ -506,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
             "methods": {},
         }
         for method in args.methods.split(","):
+            data.reseed(args.seed, name, method)
+            torch.manual_seed(args.seed)
             if method in ("torch_prune", "magnitude"):
                 res = run_iterative(method, dense, data, args, solver.it)
                 r["methods"][method] = {"points": res["curve"], "seconds": res["seconds"]}
@@ -517,25 +548,30 @@ def main(argv: list[str] | None = None) -> int:
                     "thresholds_c": res["thresholds_c"],
                 }
             elif method == "autoprune":
-                pts = [
-                    run_autoprune(dense, data, args, solver.it, lam) for lam in args.autoprune_lams
-                ]
+                pts = []
+                for lam in args.autoprune_lams:  # each strength on its own stream too
+                    data.reseed(args.seed, name, method, f"{lam:g}")
+                    pts.append(run_autoprune(dense, data, args, solver.it, lam))
                 r["methods"][method] = {"points": pts, "seconds": sum(x["seconds"] for x in pts)}
             else:
                 raise SystemExit(f"unknown method {method!r}")
+        r["meta"] = {  # per model, so that runs of single models can be merged (--merge)
+            "torch": torch.__version__,
+            "threads": args.threads,
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         results[name] = r
+    if args.merge and args.out.exists():  # keep the other models of an earlier run
+        results = {**json.loads(args.out.read_text())["results"], **results}
     text = table(results, args.tol)
     print(text)
-    meta = {
-        "torch": torch.__version__,
-        "threads": args.threads,
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "results": results, "table": text}, indent=1))
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"results": results, "table": text}, indent=1))
+    tmp.replace(args.out)
     plot(results, args.plot, args.tol)
     log(f"wrote {args.out} and {args.plot}")
     return 0
