@@ -16,9 +16,10 @@ weakly coupled rules:
 and the two parameter sets are updated separately: the auxiliary parameters are not in
 ``model.parameters()`` but in :meth:`auxiliary_parameters`, for their own optimizer. Pruned
 units can come back while ``m`` moves. Update the gates on training batches: one binary gate per
-weight fits a small held-out set instead (on MNIST, gates updated on 5,000 held-out images
-reached 0.2% error on those images and 3% on the test set; ``benchmarks/mnist_prune.py
---ap-gate-batches``).
+weight fits a small held-out set instead (LeNet-300-100, ``lam=1e-4``: gates updated on 5,000
+held-out MNIST images gave 0.16% error on those images, 2.89% on the test set and 27.5x
+compression; on training batches 1.94% test error at 37.4x; ``benchmarks/mnist_prune.py
+--ap-gate-batches``, README).
 
 The paper's gates close at ``m = 0``, so ``lam`` sets the sparsity only indirectly. With
 ``rank_gates=True`` each group's threshold instead follows the schedule's target: after every
