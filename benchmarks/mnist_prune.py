@@ -333,7 +333,8 @@ def final_points(method: str, points: list[dict]) -> list[dict]:
 
 
 def best_within(points: list[dict], dense_err: float, tol: float) -> dict | None:
-    ok = [p for p in points if p["test_error"] <= dense_err + tol]
+    # compared in millionths: an error exactly tol above dense counts as within (no float slop)
+    ok = [p for p in points if round(1e6 * (p["test_error"] - dense_err)) <= round(1e6 * tol)]
     return max(ok, key=lambda p: p["compression"]) if ok else None
 
 
