@@ -42,6 +42,8 @@ Run (from the repository root; ~10 minutes on 2 cores)::
     .venv/bin/python benchmarks/distributed_terngrad.py --rows terngrad-fp32   # only those rows,
                                                   # merged into the saved results (~5 min)
     .venv/bin/python benchmarks/distributed_terngrad.py --rows converge   # ~25 min
+    .venv/bin/python benchmarks/distributed_terngrad.py --rows converge --optimizer sgd \
+        --lr 0.01 --converge-no-big --converge-key converge_sgd   # the same with momentum SGD
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def run(
     cmd += ["--subset", str(subset), "--epochs", str(epochs), "--lr", str(lr)]
     cmd += ["--hidden", "64", "--filters", "64", "--interactions", "3", "--threads", "1"]
     cmd += ["--batch-size", str(batch), "--nproc", str(nproc), "--comm-hook", hook]
+    cmd += ["--optimizer", args.optimizer]
     cmd += ["--checkpoint-every", "0", "--no-progress", "--out", str(out), *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
     t0 = time.perf_counter()
@@ -101,6 +104,7 @@ def run(
         "lr": lr,
         "seed": seed,
         "subset": subset,
+        "optimizer": args.optimizer,
         "options": list(extra),
         "bytes_per_step": statistics.mean(r["sent_bytes_per_step"] for r in later),
         "step_ms": 1000 * statistics.mean(r["step_s"] for r in later),
@@ -148,12 +152,10 @@ def converge_study(work: Path, args: argparse.Namespace) -> dict:
     seed share them), trained for ``--converge-epochs`` on ``--converge-subset`` molecules.
     Ratios are paired per seed, then averaged."""
     big = 4 * args.batch
-    configs = [
-        ("fp32", "allreduce", args.batch, ()),
-        ("TernGrad", "terngrad", args.batch, ()),
-        (f"fp32, batch {big}", "allreduce", big, ()),
-    ]
-    for a in args.converge_smoothout:
+    configs = [("fp32", "allreduce", args.batch, ()), ("TernGrad", "terngrad", args.batch, ())]
+    if args.converge_big:
+        configs.append((f"fp32, batch {big}", "allreduce", big, ()))
+    for a in args.converge_smoothout if args.converge_big else ():
         configs.append(
             (f"SmoothOut adaptive {a:g}, batch {big}", "allreduce", big,
              ("--smoothout", f"{a:g}", "--smoothout-adaptive"))
@@ -168,7 +170,8 @@ def converge_study(work: Path, args: argparse.Namespace) -> dict:
             runs.append(r)
             print(f"seed {seed} {name}: val MAE {r['val_mae']:.4f} (best {r['best_val_mae']:.4f})",
                   flush=True)  # fmt: skip
-    return {"subset": args.converge_subset, "epochs": args.converge_epochs, "runs": runs,
+    return {"subset": args.converge_subset, "epochs": args.converge_epochs,
+            "optimizer": args.optimizer, "lr": args.lr, "runs": runs,
             "summary": converge_summary(runs, [c[0] for c in configs])}  # fmt: skip
 
 
@@ -194,8 +197,8 @@ def converge_summary(runs: list[dict], names: list[str]) -> list[dict]:
 
 def print_converge(study: dict) -> None:
     print(f"\n{len({r['seed'] for r in study['runs']})} seeds, QM9 subset {study['subset']}, "
-          f"{study['epochs']} epochs, 2 processes (mean over seeds; vs fp32: mean of per-seed "
-          "ratios)")  # fmt: skip
+          f"{study['epochs']} epochs, {study.get('optimizer', 'adam')} lr {study.get('lr', 1e-3):g}, "
+          "2 processes (mean over seeds; vs fp32: mean of per-seed ratios)")  # fmt: skip
     print(f"{'configuration':>34} {'B/step':>9} {'last val MAE':>13} {'vs fp32':>8} "
           f"{'best val MAE':>13} {'vs fp32':>8}")  # fmt: skip
     for r in study["summary"]:
@@ -220,7 +223,8 @@ def plot_converge(study: dict, path: Path) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation MAE (eV)")
     ax.set_yscale("log")
-    ax.set_title(f"QM9 gap, {study['subset']} molecules, 2 processes (one line per seed)")
+    ax.set_title(f"QM9 gap, {study['subset']} molecules, 2 processes, {study.get('optimizer', 'adam')} "
+                 "(one line per seed)")  # fmt: skip
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -247,8 +251,14 @@ def main() -> None:
                    help="converge study: seeds")  # fmt: skip
     p.add_argument("--converge-subset", type=int, default=4000)
     p.add_argument("--converge-epochs", type=int, default=25)
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                   help="optimizer of every run (sgd: momentum 0.9; give --lr too)")  # fmt: skip
+    p.add_argument("--converge-no-big", dest="converge_big", action="store_false",
+                   help="converge study: only fp32 and TernGrad at batch 32")  # fmt: skip
+    p.add_argument("--converge-key", default="converge",
+                   help="converge study: key in the saved JSON and name of the PNG")  # fmt: skip
     p.add_argument("--converge-smoothout", default=[0.01],
-                   type=lambda v: [float(x) for x in v.split(",")],
+                   type=lambda v: [float(x) for x in v.split(",") if x],
                    help="converge study: adaptive SmoothOut amplitudes at the 4x batch")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny smoke run, results not saved")
     args = p.parse_args()
@@ -272,10 +282,11 @@ def main() -> None:
         if not saved.is_file():
             sys.exit(f"--rows converge merges into {saved}, which does not exist: run all first")
         meta = json.loads(saved.read_text())
-        meta["converge"] = study
+        meta[args.converge_key] = study
         saved.write_text(json.dumps(meta, indent=1))
-        plot_converge(study, RESULTS / "distributed_converge.png")
-        print(f"wrote {saved} ('converge') and {RESULTS / 'distributed_converge.png'}")
+        png = RESULTS / f"distributed_{args.converge_key}.png"
+        plot_converge(study, png)
+        print(f"wrote {saved} ({args.converge_key!r}) and {png}")
         return
     try:
         for nproc in (2, 4) if args.rows == "all" else ():
@@ -332,8 +343,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"subset": args.subset, "epochs": args.epochs, "lr": args.lr, "batch": args.batch,
             "cpus": os.cpu_count(), "rows": rows}  # fmt: skip
-    if saved.is_file() and "converge" in json.loads(saved.read_text()):
-        meta["converge"] = json.loads(saved.read_text())["converge"]  # kept from --rows converge
+    if saved.is_file():  # studies of --rows converge are kept
+        old_meta = json.loads(saved.read_text())
+        meta.update({k: v for k, v in old_meta.items() if k.startswith("converge")})
     (RESULTS / "distributed_terngrad.json").write_text(json.dumps(meta, indent=1))
     plot(rows, RESULTS / "distributed_terngrad.png")
     print(f"wrote {RESULTS / 'distributed_terngrad.json'} and .png")

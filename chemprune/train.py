@@ -60,6 +60,8 @@ class TrainSettings:
     epochs: int = 100
     batch_size: int = 32
     lr: float = 5e-4
+    optimizer: str = "adam"  # "adam" or "sgd" (with momentum, e.g. to compare gradient codecs)
+    momentum: float = 0.9  # SGD only
     lr_factor: float = 0.5
     lr_patience: int = 5
     min_lr: float = 1e-6
@@ -112,6 +114,20 @@ def target_statistics(
         vals = y / counts
     std = float(vals.std()) if vals.numel() > 1 else 1.0
     return float(vals.mean()), (std if std > 1e-12 else 1.0)
+
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """Adam (the default) or momentum SGD over ``model``'s parameters at ``settings.lr``."""
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=settings.lr)
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
+    raise ValueError(
+        f"unknown optimizer {settings.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+    )
 
 
 def train(
@@ -172,7 +188,7 @@ def train(
         **settings.model_kwargs(), readout=target.readout, mean=mean, std=std, atomref=atomref
     )
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    opt = make_optimizer(model, settings)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt,
         mode="min",

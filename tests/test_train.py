@@ -93,6 +93,29 @@ def test_nan_loss_is_reported_not_saved(qm9_small, tmp_path):
     assert not (tmp_path / "best.pt").exists()
 
 
+def test_momentum_sgd_learns_and_is_saved(qm9_small, tmp_path):
+    split = split_of(qm9_small)
+    s = TrainSettings(epochs=6, **{**TINY, "lr": 0.01}, optimizer="sgd", momentum=0.9)
+    train(qm9_small, split, tmp_path / "run", settings=s, progress=False, log=lambda m: None)
+    hist = [
+        json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()
+    ]
+    assert hist[-1]["train_mae"] < 0.9 * hist[0]["train_mae"]
+    training = load_checkpoint(tmp_path / "run" / "last.pt")["training"]
+    assert training["settings"]["optimizer"] == "sgd"
+    group = training["optimizer"]["param_groups"][0]
+    assert group["momentum"] == 0.9 and "betas" not in group  # SGD's state, not Adam's
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'.*adam, sgd"):
+        train(
+            qm9_small,
+            split,
+            tmp_path / "bad",
+            settings=TrainSettings(epochs=1, **TINY, optimizer="rmsprop"),
+            progress=False,
+            log=lambda m: None,
+        )
+
+
 def test_resume_refuses_other_settings_and_existing_runs(qm9_small, tmp_path):
     split = split_of(qm9_small)
     s = TrainSettings(epochs=1, **TINY)

@@ -57,6 +57,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--epochs", type=int, default=100)
     opt.add_argument("--batch-size", type=int, default=32)
     opt.add_argument("--lr", type=float, default=5e-4)
+    opt.add_argument(
+        "--optimizer", choices=("adam", "sgd"), default="adam", help="sgd: with --momentum"
+    )
+    opt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     opt.add_argument("--lr-factor", type=float, default=0.5, help="plateau schedule: LR factor")
     opt.add_argument(
         "--lr-patience", type=int, default=5, help="plateau schedule: epochs without improvement"
@@ -268,6 +272,8 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
         lr_factor=args.lr_factor,
         lr_patience=args.lr_patience,
         min_lr=args.min_lr,
