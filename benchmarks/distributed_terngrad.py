@@ -59,6 +59,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from chemprune.train import OPTIMIZERS
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 HOOKS = ("allreduce", "fp16", "powersgd", "terngrad")
@@ -251,7 +253,7 @@ def main() -> None:
                    help="converge study: seeds")  # fmt: skip
     p.add_argument("--converge-subset", type=int, default=4000)
     p.add_argument("--converge-epochs", type=int, default=25)
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
                    help="optimizer of every run (sgd: momentum 0.9; give --lr too)")  # fmt: skip
     p.add_argument("--converge-no-big", dest="converge_big", action="store_false",
                    help="converge study: only fp32 and TernGrad at batch 32")  # fmt: skip
@@ -269,7 +271,6 @@ def main() -> None:
         args.converge_smoothout = args.converge_smoothout[:1]
     work = Path(tempfile.mkdtemp(prefix="dist_terngrad_"))
     rows = []
-    study = None
     saved = RESULTS / "distributed_terngrad.json"
     if args.rows == "converge":
         try:

@@ -44,6 +44,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils import prune as torch_prune  # noqa: E402
 
+from chemprune.checkpoint import atomic_write_text  # noqa: E402
 from chemprune.data.mnist import mnist_tensors  # noqa: E402
 from chemprune.models.lenet import LeNet5Caffe, LeNet300100  # noqa: E402
 from chemprune.prune import (  # noqa: E402
@@ -296,9 +297,8 @@ def run_autoprune(dense: nn.Module, data: Data, args, start_iter: int, lam: floa
             log(
                 f"  autoprune   lam {lam:g}: iter {k + 1}, gates closed {100 * pruner.gate_sparsity():.2f}%"
             )
-    held_out = error(
-        model, data.xval, data.yval
-    )  # fitted by the gates with --ap-gate-batches held-out
+    # the images the gates fit with --ap-gate-batches held-out
+    held_out = error(model, data.xval, data.yval)
     pruner.apply(model)  # the learnt gates become fixed masks
     gated = {
         "compression": compression(model),
@@ -569,10 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {**json.loads(args.out.read_text())["results"], **results}
     text = table(results, args.tol)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"results": results, "table": text}, indent=1))
-    tmp.replace(args.out)
+    atomic_write_text(args.out, json.dumps({"results": results, "table": text}, indent=1))
     plot(results, args.plot, args.tol)
     log(f"wrote {args.out} and {args.plot}")
     return 0

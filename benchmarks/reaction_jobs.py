@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from chemprune.checkpoint import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 
 __all__ = ["Job", "head_lines", "validation_view"]
@@ -47,11 +49,7 @@ def head_lines(src: Path, dst: Path, n: int) -> Path:
     opener = gzip.open if src.suffix == ".gz" else open
     with opener(src, "rt") as fh:
         lines = [line for _, line in zip(range(n), fh, strict=False)]
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.write_text("".join(lines))
-    os.replace(tmp, dst)
-    return dst
+    return atomic_write_text(dst, "".join(lines))
 
 
 def validation_view(data: Path, n_valid: int | None) -> Path:

@@ -41,14 +41,10 @@ from pathlib import Path  # noqa: E402
 
 from reaction_jobs import Job, validation_view  # noqa: E402
 
+from chemprune.checkpoint import atomic_write_text  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 FORWARD = REPO / "runs" / "uspto_forward"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def quick_setup(work: Path, threads: int) -> tuple[Path, Path]:
@@ -135,7 +131,7 @@ def evaluate(args, name: str, model: Path, data: Path, wall: float | None, forwa
     earlier = earlier_eval(args, model, data, forward)
     if earlier is not None:
         print(f"{name}: reusing the test score in {args.forward_results}", flush=True)
-        _atomic_write(out, json.dumps(earlier, indent=2) + "\n")
+        atomic_write_text(out, json.dumps(earlier, indent=2) + "\n")
     else:
         Job(
             "evaluate", "--model", str(model), "--data", str(data), "--split", "test",
@@ -329,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         "top1_gain_vs_baseline": gains,
         "results": results,
     }
-    _atomic_write(args.results / "uspto_distill.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(args.results / "uspto_distill.json", json.dumps(summary, indent=2) + "\n")
     plot(results, args.results / "uspto_distill.png", f"test split of {args.data.name}")
     print(f"results in {args.results}")
     return 0

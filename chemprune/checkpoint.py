@@ -20,8 +20,9 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -33,6 +34,7 @@ __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
     "atomic_save",
+    "atomic_write_text",
     "load_checkpoint",
     "load_model",
     "model_checkpoint",
@@ -46,8 +48,8 @@ class CheckpointError(ValueError):
     """A file is not a usable chemprune checkpoint; the message names the file."""
 
 
-def atomic_save(obj: Any, path: os.PathLike | str) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+def _atomic_write(path: os.PathLike | str, write: Callable[[IO[bytes]], None]) -> Path:
+    """``write(fh)`` to a temporary file in ``path``'s folder, fsync, then rename over ``path``.
 
     A crash at any point leaves either the old file or the new one, never a truncated file.
     """
@@ -56,7 +58,7 @@ def atomic_save(obj: Any, path: os.PathLike | str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
@@ -65,6 +67,17 @@ def atomic_save(obj: Any, path: os.PathLike | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_save(obj: Any, path: os.PathLike | str) -> Path:
+    """``torch.save`` to ``path`` atomically (see :func:`atomic_write_text`)."""
+    return _atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def atomic_write_text(path: os.PathLike | str, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file, fsync and rename: a crash
+    leaves the old file or the new one, never a truncated one."""
+    return _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def load_weights_file(path: os.PathLike | str) -> Any:

@@ -10,6 +10,7 @@ import torch
 from chemprune.checkpoint import (
     CheckpointError,
     atomic_save,
+    atomic_write_text,
     load_checkpoint,
     load_model,
     model_checkpoint,
@@ -50,6 +51,22 @@ def test_atomic_save_keeps_old_file_when_writing_fails(saved, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         atomic_save({"x": 1}, path)
     assert path.read_bytes() == before
+    assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_atomic_write_text_replaces_whole_file_or_nothing(tmp_path, monkeypatch):
+    path = atomic_write_text(tmp_path / "sub" / "r.json", '{"a": 1}\nµ\n')
+    assert path.read_text(encoding="utf-8") == '{"a": 1}\nµ\n'
+    atomic_write_text(path, "short")
+    assert path.read_text() == "short"  # replaced, not overwritten in place
+
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("chemprune.checkpoint.os.fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_text(path, "new text that never lands")
+    assert path.read_text() == "short"
     assert not list(path.parent.glob(".*.tmp"))
 
 

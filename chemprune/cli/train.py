@@ -22,6 +22,8 @@ _PARSER: argparse.ArgumentParser | None = None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from chemprune.train import OPTIMIZERS
+
     p = sub.add_parser("train", help="train a SchNet on QM9", description=DESCRIPTION)
     p.add_argument(
         "--target", default="gap", help="QM9 target (gap, homo, lumo, U0, U0_atom, mu, alpha, ...)"
@@ -57,9 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--epochs", type=int, default=100)
     opt.add_argument("--batch-size", type=int, default=32)
     opt.add_argument("--lr", type=float, default=5e-4)
-    opt.add_argument(
-        "--optimizer", choices=("adam", "sgd"), default="adam", help="sgd: with --momentum"
-    )
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="sgd: with --momentum")
     opt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     opt.add_argument("--lr-factor", type=float, default=0.5, help="plateau schedule: LR factor")
     opt.add_argument(

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from chemprune.checkpoint import atomic_write_text
+
 STRATEGY_CHOICES = ("global", "layer", "type", "layer_type", "matrix", "none")
 
 
@@ -124,10 +126,7 @@ def run_compress(args: argparse.Namespace) -> int:
     report["command"] = " ".join(sys.argv)
     print(summary_table(report))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        tmp.replace(args.json)
+        atomic_write_text(args.json, json.dumps(report, indent=2, default=str) + "\n")
     return 0
 
 

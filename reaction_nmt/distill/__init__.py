@@ -34,9 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from chemprune.checkpoint import atomic_write_text
 from chemprune.distill import TeacherCache, check_temperature, check_weight
 from reaction_nmt import backend
-from reaction_nmt.distill.common import DistillError, _atomic_text, _checked, resolve_checkpoint
+from reaction_nmt.distill.common import DistillError, _checked, resolve_checkpoint
 from reaction_nmt.distill.sequence import sequence_level_data
 from reaction_nmt.distill.word import (
     WordDistillLoss,
@@ -144,12 +145,12 @@ def distill(
         "backend": f"OpenNMT-py {backend.onmt_version()}",
         "distillation": settings,
     }
-    _atomic_text(out / RUN_INFO, json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out / RUN_INFO, json.dumps(info, indent=2) + "\n")
     result = backend.train(config, max_seconds=max_seconds, loss_hook=hook)
     word = hook.loss.summary() if hook is not None and hook.loss is not None else None
     if word is not None:
         info["distillation"]["training"] = word
-        _atomic_text(out / RUN_INFO, json.dumps(info, indent=2) + "\n")
+        atomic_write_text(out / RUN_INFO, json.dumps(info, indent=2) + "\n")
     return DistillResult(
         checkpoint=result.checkpoint,
         step=result.step,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,12 +12,6 @@ __all__ = ["DistillError", "resolve_checkpoint"]
 
 class DistillError(backend.BackendError):
     """Distillation cannot run (bad teacher, vocabulary mismatch, bad options)."""
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def resolve_checkpoint(teacher: Path) -> Path:

@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from chemprune.checkpoint import atomic_write_text
 from reaction_nmt import backend
-from reaction_nmt.distill.common import DistillError, _atomic_text, resolve_checkpoint
+from reaction_nmt.distill.common import DistillError, resolve_checkpoint
 from reaction_nmt.prepare import MANIFEST, PreparedData, sha256
 
 __all__ = ["sequence_level_data"]
@@ -70,8 +71,8 @@ def sequence_level_data(
             counts["teacher_pairs" if pred else "gold_pairs"] += 1
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "src-train.txt", "".join(s + "\n" for s, _ in pairs))
-    _atomic_text(out / "tgt-train.txt", "".join(t + "\n" for _, t in pairs))
+    atomic_write_text(out / "src-train.txt", "".join(s + "\n" for s, _ in pairs))
+    atomic_write_text(out / "tgt-train.txt", "".join(t + "\n" for _, t in pairs))
     for split in ("valid", "test"):
         for side in ("src", "tgt"):
             path = prepared.folder / f"{side}-{split}.txt"
@@ -94,5 +95,5 @@ def sequence_level_data(
         "translation_seconds": seconds,
         **counts,
     }
-    _atomic_text(out / MANIFEST, json.dumps(new, indent=2) + "\n")
+    atomic_write_text(out / MANIFEST, json.dumps(new, indent=2) + "\n")
     return out

@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from chemprune.checkpoint import atomic_write_text
 from chemprune.distill import TeacherCache, check_temperature, check_weight
 from chemprune.distill.soft_target import SoftTargetLoss
 from reaction_nmt import backend
-from reaction_nmt.distill.common import DistillError, _atomic_text, _checked
+from reaction_nmt.distill.common import DistillError, _checked
 
 __all__ = ["WordDistillLoss", "WordLevelHook", "load_teacher", "write_teacher_vocab"]
 
@@ -58,7 +59,7 @@ def write_teacher_vocab(vocab: dict, out: Path) -> int:
         )
     tokens = list(vocab["tgt"])
     n = len(tokens)
-    _atomic_text(out, "".join(f"{tok} {n - i}\n" for i, tok in enumerate(tokens)))
+    atomic_write_text(out, "".join(f"{tok} {n - i}\n" for i, tok in enumerate(tokens)))
     return n
 
 
