@@ -44,6 +44,8 @@ Run (from the repository root; ~10 minutes on 2 cores)::
     .venv/bin/python benchmarks/distributed_terngrad.py --rows converge   # ~25 min
     .venv/bin/python benchmarks/distributed_terngrad.py --rows converge --optimizer sgd \
         --lr 0.01 --converge-no-big --converge-key converge_sgd   # the same with momentum SGD
+    .venv/bin/python benchmarks/distributed_terngrad.py --rows converge --lr-schedule cosine \
+        --converge-key converge_cosine   # every run annealed to lr 1e-6 by a cosine
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ import time
 from pathlib import Path
 
 from chemprune.train import OPTIMIZERS
+from chemprune.train_schedule import LR_SCHEDULES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -90,7 +93,7 @@ def run(
     cmd += ["--subset", str(subset), "--epochs", str(epochs), "--lr", str(lr)]
     cmd += ["--hidden", "64", "--filters", "64", "--interactions", "3", "--threads", "1"]
     cmd += ["--batch-size", str(batch), "--nproc", str(nproc), "--comm-hook", hook]
-    cmd += ["--optimizer", args.optimizer]
+    cmd += ["--optimizer", args.optimizer, "--lr-schedule", args.lr_schedule]
     cmd += ["--checkpoint-every", "0", "--no-progress", "--out", str(out), *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
     t0 = time.perf_counter()
@@ -107,6 +110,7 @@ def run(
         "seed": seed,
         "subset": subset,
         "optimizer": args.optimizer,
+        "lr_schedule": args.lr_schedule,
         "options": list(extra),
         "bytes_per_step": statistics.mean(r["sent_bytes_per_step"] for r in later),
         "step_ms": 1000 * statistics.mean(r["step_s"] for r in later),
@@ -173,7 +177,8 @@ def converge_study(work: Path, args: argparse.Namespace) -> dict:
             print(f"seed {seed} {name}: val MAE {r['val_mae']:.4f} (best {r['best_val_mae']:.4f})",
                   flush=True)  # fmt: skip
     return {"subset": args.converge_subset, "epochs": args.converge_epochs,
-            "optimizer": args.optimizer, "lr": args.lr, "runs": runs,
+            "optimizer": args.optimizer, "lr": args.lr, "lr_schedule": args.lr_schedule,
+            "runs": runs,
             "summary": converge_summary(runs, [c[0] for c in configs])}  # fmt: skip
 
 
@@ -199,7 +204,8 @@ def converge_summary(runs: list[dict], names: list[str]) -> list[dict]:
 
 def print_converge(study: dict) -> None:
     print(f"\n{len({r['seed'] for r in study['runs']})} seeds, QM9 subset {study['subset']}, "
-          f"{study['epochs']} epochs, {study.get('optimizer', 'adam')} lr {study.get('lr', 1e-3):g}, "
+          f"{study['epochs']} epochs, {study.get('optimizer', 'adam')} lr {study.get('lr', 1e-3):g} "
+          f"({study.get('lr_schedule', 'plateau')} schedule), "
           "2 processes (mean over seeds; vs fp32: mean of per-seed ratios)")  # fmt: skip
     print(f"{'configuration':>34} {'B/step':>9} {'last val MAE':>13} {'vs fp32':>8} "
           f"{'best val MAE':>13} {'vs fp32':>8}")  # fmt: skip
@@ -255,6 +261,8 @@ def main() -> None:
     p.add_argument("--converge-epochs", type=int, default=25)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
                    help="optimizer of every run (sgd: momentum 0.9; give --lr too)")  # fmt: skip
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="plateau",
+                   help="learning-rate schedule of every run (cosine: to 1e-6 over the epochs)")  # fmt: skip
     p.add_argument("--converge-no-big", dest="converge_big", action="store_false",
                    help="converge study: only fp32 and TernGrad at batch 32")  # fmt: skip
     p.add_argument("--converge-key", default="converge",

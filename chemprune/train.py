@@ -1,4 +1,4 @@
-"""Training SchNet on QM9: Adam, plateau schedule, validation MAE, time budget, exact resume.
+"""Training SchNet on QM9: Adam or SGD, plateau or cosine LR, validation MAE, budget, exact resume.
 
 A run folder holds::
 
@@ -34,6 +34,7 @@ from chemprune.data.targets import Target, atomref_ev, get_target
 from chemprune.distributed.context import DistContext, bytes_written
 from chemprune.distributed.smoothout import SmoothOut
 from chemprune.models.schnet import SchNet
+from chemprune.train_schedule import LRSchedule
 from chemprune.train_state import SignalGuard, resume_state, split_dict, target_dict
 
 __all__ = ["TrainSettings", "TrainingDiverged", "TrainingInterrupted", "train", "target_statistics"]
@@ -62,8 +63,9 @@ class TrainSettings:
     lr: float = 5e-4
     optimizer: str = "adam"  # "adam" or "sgd" (with momentum, e.g. to compare gradient codecs)
     momentum: float = 0.9  # SGD only
-    lr_factor: float = 0.5
-    lr_patience: int = 5
+    lr_schedule: str = "plateau"  # or "cosine" (see chemprune.train_schedule)
+    lr_factor: float = 0.5  # plateau only
+    lr_patience: int = 5  # plateau only
     min_lr: float = 1e-6
     seed: int = 0
     eval_batch_size: int = 256
@@ -189,12 +191,14 @@ def train(
     )
     model.to(device)
     opt = make_optimizer(model, settings)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+    sched = LRSchedule(
         opt,
-        mode="min",
-        factor=settings.lr_factor,
-        patience=settings.lr_patience,
+        kind=settings.lr_schedule,
+        lr=settings.lr,
         min_lr=settings.min_lr,
+        lr_factor=settings.lr_factor,
+        lr_patience=settings.lr_patience,
+        total_steps=settings.epochs * steps_per_epoch(split.train, settings.batch_size, ctx),
     )
     epoch, step_in_epoch, global_step = 0, 0, 0
     best_val, elapsed_total = math.inf, 0.0
@@ -262,13 +266,13 @@ def train(
 
     with SignalGuard() as guard:
         while epoch < settings.epochs and stopped is None:
-            if opt.param_groups[0]["lr"] <= settings.min_lr * 1.0001 and history:
+            if sched.exhausted() and history:
                 stopped = "learning rate reached min_lr"
                 break
             net.train()
             order_seed = settings.seed * 1_000_003 + epoch
             chunks = batch_indices(split.train, settings.batch_size, shuffle=True, seed=order_seed)
-            chunks = [c for c in chunks if c.numel() >= ctx.world_size]  # each rank gets one
+            chunks = usable(chunks, ctx)
             n_batches = len(chunks)
             bar = None
             if progress:
@@ -303,6 +307,7 @@ def train(
                         f"saved from this step. Resume from {last_path} with a lower --lr."
                     )
                 opt.step()
+                sched.after_step()
                 w1 = bytes_written()
                 step_time += time.perf_counter() - t0
                 step_bytes += (w1 - w0) if w0 is not None and w1 is not None else 0
@@ -334,7 +339,7 @@ def train(
                 break
             # end of epoch: validate, schedule, save
             val = ctx.evaluate(model, mset, split.val, batch_size=settings.eval_batch_size)
-            sched.step(val["mae"])
+            sched.after_epoch(val["mae"])
             improved = val["mae"] < best_val
             if improved:
                 best_val = val["mae"]
@@ -397,6 +402,16 @@ def train(
         "elapsed_s": elapsed_total + time.perf_counter() - t_start,
         "processes": ctx.world_size,
     }
+
+
+def usable(chunks: list[torch.Tensor], ctx: DistContext) -> list[torch.Tensor]:
+    """The batches every rank gets at least one molecule of (a short last one may not)."""
+    return [c for c in chunks if c.numel() >= ctx.world_size]
+
+
+def steps_per_epoch(train_idx: np.ndarray, batch_size: int, ctx: DistContext) -> int:
+    """Optimizer steps in one epoch (the same for every shuffle)."""
+    return len(usable(batch_indices(train_idx, batch_size, shuffle=False), ctx))
 
 
 def _quiet(message: str) -> None:

@@ -116,6 +116,37 @@ def test_momentum_sgd_learns_and_is_saved(qm9_small, tmp_path):
         )
 
 
+def test_cosine_schedule_ends_at_min_lr_and_resumes_exactly(qm9_small, tmp_path):
+    split = split_of(qm9_small)  # 192 training molecules: 12 steps per epoch
+    s = TrainSettings(epochs=3, **TINY, lr_schedule="cosine", min_lr=1e-5)
+    quiet = dict(progress=False, log=lambda m: None)
+    train(qm9_small, split, tmp_path / "ref", settings=s, **quiet)
+    hist = [
+        json.loads(line) for line in (tmp_path / "ref" / "history.jsonl").read_text().splitlines()
+    ]
+    lrs = [row["lr"] for row in hist]
+    assert lrs[0] < s.lr and lrs[-1] == pytest.approx(1e-5) and lrs == sorted(lrs, reverse=True)
+    # stopped after its first step (mid-epoch), then resumed: the same weights as without a stop
+    train(qm9_small, split, tmp_path / "cut", settings=s, max_minutes=1e-9, **quiet)
+    cut = load_checkpoint(tmp_path / "cut" / "last.pt")["training"]
+    assert 0 < cut["global_step"] < 36
+    train(qm9_small, split, tmp_path / "cut", settings=s, resume=True, **quiet)
+    a = load_checkpoint(tmp_path / "ref" / "last.pt")
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert b["training"]["global_step"] == 36
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][k], v, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="different settings.*lr_schedule"):
+        train(
+            qm9_small,
+            split,
+            tmp_path / "ref",
+            settings=TrainSettings(epochs=3, **TINY, min_lr=1e-5),
+            resume=True,
+            **quiet,
+        )
+
+
 def test_resume_refuses_other_settings_and_existing_runs(qm9_small, tmp_path):
     split = split_of(qm9_small)
     s = TrainSettings(epochs=1, **TINY)

@@ -23,6 +23,7 @@ _PARSER: argparse.ArgumentParser | None = None
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from chemprune.train import OPTIMIZERS
+    from chemprune.train_schedule import LR_SCHEDULES
 
     p = sub.add_parser("train", help="train a SchNet on QM9", description=DESCRIPTION)
     p.add_argument(
@@ -61,11 +62,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--lr", type=float, default=5e-4)
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="sgd: with --momentum")
     opt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    opt.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default="plateau",
+        help="plateau: scale the LR by --lr-factor after --lr-patience epochs without a better "
+        "validation MAE, stop at --min-lr; cosine: anneal it every step from --lr to --min-lr "
+        "over --epochs (more epochs on --resume stretch the rest of the curve)",
+    )
     opt.add_argument("--lr-factor", type=float, default=0.5, help="plateau schedule: LR factor")
     opt.add_argument(
         "--lr-patience", type=int, default=5, help="plateau schedule: epochs without improvement"
     )
-    opt.add_argument("--min-lr", type=float, default=1e-6, help="stop when the LR falls to this")
+    opt.add_argument(
+        "--min-lr",
+        type=float,
+        default=1e-6,
+        help="plateau: stop when the LR falls to this; cosine: the final LR",
+    )
     run = p.add_argument_group("run")
     run.add_argument(
         "--max-minutes",
@@ -274,6 +288,7 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
         lr=args.lr,
         optimizer=args.optimizer,
         momentum=args.momentum,
+        lr_schedule=args.lr_schedule,
         lr_factor=args.lr_factor,
         lr_patience=args.lr_patience,
         min_lr=args.min_lr,
