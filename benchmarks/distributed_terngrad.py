@@ -158,19 +158,26 @@ def converge_study(work: Path, args: argparse.Namespace) -> dict:
     seed share them), trained for ``--converge-epochs`` on ``--converge-subset`` molecules.
     Ratios are paired per seed, then averaged."""
     big = 4 * args.batch
-    configs = [("fp32", "allreduce", args.batch, ()), ("TernGrad", "terngrad", args.batch, ())]
+    big_lr = args.converge_big_lr or args.lr
+    at = f", lr {big_lr:g}" if big_lr != args.lr else ""
+    chunk = args.converge_smoothout_chunk
+    draws = ("--smoothout-chunk", str(chunk)) if chunk else ()
+    per = f", a draw per {chunk} molecules" if chunk else ""
+    configs = [("fp32", "allreduce", args.batch, args.lr, ())]
+    if args.converge_terngrad:
+        configs.append(("TernGrad", "terngrad", args.batch, args.lr, ()))
     if args.converge_big:
-        configs.append((f"fp32, batch {big}", "allreduce", big, ()))
+        configs.append((f"fp32, batch {big}{at}", "allreduce", big, big_lr, ()))
     for a in args.converge_smoothout if args.converge_big else ():
         configs.append(
-            (f"SmoothOut adaptive {a:g}, batch {big}", "allreduce", big,
-             ("--smoothout", f"{a:g}", "--smoothout-adaptive"))
+            (f"SmoothOut adaptive {a:g}{per}, batch {big}{at}", "allreduce", big, big_lr,
+             ("--smoothout", f"{a:g}", "--smoothout-adaptive", *draws))
         )  # fmt: skip
     runs = []
     for seed in args.seeds:
-        for name, hook, batch, extra in configs:
+        for name, hook, batch, lr, extra in configs:
             r = run(work / f"conv_{seed}_{len(runs)}", nproc=2, hook=hook, batch=batch, args=args,
-                    extra=extra, epochs=args.converge_epochs, seed=seed,
+                    extra=extra, epochs=args.converge_epochs, seed=seed, lr=lr,
                     subset=args.converge_subset)  # fmt: skip
             r["config"] = name
             runs.append(r)
@@ -265,11 +272,18 @@ def main() -> None:
                    help="learning-rate schedule of every run (cosine: to 1e-6 over the epochs)")  # fmt: skip
     p.add_argument("--converge-no-big", dest="converge_big", action="store_false",
                    help="converge study: only fp32 and TernGrad at batch 32")  # fmt: skip
+    p.add_argument("--converge-no-terngrad", dest="converge_terngrad", action="store_false",
+                   help="converge study: leave out TernGrad")  # fmt: skip
     p.add_argument("--converge-key", default="converge",
                    help="converge study: key in the saved JSON and name of the PNG")  # fmt: skip
     p.add_argument("--converge-smoothout", default=[0.01],
                    type=lambda v: [float(x) for x in v.split(",") if x],
                    help="converge study: adaptive SmoothOut amplitudes at the 4x batch")  # fmt: skip
+    p.add_argument("--converge-big-lr", type=float, default=0.0,
+                   help="converge study: learning rate of the 4x-batch runs (default: --lr)")  # fmt: skip
+    p.add_argument("--converge-smoothout-chunk", type=int, default=0,
+                   help="converge study: SmoothOut draws once per this many molecules of a "
+                   "process's batch (default 0: once per process and step)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny smoke run, results not saved")
     args = p.parse_args()
     if args.quick:

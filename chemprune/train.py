@@ -36,6 +36,7 @@ from chemprune.distributed.smoothout import SmoothOut
 from chemprune.models.schnet import SchNet
 from chemprune.train_schedule import LRSchedule
 from chemprune.train_state import SignalGuard, resume_state, split_dict, target_dict
+from chemprune.train_step import accumulate_gradients
 
 __all__ = ["TrainSettings", "TrainingDiverged", "TrainingInterrupted", "train", "target_statistics"]
 
@@ -74,6 +75,7 @@ class TrainSettings:
     terngrad_fp32: str = ""  # TernGrad: comma-separated globs of parameters sent in float32
     smoothout: float = 0.0  # SmoothOut noise amplitude (0: off)
     smoothout_adaptive: bool = False  # amplitude relative to each filter's norm
+    smoothout_chunk: int = 0  # SmoothOut: one draw per this many molecules (0: per rank and step)
 
     # Settings that may change when resuming (a longer budget, more epochs).
     resumable_changes: tuple[str, ...] = field(default=("epochs",), repr=False)
@@ -230,6 +232,7 @@ def train(
         adaptive=settings.smoothout_adaptive,
         seed=settings.seed,
         rank=ctx.rank,
+        chunk=settings.smoothout_chunk,
     )
 
     provenance = split_dict(split, data_source)
@@ -288,14 +291,10 @@ def train(
             step_time, step_bytes, steps_here = 0.0, 0, 0
             for chunk in chunks[step_in_epoch:]:
                 t0, w0 = time.perf_counter(), bytes_written()
-                b = mset.collate(ctx.shard(chunk))
                 hook.on_step(global_step)
-                with smooth.perturbed(model, step=global_step):
-                    pred = net(b.z, b.pos, b.batch, num_molecules=b.num_molecules)
-                    err = pred - b.y
-                    loss = ctx.mse(err, global_count=chunk.numel())
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                err, loss = accumulate_gradients(
+                    net, model, mset, chunk, ctx=ctx, smooth=smooth, step=global_step
+                )
                 past_deadline = deadline is not None and time.perf_counter() > deadline
                 bad, signalled, past_deadline = ctx.any(
                     not torch.isfinite(loss), guard.signum is not None, past_deadline

@@ -155,6 +155,14 @@ def _add_distributed_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="adaptive SmoothOut: amplitude times each filter's norm",
     )
+    d.add_argument(
+        "--smoothout-chunk",
+        type=int,
+        default=0,
+        metavar="N",
+        help="SmoothOut: a new noise draw for every N molecules of a process's batch (the "
+        "authors' ghost batches; default 0: one draw per process and step)",
+    )
 
 
 # Options of the launcher only: not passed to the workers (torchrun's own parser would take some
@@ -228,6 +236,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise CliError(f"--terngrad-min-size must be >= 1, got {args.terngrad_min_size}")
     if args.smoothout < 0:
         raise CliError(f"--smoothout must be >= 0, got {args.smoothout}")
+    if args.smoothout_chunk < 0:
+        raise CliError(f"--smoothout-chunk must be >= 0 molecules, got {args.smoothout_chunk}")
     device = resolve_device(args.device)
     spec = LaunchSpec(
         nproc=1 if args.nproc is None else args.nproc,
@@ -298,6 +308,7 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
         terngrad_fp32=args.terngrad_fp32,
         smoothout=args.smoothout,
         smoothout_adaptive=args.smoothout_adaptive,
+        smoothout_chunk=args.smoothout_chunk,
     )
     if main:
         print(

@@ -6,7 +6,10 @@ unperturbed weights. Adaptive SmoothOut scales the amplitude per filter: ``a_j =
 for row ``j`` of a weight with two or more dimensions, ``a * RMS(w)`` for vectors and scalars.
 
 With DDP each rank draws its own noise (the averaged gradient then averages over more
-perturbations); draws depend only on ``(seed, rank, step)``, so resumed runs are exact.
+perturbations). ``chunk`` N > 0 draws again for every N molecules of a rank's batch, as the
+authors' code does for the "mini-mini-batches" (ghost batches) of a large batch: the step's
+gradient then averages the perturbed-point gradients of several draws at no extra compute.
+Draws depend only on ``(seed, rank, step, piece)``, so resumed runs are exact.
 """
 
 from __future__ import annotations
@@ -24,11 +27,20 @@ class SmoothOut:
     """Weight perturbation around forward/backward (``amplitude`` 0: does nothing)."""
 
     def __init__(
-        self, *, amplitude: float, adaptive: bool = False, seed: int = 0, rank: int = 0
+        self,
+        *,
+        amplitude: float,
+        adaptive: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        chunk: int = 0,
     ) -> None:
         if amplitude < 0:
             raise ValueError(f"SmoothOut amplitude must be >= 0, got {amplitude}")
+        if chunk < 0:
+            raise ValueError(f"SmoothOut chunk must be >= 0 molecules, got {chunk}")
         self.amplitude = float(amplitude)
+        self.chunk = int(chunk)
         self.adaptive = bool(adaptive)
         self.seed = int(seed)
         self.rank = int(rank)
@@ -41,9 +53,18 @@ class SmoothOut:
             return self.amplitude * norms.view(-1, *([1] * (w.dim() - 1)))
         return self.amplitude * float(w.detach().pow(2).mean().sqrt()) if w.numel() else 0.0
 
-    def noise(self, model: nn.Module, *, step: int) -> list[Tensor]:
-        """The perturbation of each parameter at ``step`` (same order as ``parameters()``)."""
+    def pieces(self, batch: Tensor) -> list[Tensor]:
+        """``batch`` (this rank's molecule indices) in the parts that get one draw each."""
+        if self.amplitude == 0 or self.chunk == 0 or batch.numel() <= self.chunk:
+            return [batch]
+        return list(torch.split(batch, self.chunk))
+
+    def noise(self, model: nn.Module, *, step: int, piece: int = 0) -> list[Tensor]:
+        """The perturbation of each parameter at ``step`` for part ``piece`` of the batch (same
+        order as ``parameters()``)."""
         key = (self.seed * 1_000_003 + int(step)) * 65_537 + self.rank
+        if piece:
+            key = key * 1_000_033 + int(piece)
         gen = torch.Generator().manual_seed(key % (2**63 - 1))
         out = []
         for p in model.parameters():
@@ -52,7 +73,7 @@ class SmoothOut:
         return out
 
     @contextmanager
-    def perturbed(self, model: nn.Module, *, step: int) -> Iterator[None]:
+    def perturbed(self, model: nn.Module, *, step: int, piece: int = 0) -> Iterator[None]:
         """Weights perturbed inside the block, restored exactly on exit (gradients kept)."""
         if self.amplitude == 0:
             yield
@@ -60,7 +81,7 @@ class SmoothOut:
         params = list(model.parameters())
         saved = [p.detach().clone() for p in params]
         with torch.no_grad():
-            for p, n in zip(params, self.noise(model, step=step), strict=True):
+            for p, n in zip(params, self.noise(model, step=step, piece=piece), strict=True):
                 p.add_(n)
         try:
             yield

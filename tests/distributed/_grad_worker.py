@@ -17,6 +17,7 @@ from chemprune.data.batching import MoleculeSet
 from chemprune.distributed import DistContext, SmoothOut
 from chemprune.distributed.terngrad import clip_segments
 from chemprune.models.schnet import SchNet
+from chemprune.train_step import accumulate_gradients
 
 GLOBAL_BATCH = 10
 TERNGRAD_DRAWS = 400
@@ -125,6 +126,33 @@ def main(out: Path) -> None:
         dist.all_reduce(g)
         g /= ctx.world_size
     result["smooth_by_hand"] = by_hand
+
+    # SmoothOut with a draw per 2 molecules (5 per rank: parts of 2, 2, 1) through the training
+    # step: the parts' perturbed-point gradients summed locally, exchanged once
+    model = tiny_model()
+    net, _ = ctx.wrap(model, hook="allreduce", seed=0)
+    pieces = SmoothOut(amplitude=0.05, seed=0, rank=ctx.rank, chunk=2)
+    err, loss = accumulate_gradients(net, model, mset, chunk, ctx=ctx, smooth=pieces, step=3)
+    result["pieces_grads"] = grads_of(model)
+    result["pieces_err_n"] = err.numel()
+    by_hand = [torch.zeros_like(p) for p in model.parameters()]
+    parts = pieces.pieces(ctx.shard(chunk))
+    result["pieces_n"] = len(parts)
+    for i, part in enumerate(parts):
+        shifted = tiny_model()
+        with torch.no_grad():
+            for p, n in zip(
+                shifted.parameters(), pieces.noise(shifted, step=3, piece=i), strict=True
+            ):
+                p.add_(n)
+        b = mset.collate(part)
+        e = shifted(b.z, b.pos, b.batch, num_molecules=b.num_molecules) - b.y
+        ((e * e).sum() / chunk.numel()).backward()  # this part's share of the global mean
+        for t, g in zip(by_hand, grads_of(shifted), strict=True):
+            t += g
+    for g in by_hand:
+        dist.all_reduce(g)  # the gradient of the global mean: the sum over ranks
+    result["pieces_by_hand"] = by_hand
     torch.save(result, out / f"rank{ctx.rank}.pt")
     ctx.close()
 

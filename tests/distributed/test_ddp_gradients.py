@@ -90,3 +90,16 @@ def test_smoothout_under_ddp_restores_weights_and_uses_perturbed_gradients(ranks
         not torch.allclose(a, b)
         for a, b in zip(ranks[0]["smooth_grads"], ranks[0]["single"], strict=True)
     )
+
+
+def test_smoothout_draw_per_part_sums_perturbed_gradients_and_syncs_once(ranks):
+    for r in ranks:
+        assert r["pieces_n"] == 3 and r["pieces_err_n"] == 5
+        for got, want in zip(r["pieces_grads"], r["pieces_by_hand"], strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    for a, b in zip(ranks[0]["pieces_grads"], ranks[1]["pieces_grads"], strict=True):
+        torch.testing.assert_close(a, b)  # one exchange: both ranks hold the same average
+    assert any(
+        not torch.allclose(a, b)
+        for a, b in zip(ranks[0]["pieces_grads"], ranks[0]["smooth_grads"], strict=True)
+    )

@@ -64,6 +64,19 @@ def test_gradient_at_perturbed_weights_and_exact_restore():
     assert not torch.allclose(plain[0].weight.grad, model[0].weight.grad)
 
 
+def test_pieces_get_their_own_draws():
+    model, so = net(), SmoothOut(amplitude=0.1, seed=1, chunk=4)
+    sizes = [p.numel() for p in so.pieces(torch.arange(10))]
+    assert sizes == [4, 4, 2]
+    assert [p.numel() for p in SmoothOut(amplitude=0.1).pieces(torch.arange(10))] == [10]
+    assert len(SmoothOut(amplitude=0.0, chunk=4).pieces(torch.arange(10))) == 1  # off: no split
+    first, second = so.noise(model, step=4, piece=0), so.noise(model, step=4, piece=1)
+    assert all(torch.equal(a, b) for a, b in zip(first, so.noise(model, step=4), strict=True))
+    assert not torch.equal(first[0], second[0])
+    with pytest.raises(ValueError, match="chunk must be >= 0"):
+        SmoothOut(amplitude=0.1, chunk=-1)
+
+
 def test_zero_amplitude_changes_nothing_and_negative_is_refused():
     model = net()
     with SmoothOut(amplitude=0.0).perturbed(model, step=0):
@@ -80,3 +93,24 @@ def test_training_with_smoothout_learns_and_is_saved_in_settings(qm9_small, tmp_
     assert hist["settings"]["smoothout"] == 0.01 and hist["settings"]["smoothout_adaptive"]
     assert hist["history"][-1]["train_mae"] < hist["history"][0]["train_mae"]
     assert r["epochs_done"] == 4
+
+
+def test_one_draw_per_part_in_training(qm9_small, tmp_path):
+    """A chunk as large as the batch is one draw per step (the same run); smaller chunks give
+    several draws per step (another run), which still learns."""
+    split = make_split(len(qm9_small), subset_sizes(240, len(qm9_small)), 0)
+    quiet = dict(progress=False, log=lambda m: None)
+    base = dict(epochs=3, lr=3e-3, smoothout=0.02, **TINY)
+    runs = {}
+    for chunk in (0, 16, 4):
+        out = tmp_path / f"c{chunk}"
+        train(qm9_small, split, out, settings=TrainSettings(**base, smoothout_chunk=chunk), **quiet)
+        runs[chunk] = load_checkpoint(out / "last.pt")
+    for k, v in runs[0]["state_dict"].items():
+        assert torch.equal(runs[16]["state_dict"][k], v)
+    hist = runs[4]["training"]["history"]
+    assert runs[4]["training"]["settings"]["smoothout_chunk"] == 4
+    assert hist[-1]["train_mae"] < hist[0]["train_mae"]
+    assert any(
+        not torch.equal(runs[4]["state_dict"][k], v) for k, v in runs[0]["state_dict"].items()
+    )

@@ -1,0 +1,57 @@
+"""One training step's gradient: this rank's share of the batch, SmoothOut's draws, one exchange."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor, nn
+
+from chemprune.data.batching import MoleculeSet
+from chemprune.distributed.context import DistContext
+from chemprune.distributed.smoothout import SmoothOut
+
+__all__ = ["accumulate_gradients"]
+
+
+def accumulate_gradients(
+    net: nn.Module,
+    model: nn.Module,
+    data: MoleculeSet,
+    chunk: Tensor,
+    *,
+    ctx: DistContext,
+    smooth: SmoothOut,
+    step: int,
+) -> tuple[Tensor, Tensor]:
+    """Set ``model``'s gradients to those of the mean squared error over the global batch
+    ``chunk`` (molecule indices), averaged over ranks; returns ``(errors of this rank's
+    molecules, this rank's loss)``, both detached.
+
+    ``net`` is ``model`` or its DDP wrapper. SmoothOut perturbs the weights around each part of
+    this rank's share (``smooth.pieces``: one part unless it has a ``chunk``); the parts'
+    gradients add up locally and DDP exchanges their sum once, at the last part's backward.
+    """
+    for p in model.parameters():
+        p.grad = None
+    pieces = smooth.pieces(ctx.shard(chunk))
+    errs, losses = [], []
+    for i, piece in enumerate(pieces):
+        b = data.collate(piece)
+        sync = i == len(pieces) - 1
+        with _no_sync(net, not sync), smooth.perturbed(model, step=step, piece=i):
+            err = net(b.z, b.pos, b.batch, num_molecules=b.num_molecules) - b.y
+            loss = ctx.mse(err, global_count=chunk.numel())
+            loss.backward()
+        errs.append(err.detach())
+        losses.append(loss.detach())
+    if len(pieces) == 1:
+        return errs[0], losses[0]
+    return torch.cat(errs), torch.stack(losses).sum()
+
+
+def _no_sync(net: nn.Module, skip: bool):
+    """DDP's ``no_sync()`` (gradients only accumulate locally) when ``skip``, else nothing."""
+    if skip and hasattr(net, "no_sync"):
+        return net.no_sync()
+    return contextlib.nullcontext()
