@@ -117,6 +117,7 @@ def run(
         "val_mae": rows[-1]["val_mae"],
         "best_val_mae": min(r["val_mae"] for r in rows),
         "val_curve": [r["val_mae"] for r in rows],
+        "train_mae": rows[-1]["train_mae"],  # during the last epoch (SmoothOut: at noisy weights)
         "epochs": len(rows),
         "wall_s": time.perf_counter() - t0,
     }
@@ -205,6 +206,8 @@ def converge_summary(runs: list[dict], names: list[str]) -> list[dict]:
             row[key + "_range"] = [min(vals), max(vals)]
             row[key + "_vs_fp32"] = statistics.mean(ratios) - 1.0
         row["bytes_per_step"] = statistics.mean(r["bytes_per_step"] for r in rs)
+        if all("train_mae" in r for r in rs):
+            row["train_mae"] = statistics.mean(r["train_mae"] for r in rs)
         out.append(row)
     return out
 
@@ -215,11 +218,11 @@ def print_converge(study: dict) -> None:
           f"({study.get('lr_schedule', 'plateau')} schedule), "
           "2 processes (mean over seeds; vs fp32: mean of per-seed ratios)")  # fmt: skip
     print(f"{'configuration':>34} {'B/step':>9} {'last val MAE':>13} {'vs fp32':>8} "
-          f"{'best val MAE':>13} {'vs fp32':>8}")  # fmt: skip
+          f"{'best val MAE':>13} {'vs fp32':>8} {'train MAE':>10}")  # fmt: skip
     for r in study["summary"]:
         print(f"{r['config']:>34} {r['bytes_per_step']:>9.0f} {r['val_mae']:>13.4f} "
               f"{100 * r['val_mae_vs_fp32']:>+7.1f}% {r['best_val_mae']:>13.4f} "
-              f"{100 * r['best_val_mae_vs_fp32']:>+7.1f}%")  # fmt: skip
+              f"{100 * r['best_val_mae_vs_fp32']:>+7.1f}% {r.get('train_mae', float('nan')):>10.4f}")  # fmt: skip
 
 
 def plot_converge(study: dict, path: Path) -> None:
