@@ -94,6 +94,7 @@ def run(
     cmd += ["--hidden", "64", "--filters", "64", "--interactions", "3", "--threads", "1"]
     cmd += ["--batch-size", str(batch), "--nproc", str(nproc), "--comm-hook", hook]
     cmd += ["--optimizer", args.optimizer, "--lr-schedule", args.lr_schedule]
+    cmd += ["--warmup-steps", str(args.warmup_steps)] if args.warmup_steps else []
     cmd += ["--checkpoint-every", "0", "--no-progress", "--out", str(out), *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
     t0 = time.perf_counter()
@@ -111,6 +112,7 @@ def run(
         "subset": subset,
         "optimizer": args.optimizer,
         "lr_schedule": args.lr_schedule,
+        "warmup_steps": args.warmup_steps,
         "options": list(extra),
         "bytes_per_step": statistics.mean(r["sent_bytes_per_step"] for r in later),
         "step_ms": 1000 * statistics.mean(r["step_s"] for r in later),
@@ -186,7 +188,7 @@ def converge_study(work: Path, args: argparse.Namespace) -> dict:
                   flush=True)  # fmt: skip
     return {"subset": args.converge_subset, "epochs": args.converge_epochs,
             "optimizer": args.optimizer, "lr": args.lr, "lr_schedule": args.lr_schedule,
-            "runs": runs,
+            "warmup_steps": args.warmup_steps, "runs": runs,
             "summary": converge_summary(runs, [c[0] for c in configs])}  # fmt: skip
 
 
@@ -215,7 +217,8 @@ def converge_summary(runs: list[dict], names: list[str]) -> list[dict]:
 def print_converge(study: dict) -> None:
     print(f"\n{len({r['seed'] for r in study['runs']})} seeds, QM9 subset {study['subset']}, "
           f"{study['epochs']} epochs, {study.get('optimizer', 'adam')} lr {study.get('lr', 1e-3):g} "
-          f"({study.get('lr_schedule', 'plateau')} schedule), "
+          f"({study.get('lr_schedule', 'plateau')} schedule, warm-up {study.get('warmup_steps', 0)} "
+          "steps), "
           "2 processes (mean over seeds; vs fp32: mean of per-seed ratios)")  # fmt: skip
     print(f"{'configuration':>34} {'B/step':>9} {'last val MAE':>13} {'vs fp32':>8} "
           f"{'best val MAE':>13} {'vs fp32':>8} {'train MAE':>10}")  # fmt: skip
@@ -273,6 +276,8 @@ def main() -> None:
                    help="optimizer of every run (sgd: momentum 0.9; give --lr too)")  # fmt: skip
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="plateau",
                    help="learning-rate schedule of every run (cosine: to 1e-6 over the epochs)")  # fmt: skip
+    p.add_argument("--warmup-steps", type=int, default=0,
+                   help="cosine schedule: linear warm-up steps of every run")  # fmt: skip
     p.add_argument("--converge-no-big", dest="converge_big", action="store_false",
                    help="converge study: only fp32 and TernGrad at batch 32")  # fmt: skip
     p.add_argument("--converge-no-terngrad", dest="converge_terngrad", action="store_false",

@@ -65,6 +65,7 @@ class TrainSettings:
     optimizer: str = "adam"  # "adam" or "sgd" (with momentum, e.g. to compare gradient codecs)
     momentum: float = 0.9  # SGD only
     lr_schedule: str = "plateau"  # or "cosine" (see chemprune.train_schedule)
+    warmup_steps: int = 0  # cosine only: linear warm-up steps
     lr_factor: float = 0.5  # plateau only
     lr_patience: int = 5  # plateau only
     min_lr: float = 1e-6
@@ -201,6 +202,7 @@ def train(
         lr_factor=settings.lr_factor,
         lr_patience=settings.lr_patience,
         total_steps=settings.epochs * steps_per_epoch(split.train, settings.batch_size, ctx),
+        warmup_steps=settings.warmup_steps,
     )
     epoch, step_in_epoch, global_step = 0, 0, 0
     best_val, elapsed_total = math.inf, 0.0

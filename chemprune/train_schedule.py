@@ -5,7 +5,10 @@
 ``cosine`` anneals it from ``lr`` to ``min_lr`` over exactly ``epochs x steps_per_epoch``
 optimizer steps (Loshchilov & Hutter 2017, without restarts): runs of a fixed length, where
 every configuration of a comparison ends at the same small learning rate, so gradient noise (of
-the batch, of TernGrad's ternary values) is averaged out the same way for all of them.
+the batch, of TernGrad's ternary values) is averaged out the same way for all of them. An
+optional linear warm-up (``warmup_steps``, Goyal et al. 2017) raises it from ``lr / warmup`` to
+``lr`` first, which lets noisy gradients (TernGrad's) start at learning rates that would
+otherwise diverge in the first steps.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["LR_SCHEDULES", "LRSchedule", "cosine_factor"]
+__all__ = ["LR_SCHEDULES", "LRSchedule", "cosine_factor", "warmup_cosine_factor"]
 
 LR_SCHEDULES = ("plateau", "cosine")
 
@@ -24,6 +27,13 @@ def cosine_factor(step: int, total: int, floor: float) -> float:
     """Multiplier of the base learning rate after ``step`` of ``total`` steps: 1 -> ``floor``."""
     t = min(max(step, 0), total) / max(total, 1)
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def warmup_cosine_factor(step: int, total: int, floor: float, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps (``1/warmup`` .. 1), then the cosine over the rest."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return cosine_factor(step - warmup, total - warmup, floor)
 
 
 class LRSchedule:
@@ -37,6 +47,7 @@ class LRSchedule:
         lr_factor: plateau: multiplier on a plateau.
         lr_patience: plateau: epochs without improvement before it applies.
         total_steps: cosine: optimizer steps of the whole run.
+        warmup_steps: cosine: steps of linear warm-up at the start of ``total_steps``.
     """
 
     def __init__(
@@ -49,6 +60,7 @@ class LRSchedule:
         lr_factor: float = 0.5,
         lr_patience: int = 5,
         total_steps: int = 0,
+        warmup_steps: int = 0,
     ) -> None:
         if kind not in LR_SCHEDULES:
             raise ValueError(
@@ -56,6 +68,14 @@ class LRSchedule:
             )
         if kind == "cosine" and total_steps < 1:
             raise ValueError(f"cosine schedule needs total_steps >= 1, got {total_steps}")
+        if warmup_steps < 0:
+            raise ValueError(f"warm-up steps must be >= 0, got {warmup_steps}")
+        if warmup_steps and kind != "cosine":
+            raise ValueError("a learning-rate warm-up needs the cosine schedule")
+        if warmup_steps >= max(total_steps, 1):
+            raise ValueError(
+                f"warm-up of {warmup_steps} steps leaves nothing of the run's {total_steps} steps"
+            )
         self.kind = kind
         self.min_lr = min_lr
         self.optimizer = optimizer
@@ -66,7 +86,7 @@ class LRSchedule:
         else:
             floor = min(min_lr / lr, 1.0) if lr > 0 else 1.0
             self._sched = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda s: cosine_factor(s, total_steps, floor)
+                optimizer, lambda s: warmup_cosine_factor(s, total_steps, floor, warmup_steps)
             )
 
     @property

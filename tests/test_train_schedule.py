@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from chemprune.train_schedule import LRSchedule, cosine_factor
+from chemprune.train_schedule import LRSchedule, cosine_factor, warmup_cosine_factor
 
 
 def _opt(lr=0.1):
@@ -19,6 +19,20 @@ def test_cosine_factor_endpoints_and_midpoint():
     assert math.isclose(cosine_factor(50, 100, 0.0), 0.5)
     assert math.isclose(cosine_factor(100, 100, 0.01), 0.01)
     assert math.isclose(cosine_factor(150, 100, 0.01), 0.01)  # past the end it stays at the floor
+
+
+def test_warmup_rises_linearly_then_follows_the_cosine_of_the_rest():
+    assert [warmup_cosine_factor(s, 14, 0.0, 4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert warmup_cosine_factor(4, 14, 0.0, 4) == 1.0
+    assert math.isclose(warmup_cosine_factor(9, 14, 0.0, 4), 0.5)
+    assert math.isclose(warmup_cosine_factor(14, 14, 0.1, 4), 0.1)
+    opt = _opt(0.1)
+    sched = LRSchedule(opt, kind="cosine", lr=0.1, min_lr=0.0, total_steps=14, warmup_steps=4)
+    assert sched.lr == pytest.approx(0.025)  # the first step already runs at lr / warmup
+    with pytest.raises(ValueError, match="warm-up needs the cosine"):
+        LRSchedule(_opt(), kind="plateau", lr=0.1, min_lr=0.0, warmup_steps=4)
+    with pytest.raises(ValueError, match="leaves nothing"):
+        LRSchedule(_opt(), kind="cosine", lr=0.1, min_lr=0.0, total_steps=4, warmup_steps=4)
 
 
 def test_cosine_anneals_every_step_to_min_lr():

@@ -70,6 +70,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "validation MAE, stop at --min-lr; cosine: anneal it every step from --lr to --min-lr "
         "over --epochs (more epochs on --resume stretch the rest of the curve)",
     )
+    opt.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="cosine schedule: raise the LR linearly over this many first steps",
+    )
     opt.add_argument("--lr-factor", type=float, default=0.5, help="plateau schedule: LR factor")
     opt.add_argument(
         "--lr-patience", type=int, default=5, help="plateau schedule: epochs without improvement"
@@ -238,6 +244,10 @@ def run_train(args: argparse.Namespace) -> int:
         raise CliError(f"--smoothout must be >= 0, got {args.smoothout}")
     if args.smoothout_chunk < 0:
         raise CliError(f"--smoothout-chunk must be >= 0 molecules, got {args.smoothout_chunk}")
+    if args.warmup_steps < 0:
+        raise CliError(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
+    if args.warmup_steps and args.lr_schedule != "cosine":
+        raise CliError("--warmup-steps needs --lr-schedule cosine")
     device = resolve_device(args.device)
     spec = LaunchSpec(
         nproc=1 if args.nproc is None else args.nproc,
@@ -299,6 +309,7 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
         optimizer=args.optimizer,
         momentum=args.momentum,
         lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
         lr_factor=args.lr_factor,
         lr_patience=args.lr_patience,
         min_lr=args.min_lr,
