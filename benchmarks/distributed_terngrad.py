@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -83,6 +84,7 @@ def run(
     extra=(),
     epochs: int | None = None,
     lr: float | None = None,
+    warmup: int | None = None,
     seed: int = 0,
     subset: int | None = None,
 ) -> dict:
@@ -94,7 +96,9 @@ def run(
     cmd += ["--hidden", "64", "--filters", "64", "--interactions", "3", "--threads", "1"]
     cmd += ["--batch-size", str(batch), "--nproc", str(nproc), "--comm-hook", hook]
     cmd += ["--optimizer", args.optimizer, "--lr-schedule", args.lr_schedule]
-    cmd += ["--warmup-steps", str(args.warmup_steps)] if args.warmup_steps else []
+    warmup = args.warmup_steps if warmup is None else warmup
+    cmd += ["--warmup-steps", str(warmup)] if warmup else []
+    cmd += ["--max-grad-norm", str(args.max_grad_norm)] if args.max_grad_norm else []
     cmd += ["--checkpoint-every", "0", "--no-progress", "--out", str(out), *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
     t0 = time.perf_counter()
@@ -112,13 +116,16 @@ def run(
         "subset": subset,
         "optimizer": args.optimizer,
         "lr_schedule": args.lr_schedule,
-        "warmup_steps": args.warmup_steps,
+        "warmup_steps": warmup,
+        "max_grad_norm": args.max_grad_norm,
         "options": list(extra),
         "bytes_per_step": statistics.mean(r["sent_bytes_per_step"] for r in later),
         "step_ms": 1000 * statistics.mean(r["step_s"] for r in later),
         "val_mae": rows[-1]["val_mae"],
         "best_val_mae": min(r["val_mae"] for r in rows),
         "val_curve": [r["val_mae"] for r in rows],
+        "grad_norm": statistics.mean(r.get("grad_norm", math.nan) for r in rows),
+        "grad_norm_max": max(r.get("grad_norm_max", math.nan) for r in rows),
         "train_mae": rows[-1]["train_mae"],  # during the last epoch (SmoothOut: at noisy weights)
         "epochs": len(rows),
         "wall_s": time.perf_counter() - t0,
@@ -179,8 +186,9 @@ def converge_study(work: Path, args: argparse.Namespace) -> dict:
     runs = []
     for seed in args.seeds:
         for name, hook, batch, lr, extra in configs:
+            warmup = args.warmup_steps * args.batch // batch  # the same epochs of warm-up
             r = run(work / f"conv_{seed}_{len(runs)}", nproc=2, hook=hook, batch=batch, args=args,
-                    extra=extra, epochs=args.converge_epochs, seed=seed, lr=lr,
+                    extra=extra, epochs=args.converge_epochs, seed=seed, lr=lr, warmup=warmup,
                     subset=args.converge_subset)  # fmt: skip
             r["config"] = name
             runs.append(r)
@@ -188,7 +196,8 @@ def converge_study(work: Path, args: argparse.Namespace) -> dict:
                   flush=True)  # fmt: skip
     return {"subset": args.converge_subset, "epochs": args.converge_epochs,
             "optimizer": args.optimizer, "lr": args.lr, "lr_schedule": args.lr_schedule,
-            "warmup_steps": args.warmup_steps, "runs": runs,
+            "warmup_steps": args.warmup_steps, "max_grad_norm": args.max_grad_norm,
+            "runs": runs,
             "summary": converge_summary(runs, [c[0] for c in configs])}  # fmt: skip
 
 
@@ -218,7 +227,7 @@ def print_converge(study: dict) -> None:
     print(f"\n{len({r['seed'] for r in study['runs']})} seeds, QM9 subset {study['subset']}, "
           f"{study['epochs']} epochs, {study.get('optimizer', 'adam')} lr {study.get('lr', 1e-3):g} "
           f"({study.get('lr_schedule', 'plateau')} schedule, warm-up {study.get('warmup_steps', 0)} "
-          "steps), "
+          f"steps, gradient norm clipped to {study.get('max_grad_norm', 0) or 'inf'}), "
           "2 processes (mean over seeds; vs fp32: mean of per-seed ratios)")  # fmt: skip
     print(f"{'configuration':>34} {'B/step':>9} {'last val MAE':>13} {'vs fp32':>8} "
           f"{'best val MAE':>13} {'vs fp32':>8} {'train MAE':>10}")  # fmt: skip
@@ -276,8 +285,11 @@ def main() -> None:
                    help="optimizer of every run (sgd: momentum 0.9; give --lr too)")  # fmt: skip
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="plateau",
                    help="learning-rate schedule of every run (cosine: to 1e-6 over the epochs)")  # fmt: skip
+    p.add_argument("--max-grad-norm", type=float, default=0.0,
+                   help="clip every run's total gradient norm to this (0: off)")  # fmt: skip
     p.add_argument("--warmup-steps", type=int, default=0,
-                   help="cosine schedule: linear warm-up steps of every run")  # fmt: skip
+                   help="cosine schedule: linear warm-up steps at --batch (the converge "
+                   "study's 4x-batch runs warm up over the same epochs: a quarter of the steps)")  # fmt: skip
     p.add_argument("--converge-no-big", dest="converge_big", action="store_false",
                    help="converge study: only fp32 and TernGrad at batch 32")  # fmt: skip
     p.add_argument("--converge-no-terngrad", dest="converge_terngrad", action="store_false",

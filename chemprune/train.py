@@ -36,7 +36,7 @@ from chemprune.distributed.smoothout import SmoothOut
 from chemprune.models.schnet import SchNet
 from chemprune.train_schedule import LRSchedule
 from chemprune.train_state import SignalGuard, resume_state, split_dict, target_dict
-from chemprune.train_step import accumulate_gradients
+from chemprune.train_step import accumulate_gradients, clip_gradients
 
 __all__ = ["TrainSettings", "TrainingDiverged", "TrainingInterrupted", "train", "target_statistics"]
 
@@ -69,6 +69,7 @@ class TrainSettings:
     lr_factor: float = 0.5  # plateau only
     lr_patience: int = 5  # plateau only
     min_lr: float = 1e-6
+    max_grad_norm: float = 0.0  # clip the total gradient norm to this (0: no clipping)
     seed: int = 0
     eval_batch_size: int = 256
     comm_hook: str = "allreduce"  # gradient exchange between processes (see chemprune.distributed)
@@ -291,6 +292,7 @@ def train(
                 )
             sum_abs, sum_sq, count = 0.0, 0.0, 0
             step_time, step_bytes, steps_here = 0.0, 0, 0
+            norm_sum, norm_max = 0.0, 0.0  # total gradient norms (before clipping)
             for chunk in chunks[step_in_epoch:]:
                 t0, w0 = time.perf_counter(), bytes_written()
                 hook.on_step(global_step)
@@ -305,8 +307,11 @@ def train(
                     raise TrainingDiverged(
                         f"loss became {_loss_text(loss, ctx)} at epoch {epoch + 1}, step "
                         f"{step_in_epoch + 1} (lr {opt.param_groups[0]['lr']:.2e}); nothing was "
-                        f"saved from this step. Resume from {last_path} with a lower --lr."
+                        f"saved from this step. Resume from {last_path} with a lower --lr "
+                        "(or clip gradients: --max-grad-norm)."
                     )
+                grad_norm = clip_gradients(model, settings.max_grad_norm)
+                norm_sum, norm_max = norm_sum + grad_norm, max(norm_max, grad_norm)
                 opt.step()
                 sched.after_step()
                 w1 = bytes_written()
@@ -368,6 +373,8 @@ def train(
                 "lr": opt.param_groups[0]["lr"],
                 "time_s": elapsed_total + time.perf_counter() - t_start,
                 "step_s": step_time / max(steps_here, 1),
+                "grad_norm": norm_sum / max(steps_here, 1),
+                "grad_norm_max": norm_max,
             }
             if ctx.distributed:
                 row["processes"] = ctx.world_size

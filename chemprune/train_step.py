@@ -11,7 +11,7 @@ from chemprune.data.batching import MoleculeSet
 from chemprune.distributed.context import DistContext
 from chemprune.distributed.smoothout import SmoothOut
 
-__all__ = ["accumulate_gradients"]
+__all__ = ["accumulate_gradients", "clip_gradients"]
 
 
 def accumulate_gradients(
@@ -48,6 +48,18 @@ def accumulate_gradients(
     if len(pieces) == 1:
         return errs[0], losses[0]
     return torch.cat(errs), torch.stack(losses).sum()
+
+
+def clip_gradients(model: nn.Module, max_norm: float) -> float:
+    """The total L2 norm of ``model``'s gradients; above ``max_norm`` (> 0) they are scaled down
+    to it (``max_norm`` 0: never). Under DDP every rank holds the same averaged gradients, so
+    every rank clips them the same way."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    if max_norm > 0:
+        return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+    return float(torch.nn.utils.get_total_norm(grads))
 
 
 def _no_sync(net: nn.Module, skip: bool):

@@ -71,6 +71,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "over --epochs (more epochs on --resume stretch the rest of the curve)",
     )
     opt.add_argument(
+        "--max-grad-norm",
+        type=float,
+        default=0.0,
+        help="clip the total gradient norm to this before each step (default 0: off; "
+        "history.jsonl records the norms before clipping)",
+    )
+    opt.add_argument(
         "--warmup-steps",
         type=int,
         default=0,
@@ -244,6 +251,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise CliError(f"--smoothout must be >= 0, got {args.smoothout}")
     if args.smoothout_chunk < 0:
         raise CliError(f"--smoothout-chunk must be >= 0 molecules, got {args.smoothout_chunk}")
+    if args.max_grad_norm < 0:
+        raise CliError(f"--max-grad-norm must be >= 0 (0: off), got {args.max_grad_norm}")
     if args.warmup_steps < 0:
         raise CliError(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
     if args.warmup_steps and args.lr_schedule != "cosine":
@@ -310,6 +319,7 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
         momentum=args.momentum,
         lr_schedule=args.lr_schedule,
         warmup_steps=args.warmup_steps,
+        max_grad_norm=args.max_grad_norm,
         lr_factor=args.lr_factor,
         lr_patience=args.lr_patience,
         min_lr=args.min_lr,
