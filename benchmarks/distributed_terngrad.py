@@ -103,9 +103,17 @@ def run(
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
+    diverged = done.returncode != 0 and "loss became" in done.stderr
+    if done.returncode != 0 and not diverged:
         sys.exit(f"run failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
-    rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    hist = out / "history.jsonl"
+    rows = [json.loads(line) for line in hist.read_text().splitlines()] if hist.is_file() else []
+    if diverged:  # recorded as such (NaN MAE), not fatal to the study
+        print(f"diverged (loss became NaN): {' '.join(cmd)}", flush=True)
+    nan = {"val_mae": math.nan, "train_mae": math.nan, "step_s": math.nan,
+           "sent_bytes_per_step": math.nan}  # fmt: skip
+    epochs_done = len(rows)
+    rows = rows or [nan]
     later = rows[1:] or rows  # the first epoch includes warm-up
     return {
         "processes": nproc,
@@ -127,9 +135,10 @@ def run(
         "grad_norm": statistics.mean(r.get("grad_norm", math.nan) for r in rows),
         "grad_norm_max": max(r.get("grad_norm_max", math.nan) for r in rows),
         "train_mae": rows[-1]["train_mae"],  # during the last epoch (SmoothOut: at noisy weights)
-        "epochs": len(rows),
+        "epochs": epochs_done,
+        "diverged": diverged,
         "wall_s": time.perf_counter() - t0,
-    }
+    } | ({"val_mae": math.nan, "best_val_mae": math.nan} if diverged else {})
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -217,6 +226,7 @@ def converge_summary(runs: list[dict], names: list[str]) -> list[dict]:
             row[key + "_range"] = [min(vals), max(vals)]
             row[key + "_vs_fp32"] = statistics.mean(ratios) - 1.0
         row["bytes_per_step"] = statistics.mean(r["bytes_per_step"] for r in rs)
+        row["diverged"] = sum(bool(r.get("diverged")) for r in rs)
         if all("train_mae" in r for r in rs):
             row["train_mae"] = statistics.mean(r["train_mae"] for r in rs)
         out.append(row)
@@ -234,7 +244,8 @@ def print_converge(study: dict) -> None:
     for r in study["summary"]:
         print(f"{r['config']:>34} {r['bytes_per_step']:>9.0f} {r['val_mae']:>13.4f} "
               f"{100 * r['val_mae_vs_fp32']:>+7.1f}% {r['best_val_mae']:>13.4f} "
-              f"{100 * r['best_val_mae_vs_fp32']:>+7.1f}% {r.get('train_mae', float('nan')):>10.4f}")  # fmt: skip
+              f"{100 * r['best_val_mae_vs_fp32']:>+7.1f}% {r.get('train_mae', float('nan')):>10.4f}"
+              + (f"  diverged: {r['diverged']} of {len(r['seeds'])} seeds" if r.get("diverged") else ""))  # fmt: skip
 
 
 def plot_converge(study: dict, path: Path) -> None:

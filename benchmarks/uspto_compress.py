@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=REPO / "runs" / "uspto_compress")
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--name", default="uspto_compress",
+                   help="results file names (NAME.json, NAME.png)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny model on synthetic data, ~3 min")
     args = p.parse_args(argv)
     import torch
@@ -226,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         "table": text,
         "wall_s": time.perf_counter() - start,
     }
-    (args.results / "uspto_compress.json").write_text(json.dumps(summary, indent=2, default=str))
-    plot(dense, rows, args.results / "uspto_compress.png")
+    (args.results / f"{args.name}.json").write_text(json.dumps(summary, indent=2, default=str))
+    plot(dense, rows, args.results / f"{args.name}.png")
     print(f"results in {args.results}")
     return 0
 
