@@ -46,6 +46,11 @@ Run (from the repository root; ~10 minutes on 2 cores)::
         --lr 0.01 --converge-no-big --converge-key converge_sgd   # the same with momentum SGD
     .venv/bin/python benchmarks/distributed_terngrad.py --rows converge --lr-schedule cosine \
         --converge-key converge_cosine   # every run annealed to lr 1e-6 by a cosine
+    .venv/bin/python benchmarks/distributed_terngrad.py --rows converge --optimizer sgd \
+        --lr 0.02 --lr-schedule cosine --warmup-steps 300 --max-grad-norm 5 --converge-no-big \
+        --converge-key converge_sgd_cosine_clip   # TernGrad within 5% of fp32 (README)
+
+A run whose loss becomes NaN is recorded as diverged (NaN MAE) and the study goes on.
 """
 
 from __future__ import annotations
