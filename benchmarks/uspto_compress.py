@@ -95,6 +95,7 @@ def run_one(args, name: str, work: Path, **kw) -> dict:
         valid=(args.data / "src-valid.txt", args.data / "tgt-valid.txt"), out=out,
         work_dir=folder, metric=args.metric, max_drop=args.max_drop, storage="dense",
         valid_limit=args.valid_limit, beam_size=1, budget=args.budget, rounds=args.rounds,
+        warm_start=args.warm_start,
         retrain_steps=args.retrain_steps, retrain_seconds=args.retrain_minutes * 60,
         max_length=args.max_length, seed=args.seed, **kw,
     )  # fmt: skip
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--valid-limit", type=int, default=200)
     p.add_argument("--test-limit", type=int, default=500)
     p.add_argument("--budget", type=int, default=25, help="nevergrad evaluations per search")
+    p.add_argument("--warm-start", type=int, default=8,
+                   help="bisection evaluations before each search (0: off)")  # fmt: skip
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--retrain-steps", type=int, default=100)
     p.add_argument("--retrain-minutes", type=float, default=2.0, help="budget per round")

@@ -83,6 +83,12 @@ class OLMPPruner(Pruner):
         search_every, prune_until: the schedule inside a training loop (steps).
         straight_through: DNS backward (pruned weights keep learning).
         seed: seed of the optimizer.
+        warm_start: evaluations of a bisection before each search (0: none, OLMP as
+            published): one offset added to every set's ``c``, the largest that keeps the
+            constraint, i.e. the same relative cut in every set; the evolution strategy starts
+            from there. A search of a few dozen evaluations otherwise moves ``c`` only a few
+            ``step_size`` from where it starts, which is what OLMP's many searches interleaved
+            with training rely on; the warm start lets a few searches go as far.
     """
 
     def __init__(
@@ -105,6 +111,7 @@ class OLMPPruner(Pruner):
         prune_until: int | None = None,
         straight_through: bool = True,
         seed: int = 0,
+        warm_start: int = 0,
     ) -> None:
         super().__init__(groups=groups, sparsity=sparsity, scope=scope, schedule=schedule)
         import nevergrad as ng
@@ -119,6 +126,8 @@ class OLMPPruner(Pruner):
             raise ValueError(f"bounds must be (low, high) with low < high, got {bounds}")
         if max_drop < 0:
             raise ValueError(f"max_drop must be >= 0, got {max_drop}")
+        if warm_start < 0:
+            raise ValueError(f"warm_start must be >= 0 evaluations, got {warm_start}")
         self.sets = partition_groups(self.groups, partition)
         self.metric = metric
         self.max_drop = float(max_drop)
@@ -132,6 +141,7 @@ class OLMPPruner(Pruner):
         self.prune_until = prune_until
         self.straight_through = straight_through
         self.seed = seed
+        self.warm_start = int(warm_start)
         self.c = dict.fromkeys(self.sets, self.bounds[0])
         self.stats: dict[str, tuple[float, float]] | None = None
         self.initial_metric: float | None = None
@@ -211,16 +221,12 @@ class OLMPPruner(Pruner):
                 self.initial_metric = now
             ref = now if self.reference == "current" else self.initial_metric
         names = list(self.sets)
-        param = ng.p.Array(init=np.array([self.c[n] for n in names], dtype=float))
-        param.set_bounds(*self.bounds).set_mutation(sigma=self.step_size)
-        param.random_state = np.random.RandomState(self.seed + len(self.results))
-        opt = ng.optimizers.registry[self.optimizer](parametrization=param, budget=self.budget)
         best: tuple[float, dict[str, float], float, float | None] | None = None
         history: list[tuple[float, float | None]] = []
         feasible_n = 0
-        for _ in range(self.budget):
-            cand = opt.ask()
-            c = dict(zip(names, (float(x) for x in cand.value), strict=True))
+
+        def evaluate(c: dict[str, float]) -> float:
+            nonlocal best, feasible_n
             kept = self._set(model, self._keep(model, c, current, mags))
             value = None
             ok = True
@@ -233,7 +239,19 @@ class OLMPPruner(Pruner):
                 feasible_n += 1
                 if best is None or fitness < best[0]:
                     best = (fitness, c, kept, value)
-            opt.tell(cand, fitness)
+            return fitness
+
+        start = np.array([self.c[n] for n in names], dtype=float)
+        if self.warm_start:
+            start = self._bisect_offset(start, names, evaluate)
+        param = ng.p.Array(init=start)
+        param.set_bounds(*self.bounds).set_mutation(sigma=self.step_size)
+        param.random_state = np.random.RandomState(self.seed + len(self.results))
+        opt = ng.optimizers.registry[self.optimizer](parametrization=param, budget=self.budget)
+        for _ in range(self.budget):
+            cand = opt.ask()
+            c = dict(zip(names, (float(x) for x in cand.value), strict=True))
+            opt.tell(cand, evaluate(c))
         if best is None:  # nothing feasible: keep the masks as they were
             self._set(model, {self._by_name[n]: k for n, k in current.items()})
             result = SearchResult(
@@ -241,7 +259,7 @@ class OLMPPruner(Pruner):
                 sum(int(k.sum()) for k in current.values()) / self._total_units,
                 ref,
                 ref,
-                self.budget,
+                len(history),
                 0,
                 history,
             )
@@ -249,9 +267,24 @@ class OLMPPruner(Pruner):
             _, c, kept, value = best
             self.c = c
             self._set(model, self._keep(model, c, current, mags))
-            result = SearchResult(dict(c), kept, value, ref, self.budget, feasible_n, history)
+            result = SearchResult(dict(c), kept, value, ref, len(history), feasible_n, history)
         self.results.append(result)
         return result
+
+    def _bisect_offset(
+        self, start: np.ndarray, names: list[str], evaluate: Callable[[dict[str, float]], float]
+    ) -> np.ndarray:
+        """``start + d`` for the largest offset ``d`` (in ``warm_start`` bisection steps) whose
+        masks meet the constraint; ``start`` itself when none does."""
+        lo, hi = 0.0, float(self.bounds[1] - start.min())
+        for _ in range(self.warm_start):
+            mid = 0.5 * (lo + hi)
+            c = np.clip(start + mid, *self.bounds)
+            if evaluate(dict(zip(names, (float(x) for x in c), strict=True))) < INFEASIBLE:
+                lo = mid
+            else:
+                hi = mid
+        return np.clip(start + lo, *self.bounds)
 
     # ------------------------------------------------------------------ Pruner interface
     def score(self, model: nn.Module) -> dict[str, Tensor]:

@@ -66,6 +66,14 @@ def add_compress(sub) -> None:
     p.add_argument("--max-length", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--budget", type=int, default=40, help="nevergrad evaluations per search")
+    p.add_argument(
+        "--warm-start",
+        type=int,
+        default=8,
+        metavar="N",
+        help="bisection evaluations before each search: the largest common threshold offset "
+        "that keeps the constraint, where the search starts (default 8; 0: off)",
+    )
     p.add_argument("--rounds", type=int, default=1, help="retrain + search rounds after the first")
     p.add_argument("--retrain-steps", type=int, default=0, help="masked retraining steps per round")
     p.add_argument("--retrain-minutes", type=float, default=None, help="budget per round")
@@ -86,6 +94,8 @@ def _check(args: argparse.Namespace):
     for flag in ("valid_limit", "budget", "batch_size", "beam_size"):
         if getattr(args, flag) < 1:
             raise CompressError(f"--{flag.replace('_', '-')} must be >= 1")
+    if args.warm_start < 0:
+        raise CompressError(f"--warm-start must be >= 0, got {args.warm_start}")
     if args.rounds < 0 or args.retrain_steps < 0:
         raise CompressError("--rounds and --retrain-steps must be >= 0")
     kinds = {k.strip() for k in args.structured.split(",") if k.strip()}
@@ -117,7 +127,8 @@ def run_compress(args: argparse.Namespace) -> int:
             goal=args.target_sparsity, structured=kinds,
             keep={"heads": args.keep_heads, "ff": args.keep_ff}, storage=args.storage,
             valid_limit=args.valid_limit, beam_size=args.beam_size, batch_size=args.batch_size,
-            max_length=args.max_length, budget=args.budget, rounds=args.rounds,
+            max_length=args.max_length, budget=args.budget, warm_start=args.warm_start,
+            rounds=args.rounds,
             retrain_steps=args.retrain_steps,
             retrain_seconds=None if args.retrain_minutes is None else 60 * args.retrain_minutes,
             seed=args.seed,

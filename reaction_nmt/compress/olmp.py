@@ -59,6 +59,7 @@ def olmp_compress(
     max_drop: float = 1.0,
     goal: float = 0.99,
     budget: int = 40,
+    warm_start: int = 8,
     rounds: int = 0,
     retrain: Callable[[nn.Module], dict] | None = None,
     optimizer: str = "OnePlusOne",
@@ -75,6 +76,8 @@ def olmp_compress(
         max_drop: allowed loss of ``metric`` with respect to the unpruned model.
         goal: sparsity beyond which the search is not rewarded.
         budget: candidate evaluations per search.
+        warm_start: bisection evaluations before each search (one offset for every set's
+            threshold; see :class:`~chemprune.prune.OLMPPruner`); 0: the search alone.
         rounds: retraining rounds (each followed by a search); needs ``retrain``.
         retrain: ``retrain(model)``, masked retraining in place.
         reference: the metric the drop is measured from (default: ``working``'s own), e.g.
@@ -86,6 +89,7 @@ def olmp_compress(
     pruner = OLMPPruner(
         groups=groups, sparsity=goal, partition=sets, metric=metric, max_drop=max_drop,
         reference="initial", optimizer=optimizer, budget=budget, seed=seed,
+        warm_start=warm_start,
     )  # fmt: skip
     if reference is not None:
         pruner.initial_metric = float(reference)

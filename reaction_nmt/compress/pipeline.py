@@ -91,6 +91,7 @@ def compress(
     batch_size: int = 64,
     max_length: int = 300,
     budget: int = 40,
+    warm_start: int = 8,
     rounds: int = 1,
     retrain_steps: int = 0,
     retrain_seconds: float | None = None,
@@ -137,7 +138,7 @@ def compress(
     if strategy is not None:
         _, olmp = olmp_compress(
             working, ev, strategy=strategy, max_drop=max_drop, goal=goal, budget=budget,
-            rounds=rounds if retrain_steps else 0, retrain=retrainer_for(template), seed=seed,
+            warm_start=warm_start, rounds=rounds if retrain_steps else 0, retrain=retrainer_for(template), seed=seed,
             reference=before, log=log,
         )  # fmt: skip
         report["olmp"] = olmp.to_dict()

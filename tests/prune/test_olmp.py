@@ -64,6 +64,33 @@ def test_constraint_respected_and_compression_found(trained, max_drop):
     assert set(pruner.c) == {"0", "2", "4"}
 
 
+def test_warm_start_goes_further_with_a_small_budget_and_keeps_the_constraint(trained):
+    xv, yv = blobs(400, 1)
+    metric = accuracy_on(xv, yv)
+    reached = {}
+    for warm in (0, 8):
+        model = nn.Sequential(*[m for m in trained])
+        model.load_state_dict(trained.state_dict())
+        before = metric(model)
+        pruner = OLMPPruner(
+            groups=weight_groups(model),
+            sparsity=0.999,
+            metric=metric,
+            max_drop=0.01,
+            budget=6,
+            seed=0,
+            warm_start=warm,
+        )
+        res = pruner.search(model)
+        assert metric(model) >= before - 0.01 - 1e-9
+        assert res.evaluations == 6 + warm and len(res.history) == res.evaluations
+        reached[warm] = 1 - res.kept
+    # six steps of the evolution strategy from c = -3 prune little; the bisection jumps ahead
+    assert reached[8] > reached[0] + 0.2
+    with pytest.raises(ValueError, match="warm_start must be >= 0"):
+        OLMPPruner(groups=weight_groups(trained), sparsity=0.5, warm_start=-1)
+
+
 def test_partition_strategies():
     model = nn.Sequential(
         nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Conv1d(1, 2, 1)
