@@ -67,8 +67,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from chemprune.train import OPTIMIZERS
-from chemprune.train_schedule import LR_SCHEDULES
+from chemprune.optim import LR_SCHEDULES, OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

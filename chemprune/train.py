@@ -34,9 +34,9 @@ from chemprune.data.targets import Target, atomref_ev, get_target
 from chemprune.distributed.context import DistContext, bytes_written
 from chemprune.distributed.smoothout import SmoothOut
 from chemprune.models.schnet import SchNet
-from chemprune.train_schedule import LRSchedule
+from chemprune.optim import LRSchedule, make_optimizer
 from chemprune.train_state import SignalGuard, resume_state, split_dict, target_dict
-from chemprune.train_step import accumulate_gradients, clip_gradients
+from chemprune.train_step import accumulate_gradients, clip_gradients, steps_per_epoch, usable
 
 __all__ = ["TrainSettings", "TrainingDiverged", "TrainingInterrupted", "train", "target_statistics"]
 
@@ -64,7 +64,7 @@ class TrainSettings:
     lr: float = 5e-4
     optimizer: str = "adam"  # "adam" or "sgd" (with momentum, e.g. to compare gradient codecs)
     momentum: float = 0.9  # SGD only
-    lr_schedule: str = "plateau"  # or "cosine" (see chemprune.train_schedule)
+    lr_schedule: str = "plateau"  # or "cosine" (see chemprune.optim)
     warmup_steps: int = 0  # cosine only: linear warm-up steps
     lr_factor: float = 0.5  # plateau only
     lr_patience: int = 5  # plateau only
@@ -120,20 +120,6 @@ def target_statistics(
         vals = y / counts
     std = float(vals.std()) if vals.numel() > 1 else 1.0
     return float(vals.mean()), (std if std > 1e-12 else 1.0)
-
-
-OPTIMIZERS = ("adam", "sgd")
-
-
-def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    """Adam (the default) or momentum SGD over ``model``'s parameters at ``settings.lr``."""
-    if settings.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=settings.lr)
-    if settings.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-    raise ValueError(
-        f"unknown optimizer {settings.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
-    )
 
 
 def train(
@@ -194,7 +180,9 @@ def train(
         **settings.model_kwargs(), readout=target.readout, mean=mean, std=std, atomref=atomref
     )
     model.to(device)
-    opt = make_optimizer(model, settings)
+    opt = make_optimizer(
+        model.parameters(), name=settings.optimizer, lr=settings.lr, momentum=settings.momentum
+    )
     sched = LRSchedule(
         opt,
         kind=settings.lr_schedule,
@@ -410,16 +398,6 @@ def train(
         "elapsed_s": elapsed_total + time.perf_counter() - t_start,
         "processes": ctx.world_size,
     }
-
-
-def usable(chunks: list[torch.Tensor], ctx: DistContext) -> list[torch.Tensor]:
-    """The batches every rank gets at least one molecule of (a short last one may not)."""
-    return [c for c in chunks if c.numel() >= ctx.world_size]
-
-
-def steps_per_epoch(train_idx: np.ndarray, batch_size: int, ctx: DistContext) -> int:
-    """Optimizer steps in one epoch (the same for every shuffle)."""
-    return len(usable(batch_indices(train_idx, batch_size, shuffle=False), ctx))
 
 
 def _quiet(message: str) -> None:

@@ -1,17 +1,19 @@
-"""One training step's gradient: this rank's share of the batch, SmoothOut's draws, one exchange."""
+"""Training steps: the batches of an epoch, one step's gradient (this rank's share, SmoothOut's
+draws, one exchange), gradient clipping."""
 
 from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from chemprune.data.batching import MoleculeSet
+from chemprune.data.batching import MoleculeSet, batch_indices
 from chemprune.distributed.context import DistContext
 from chemprune.distributed.smoothout import SmoothOut
 
-__all__ = ["accumulate_gradients", "clip_gradients"]
+__all__ = ["accumulate_gradients", "clip_gradients", "steps_per_epoch", "usable"]
 
 
 def accumulate_gradients(
@@ -60,6 +62,16 @@ def clip_gradients(model: nn.Module, max_norm: float) -> float:
     if max_norm > 0:
         return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
     return float(torch.nn.utils.get_total_norm(grads))
+
+
+def usable(chunks: list[torch.Tensor], ctx: DistContext) -> list[torch.Tensor]:
+    """The batches every rank gets at least one molecule of (a short last one may not)."""
+    return [c for c in chunks if c.numel() >= ctx.world_size]
+
+
+def steps_per_epoch(train_idx: np.ndarray, batch_size: int, ctx: DistContext) -> int:
+    """Optimizer steps in one epoch (the same for every shuffle)."""
+    return len(usable(batch_indices(train_idx, batch_size, shuffle=False), ctx))
 
 
 def _no_sync(net: nn.Module, skip: bool):

@@ -22,8 +22,7 @@ _PARSER: argparse.ArgumentParser | None = None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from chemprune.train import OPTIMIZERS
-    from chemprune.train_schedule import LR_SCHEDULES
+    from chemprune.optim import LR_SCHEDULES, OPTIMIZERS
 
     p = sub.add_parser("train", help="train a SchNet on QM9", description=DESCRIPTION)
     p.add_argument(

@@ -1,4 +1,5 @@
-"""Learning-rate schedules: cosine reaches its floor on the last step, state round-trips."""
+"""Optimizer and learning-rate schedules: cosine reaches its floor on the last step, state
+round-trips."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import pytest
 import torch
 
-from chemprune.train_schedule import LRSchedule, cosine_factor, warmup_cosine_factor
+from chemprune.optim import LRSchedule, cosine_factor, warmup_cosine_factor
 
 
 def _opt(lr=0.1):

@@ -1,4 +1,7 @@
-"""Learning-rate schedules of ``chemprune.train``: plateau (per epoch) or cosine (per step).
+"""Optimizer and learning-rate schedule of ``chemprune.train``.
+
+Optimizers: Adam, or SGD with momentum (TernGrad's paper trains with it; see README).
+Schedules: plateau (per epoch) or cosine (per step).
 
 ``plateau`` halves the learning rate (``lr_factor``) when the validation MAE has not improved for
 ``lr_patience`` epochs and ends training when it reaches ``min_lr``: open-ended runs.
@@ -14,13 +17,33 @@ otherwise diverge in the first steps.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
-__all__ = ["LR_SCHEDULES", "LRSchedule", "cosine_factor", "warmup_cosine_factor"]
+__all__ = [
+    "LR_SCHEDULES",
+    "OPTIMIZERS",
+    "LRSchedule",
+    "cosine_factor",
+    "make_optimizer",
+    "warmup_cosine_factor",
+]
 
+OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("plateau", "cosine")
+
+
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter], *, name: str, lr: float, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """Adam, or SGD with ``momentum``, over ``params`` at ``lr``."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
 def cosine_factor(step: int, total: int, floor: float) -> float:
