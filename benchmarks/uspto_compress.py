@@ -30,6 +30,9 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from chemprune.checkpoint import atomic_write_text  # noqa: E402
+from reaction_nmt.compress.olmp import WARM_START  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 STRATEGIES = ("global", "layer", "type", "layer_type")
 
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--valid-limit", type=int, default=200)
     p.add_argument("--test-limit", type=int, default=500)
     p.add_argument("--budget", type=int, default=25, help="nevergrad evaluations per search")
-    p.add_argument("--warm-start", type=int, default=8,
+    p.add_argument("--warm-start", type=int, default=WARM_START,
                    help="bisection evaluations before each search (0: off)")  # fmt: skip
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--retrain-steps", type=int, default=100)
@@ -231,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         "table": text,
         "wall_s": time.perf_counter() - start,
     }
-    (args.results / f"{args.name}.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_text(
+        args.results / f"{args.name}.json", json.dumps(summary, indent=2, default=str)
+    )
     plot(dense, rows, args.results / f"{args.name}.png")
     print(f"results in {args.results}")
     return 0

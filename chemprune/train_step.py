@@ -56,12 +56,13 @@ def clip_gradients(model: nn.Module, max_norm: float) -> float:
     """The total L2 norm of ``model``'s gradients; above ``max_norm`` (> 0) they are scaled down
     to it (``max_norm`` 0: never). Under DDP every rank holds the same averaged gradients, so
     every rank clips them the same way."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if not grads:
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params:
         return 0.0
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     if max_norm > 0:
-        return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-    return float(torch.nn.utils.get_total_norm(grads))
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+    return float(norm)
 
 
 def usable(chunks: list[torch.Tensor], ctx: DistContext) -> list[torch.Tensor]:

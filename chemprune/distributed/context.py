@@ -107,8 +107,6 @@ class DistContext:
         """This rank's loss such that DDP's average over ranks of its gradient is the gradient
         of the mean squared error over the whole global batch (``global_count`` molecules);
         ``err`` may be a part of this rank's share (the parts' losses then add up)."""
-        if not self.distributed and err.numel() == global_count:
-            return (err * err).mean()
         return (err * err).sum() * (self.world_size / global_count)
 
     # -- agreement ------------------------------------------------------------------------------

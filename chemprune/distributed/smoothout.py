@@ -55,7 +55,7 @@ class SmoothOut:
 
     def pieces(self, batch: Tensor) -> list[Tensor]:
         """``batch`` (this rank's molecule indices) in the parts that get one draw each."""
-        if self.amplitude == 0 or self.chunk == 0 or batch.numel() <= self.chunk:
+        if self.amplitude == 0 or self.chunk == 0:
             return [batch]
         return list(torch.split(batch, self.chunk))
 

@@ -29,6 +29,8 @@ def _keep(text: str) -> int | float:
 
 
 def add_compress(sub) -> None:
+    from reaction_nmt.compress.olmp import WARM_START
+
     p = sub.add_parser(
         "compress",
         help="prune a model (OLMP thresholds per weight group, heads/FF removal), sparse files",
@@ -69,10 +71,10 @@ def add_compress(sub) -> None:
     p.add_argument(
         "--warm-start",
         type=int,
-        default=8,
+        default=WARM_START,
         metavar="N",
         help="bisection evaluations before each search: the largest common threshold offset "
-        "that keeps the constraint, where the search starts (default 8; 0: off)",
+        f"that keeps the constraint, where the search starts (default {WARM_START}; 0: off)",
     )
     p.add_argument("--rounds", type=int, default=1, help="retrain + search rounds after the first")
     p.add_argument("--retrain-steps", type=int, default=0, help="masked retraining steps per round")

@@ -19,7 +19,9 @@ from chemprune.prune.masks import alive_units, get_masks
 from chemprune.prune.olmp import OLMPPruner
 from reaction_nmt.compress.groups import group_aliases, partition, transformer_groups
 
-__all__ = ["OLMPReport", "olmp_compress", "set_sparsity"]
+__all__ = ["WARM_START", "OLMPReport", "olmp_compress", "set_sparsity"]
+
+WARM_START = 8  # bisection evaluations before each search (chemprune's OLMPPruner: warm_start)
 
 
 @dataclass
@@ -59,7 +61,7 @@ def olmp_compress(
     max_drop: float = 1.0,
     goal: float = 0.99,
     budget: int = 40,
-    warm_start: int = 8,
+    warm_start: int = WARM_START,
     rounds: int = 0,
     retrain: Callable[[nn.Module], dict] | None = None,
     optimizer: str = "OnePlusOne",

@@ -17,6 +17,7 @@ from torch import nn
 
 from reaction_nmt.compress.checkpoint import export_checkpoint, save_atomic
 from reaction_nmt.compress.errors import CompressError
+from reaction_nmt.compress.olmp import WARM_START
 
 __all__ = ["compress", "parameter_count"]
 
@@ -91,7 +92,7 @@ def compress(
     batch_size: int = 64,
     max_length: int = 300,
     budget: int = 40,
-    warm_start: int = 8,
+    warm_start: int = WARM_START,
     rounds: int = 1,
     retrain_steps: int = 0,
     retrain_seconds: float | None = None,
@@ -138,8 +139,8 @@ def compress(
     if strategy is not None:
         _, olmp = olmp_compress(
             working, ev, strategy=strategy, max_drop=max_drop, goal=goal, budget=budget,
-            warm_start=warm_start, rounds=rounds if retrain_steps else 0, retrain=retrainer_for(template), seed=seed,
-            reference=before, log=log,
+            warm_start=warm_start, rounds=rounds if retrain_steps else 0,
+            retrain=retrainer_for(template), seed=seed, reference=before, log=log,
         )  # fmt: skip
         report["olmp"] = olmp.to_dict()
         after = olmp.metric_after
