@@ -67,6 +67,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from chemprune.distributed.smoothout import SMOOTHOUT_SCHEDULES
 from chemprune.optim import LR_SCHEDULES, OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,12 +190,15 @@ def converge_study(work: Path, args: argparse.Namespace) -> dict:
     configs = [("fp32", "allreduce", args.batch, args.lr, ())]
     if args.converge_terngrad:
         configs.append(("TernGrad", "terngrad", args.batch, args.lr, ()))
+    big_name = f"fp32, batch {big}{at}"
     if args.converge_big:
-        configs.append((f"fp32, batch {big}{at}", "allreduce", big, big_lr, ()))
-    for a in args.converge_smoothout if args.converge_big else ():
+        configs.append((big_name, "allreduce", big, big_lr, ()))
+    for a, sched in args.converge_smoothout if args.converge_big else ():
+        how = ("--smoothout-schedule", sched) if sched != "constant" else ()
+        name = f"SmoothOut adaptive {a:g}{'' if not how else ' ' + sched}{per}, batch {big}{at}"
         configs.append(
-            (f"SmoothOut adaptive {a:g}{per}, batch {big}{at}", "allreduce", big, big_lr,
-             ("--smoothout", f"{a:g}", "--smoothout-adaptive", *draws))
+            (name, "allreduce", big, big_lr,
+             ("--smoothout", f"{a:g}", "--smoothout-adaptive", *draws, *how))
         )  # fmt: skip
     runs = []
     for seed in args.seeds:
@@ -211,12 +215,14 @@ def converge_study(work: Path, args: argparse.Namespace) -> dict:
             "optimizer": args.optimizer, "lr": args.lr, "lr_schedule": args.lr_schedule,
             "warmup_steps": args.warmup_steps, "max_grad_norm": args.max_grad_norm,
             "runs": runs,
-            "summary": converge_summary(runs, [c[0] for c in configs])}  # fmt: skip
+            "summary": converge_summary(runs, [c[0] for c in configs], big=big_name)}  # fmt: skip
 
 
-def converge_summary(runs: list[dict], names: list[str]) -> list[dict]:
+def converge_summary(runs: list[dict], names: list[str], big: str = "") -> list[dict]:
     """Per configuration: mean (min, max) over seeds of the last and best validation MAE, and
-    the mean per-seed ratio to fp32 at batch 32."""
+    the mean per-seed ratio to fp32 at batch 32. SmoothOut rows also get ``gap_closed``: the
+    share of the large-batch configuration ``big``'s excess over fp32 that they remove,
+    ``1 - excess(SmoothOut) / excess(big)`` from the mean ratios (and ``gap_closed_per_seed``)."""
     by = {(r["config"], r["seed"]): r for r in runs}
     seeds = sorted({r["seed"] for r in runs})
     out = []
@@ -234,6 +240,17 @@ def converge_summary(runs: list[dict], names: list[str]) -> list[dict]:
         if all("train_mae" in r for r in rs):
             row["train_mae"] = statistics.mean(r["train_mae"] for r in rs)
         out.append(row)
+    base = next((row for row in out if row["config"] == big), None)
+    for row in out:
+        if base is None or not row["config"].startswith("SmoothOut"):
+            continue
+        for key in ("val_mae", "best_val_mae"):
+            row[key + "_gap_closed"] = 1.0 - row[key + "_vs_fp32"] / base[key + "_vs_fp32"]
+            row[key + "_gap_closed_per_seed"] = [
+                1.0 - (by[(row["config"], s)][key] / by[("fp32", s)][key] - 1.0)
+                / (by[(big, s)][key] / by[("fp32", s)][key] - 1.0)
+                for s in row["seeds"]
+            ]  # fmt: skip
     return out
 
 
@@ -250,6 +267,12 @@ def print_converge(study: dict) -> None:
               f"{100 * r['val_mae_vs_fp32']:>+7.1f}% {r['best_val_mae']:>13.4f} "
               f"{100 * r['best_val_mae_vs_fp32']:>+7.1f}% {r.get('train_mae', float('nan')):>10.4f}"
               + (f"  diverged: {r['diverged']} of {len(r['seeds'])} seeds" if r.get("diverged") else ""))  # fmt: skip
+    for r in study["summary"]:
+        if "val_mae_gap_closed" in r:
+            seeds = ", ".join(f"{100 * g:.0f}%" for g in r["val_mae_gap_closed_per_seed"])
+            print(f"{r['config']}: closes {100 * r['val_mae_gap_closed']:.0f}% of the large-batch "
+                  f"gap (last epoch; per seed {seeds}), "
+                  f"{100 * r['best_val_mae_gap_closed']:.0f}% on the best epoch")  # fmt: skip
 
 
 def plot_converge(study: dict, path: Path) -> None:
@@ -273,6 +296,20 @@ def plot_converge(study: dict, path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def smoothout_list(value: str) -> list[tuple[float, str]]:
+    """``"0.002,0.01:anneal"`` -> ``[(0.002, "constant"), (0.01, "anneal")]``."""
+    out = []
+    for item in filter(None, value.split(",")):
+        amp, _, sched = item.partition(":")
+        sched = sched or "constant"
+        if sched not in SMOOTHOUT_SCHEDULES:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: schedule must be one of {', '.join(SMOOTHOUT_SCHEDULES)}"
+            )
+        out.append((float(amp), sched))
+    return out
 
 
 def main() -> None:
@@ -311,9 +348,10 @@ def main() -> None:
                    help="converge study: leave out TernGrad")  # fmt: skip
     p.add_argument("--converge-key", default="converge",
                    help="converge study: key in the saved JSON and name of the PNG")  # fmt: skip
-    p.add_argument("--converge-smoothout", default=[0.01],
-                   type=lambda v: [float(x) for x in v.split(",") if x],
-                   help="converge study: adaptive SmoothOut amplitudes at the 4x batch")  # fmt: skip
+    p.add_argument("--converge-smoothout", default=[(0.01, "constant")], type=smoothout_list,
+                   help="converge study: adaptive SmoothOut at the 4x batch, comma-separated "
+                   "AMPLITUDE or AMPLITUDE:SCHEDULE (constant, anneal, tanh), e.g. "
+                   "0.002,0.01:anneal")  # fmt: skip
     p.add_argument("--converge-big-lr", type=float, default=0.0,
                    help="converge study: learning rate of the 4x-batch runs (default: --lr)")  # fmt: skip
     p.add_argument("--converge-smoothout-chunk", type=int, default=0,

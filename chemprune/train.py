@@ -78,6 +78,7 @@ class TrainSettings:
     smoothout: float = 0.0  # SmoothOut noise amplitude (0: off)
     smoothout_adaptive: bool = False  # amplitude relative to each filter's norm
     smoothout_chunk: int = 0  # SmoothOut: one draw per this many molecules (0: per rank and step)
+    smoothout_schedule: str = "constant"  # SmoothOut amplitude over the run (or anneal, tanh)
 
     # Settings that may change when resuming (a longer budget, more epochs).
     resumable_changes: tuple[str, ...] = field(default=("epochs",), repr=False)
@@ -183,6 +184,7 @@ def train(
     opt = make_optimizer(
         model.parameters(), name=settings.optimizer, lr=settings.lr, momentum=settings.momentum
     )
+    total_steps = settings.epochs * steps_per_epoch(split.train, settings.batch_size, ctx)
     sched = LRSchedule(
         opt,
         kind=settings.lr_schedule,
@@ -190,7 +192,7 @@ def train(
         min_lr=settings.min_lr,
         lr_factor=settings.lr_factor,
         lr_patience=settings.lr_patience,
-        total_steps=settings.epochs * steps_per_epoch(split.train, settings.batch_size, ctx),
+        total_steps=total_steps,
         warmup_steps=settings.warmup_steps,
     )
     epoch, step_in_epoch, global_step = 0, 0, 0
@@ -224,6 +226,8 @@ def train(
         seed=settings.seed,
         rank=ctx.rank,
         chunk=settings.smoothout_chunk,
+        schedule=settings.smoothout_schedule,
+        total_steps=total_steps,
     )
 
     provenance = split_dict(split, data_source)
@@ -364,6 +368,8 @@ def train(
                 "grad_norm": norm_sum / max(steps_here, 1),
                 "grad_norm_max": norm_max,
             }
+            if smooth.amplitude:  # the amplitude of the epoch's last step
+                row["smoothout_amplitude"] = smooth.amplitude_at(global_step - 1)
             if ctx.distributed:
                 row["processes"] = ctx.world_size
                 row["sent_bytes_per_step"] = step_bytes / max(steps_here, 1)

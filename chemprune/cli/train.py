@@ -119,6 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _add_distributed_options(p: argparse.ArgumentParser) -> None:
     from chemprune.distributed.hooks import COMM_HOOKS
+    from chemprune.distributed.smoothout import SMOOTHOUT_SCHEDULES
 
     d = p.add_argument_group("several processes (torchrun, gloo)")
     d.add_argument("--nproc", type=int, default=None, help="processes on this machine (default 1)")
@@ -174,6 +175,13 @@ def _add_distributed_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="SmoothOut: a new noise draw for every N molecules of a process's batch (the "
         "authors' ghost batches; default 0: one draw per process and step)",
+    )
+    d.add_argument(
+        "--smoothout-schedule",
+        choices=SMOOTHOUT_SCHEDULES,
+        default="constant",
+        help="SmoothOut amplitude over the run (the authors' --smoothing-type): constant; "
+        "anneal (a/sqrt((1+step)^0.55)); tanh (ramps from ~0 to a, centred mid-run)",
     )
 
 
@@ -250,6 +258,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise CliError(f"--smoothout must be >= 0, got {args.smoothout}")
     if args.smoothout_chunk < 0:
         raise CliError(f"--smoothout-chunk must be >= 0 molecules, got {args.smoothout_chunk}")
+    if args.smoothout_schedule != "constant" and args.smoothout == 0:
+        raise CliError("--smoothout-schedule needs --smoothout > 0")
     if args.max_grad_norm < 0:
         raise CliError(f"--max-grad-norm must be >= 0 (0: off), got {args.max_grad_norm}")
     if args.warmup_steps < 0:
@@ -329,6 +339,7 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
         smoothout=args.smoothout,
         smoothout_adaptive=args.smoothout_adaptive,
         smoothout_chunk=args.smoothout_chunk,
+        smoothout_schedule=args.smoothout_schedule,
     )
     if main:
         print(

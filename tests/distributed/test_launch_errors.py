@@ -30,6 +30,7 @@ from tests.distributed.conftest import start_group, stop_group
         (["--nproc", "4", "--batch-size", "2"], "--batch-size 2 is smaller than the 4 processes"),
         (["--smoothout", "-0.1"], "--smoothout must be >= 0"),
         (["--smoothout", "0.1", "--smoothout-chunk", "-4"], "--smoothout-chunk must be >= 0"),
+        (["--smoothout-schedule", "anneal"], "--smoothout-schedule needs --smoothout > 0"),
         (["--warmup-steps", "-1", "--lr-schedule", "cosine"], "--warmup-steps must be >= 0"),
         (["--warmup-steps", "100"], "--warmup-steps needs --lr-schedule cosine"),
         (["--nproc", "2", "--terngrad-fp32", "lin2.*"], "need --comm-hook terngrad"),

@@ -8,7 +8,7 @@ from torch import nn
 
 from chemprune.checkpoint import load_checkpoint
 from chemprune.data.splits import make_split, subset_sizes
-from chemprune.distributed.smoothout import SmoothOut
+from chemprune.distributed.smoothout import SmoothOut, amplitude_factor
 from chemprune.train import TrainSettings, train
 
 TINY = dict(
@@ -77,6 +77,31 @@ def test_pieces_get_their_own_draws():
         SmoothOut(amplitude=0.1, chunk=-1)
 
 
+def test_schedules_follow_the_authors_formulas():
+    assert amplitude_factor("constant", 500, 1000) == 1.0
+    assert amplitude_factor("anneal", 0) == 1.0
+    assert amplitude_factor("anneal", 99) == pytest.approx(100**-0.275)
+    ramp = [amplitude_factor("tanh", t, 1000) for t in (0, 250, 500, 750, 999)]
+    assert ramp[0] < 0.01 and ramp[2] == pytest.approx(0.5) and ramp[-1] > 0.99
+    assert ramp == sorted(ramp) and ramp[1] + ramp[3] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="needs the run's total_steps"):
+        SmoothOut(amplitude=0.1, schedule="tanh")
+    with pytest.raises(ValueError, match="unknown SmoothOut schedule 'cosine'"):
+        SmoothOut(amplitude=0.1, schedule="cosine")
+
+
+def test_scheduled_noise_is_the_constant_draw_scaled():
+    """The schedule scales the step's draw (same random numbers), also for adaptive bounds."""
+    model = net()
+    for adaptive in (False, True):
+        const = SmoothOut(amplitude=0.1, adaptive=adaptive, seed=2)
+        annealed = SmoothOut(amplitude=0.1, adaptive=adaptive, seed=2, schedule="anneal")
+        f = amplitude_factor("anneal", 40)
+        for a, b in zip(const.noise(model, step=40), annealed.noise(model, step=40), strict=True):
+            torch.testing.assert_close(b, a * f)
+        assert annealed.amplitude_at(40) == pytest.approx(0.1 * f)
+
+
 def test_zero_amplitude_changes_nothing_and_negative_is_refused():
     model = net()
     with SmoothOut(amplitude=0.0).perturbed(model, step=0):
@@ -114,3 +139,25 @@ def test_one_draw_per_part_in_training(qm9_small, tmp_path):
     assert any(
         not torch.equal(runs[4]["state_dict"][k], v) for k, v in runs[0]["state_dict"].items()
     )
+
+
+def test_tanh_schedule_in_training_ramps_up_and_resumes_exactly(qm9_small, tmp_path):
+    """history.jsonl records the rising amplitude; a run stopped after its first step and resumed
+    ends with the same weights as one run straight through (the schedule depends on the step)."""
+    split = make_split(len(qm9_small), subset_sizes(240, len(qm9_small)), 0)
+    quiet = dict(progress=False, log=lambda m: None)
+    base = dict(lr=3e-3, smoothout=0.02, smoothout_schedule="tanh", **TINY)
+    s = TrainSettings(epochs=4, **base)
+    train(qm9_small, split, tmp_path / "a", settings=s, **quiet)
+    straight = load_checkpoint(tmp_path / "a" / "last.pt")
+    amps = [row["smoothout_amplitude"] for row in straight["training"]["history"]]
+    assert amps == sorted(amps) and amps[0] < 0.01 < amps[-1] <= 0.02
+    assert straight["training"]["settings"]["smoothout_schedule"] == "tanh"
+    out = tmp_path / "b"
+    train(qm9_small, split, out, settings=s, max_minutes=1e-9, **quiet)
+    assert 0 < load_checkpoint(out / "last.pt")["training"]["global_step"] < 48
+    train(qm9_small, split, out, settings=s, resume=True, **quiet)
+    resumed = load_checkpoint(out / "last.pt")
+    assert resumed["training"]["global_step"] == straight["training"]["global_step"]
+    for k, v in straight["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][k], v, rtol=1e-5, atol=1e-6)
