@@ -79,6 +79,13 @@ def add_compress(sub) -> None:
     p.add_argument("--rounds", type=int, default=1, help="retrain + search rounds after the first")
     p.add_argument("--retrain-steps", type=int, default=0, help="masked retraining steps per round")
     p.add_argument("--retrain-minutes", type=float, default=None, help="budget per round")
+    p.add_argument("--teacher", type=Path, default=None,
+                   help="retrain by word-level distillation from this checkpoint (e.g. --model "
+                   "itself: the uncompressed model teaches the compressed one)")  # fmt: skip
+    p.add_argument("--kd-alpha", type=float, default=0.5,
+                   help="weight of the teacher term in retraining (with --teacher)")  # fmt: skip
+    p.add_argument("--kd-temperature", type=float, default=2.0,
+                   help="soft-target temperature (with --teacher)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--json", type=Path, help="write the report as JSON here")
@@ -100,6 +107,15 @@ def _check(args: argparse.Namespace):
         raise CompressError(f"--warm-start must be >= 0, got {args.warm_start}")
     if args.rounds < 0 or args.retrain_steps < 0:
         raise CompressError("--rounds and --retrain-steps must be >= 0")
+    if args.teacher is not None:
+        if not args.retrain_steps:
+            raise CompressError("--teacher acts in retraining: give --retrain-steps too")
+        if not args.teacher.is_file():
+            raise CompressError(f"--teacher {args.teacher}: no such file")
+        if not 0 <= args.kd_alpha <= 1:
+            raise CompressError(f"--kd-alpha must be in [0, 1], got {args.kd_alpha}")
+        if not args.kd_temperature > 0:
+            raise CompressError(f"--kd-temperature must be > 0, got {args.kd_temperature}")
     kinds = {k.strip() for k in args.structured.split(",") if k.strip()}
     if kinds - {"heads", "ff"}:
         raise CompressError(f"--structured takes heads and/or ff, got {args.structured!r}")
@@ -133,7 +149,8 @@ def run_compress(args: argparse.Namespace) -> int:
             rounds=args.rounds,
             retrain_steps=args.retrain_steps,
             retrain_seconds=None if args.retrain_minutes is None else 60 * args.retrain_minutes,
-            seed=args.seed,
+            seed=args.seed, teacher=args.teacher, kd_alpha=args.kd_alpha,
+            kd_temperature=args.kd_temperature,
         )  # fmt: skip
     report["seconds"] = time.perf_counter() - start
     report["command"] = " ".join(sys.argv)

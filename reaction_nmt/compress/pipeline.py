@@ -73,6 +73,25 @@ def _structured(working, template, kinds, keep, retrainer, log) -> tuple[dict, d
     return shrunk, info
 
 
+def _teacher_hook(teacher: Path, template: dict, *, temperature: float, alpha: float):
+    """The word-level distillation hook of the retraining rounds; the teacher must index
+    ``template``'s vocabulary (checked here, before any search or training)."""
+    from reaction_nmt.compress.hooks import onmt_hooks
+    from reaction_nmt.distill import DistillError, WordLevelHook
+
+    try:
+        with onmt_hooks():  # the teacher may itself be a compressed (shrunk or sparse) model
+            hook = WordLevelHook(teacher, temperature=temperature, alpha=alpha)
+    except DistillError as e:
+        raise CompressError(str(e)) from e
+    if list(hook.vocab["tgt"]) != list(template["vocab"]["tgt"]):
+        raise CompressError(
+            f"teacher {teacher} has another vocabulary than the model to compress "
+            f"({len(hook.vocab['tgt'])} vs {len(template['vocab']['tgt'])} tokens)"
+        )
+    return hook
+
+
 def compress(
     *,
     model: Path,
@@ -97,9 +116,17 @@ def compress(
     retrain_steps: int = 0,
     retrain_seconds: float | None = None,
     seed: int = 0,
+    teacher: Path | None = None,
+    kd_alpha: float = 0.5,
+    kd_temperature: float = 2.0,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Compress ``model`` into ``out``; returns the report (see the module docstring)."""
+    """Compress ``model`` into ``out``; returns the report (see the module docstring).
+
+    ``teacher`` (a checkpoint with ``model``'s vocabulary, usually ``model`` itself): every
+    retraining round is word-level distillation from it, loss ``(1 - kd_alpha) CE(gold) +
+    kd_alpha T^2 KL(teacher_T || student_T)`` at temperature ``kd_temperature``.
+    """
     from reaction_nmt.compress.evaluate import Evaluator, read_slice, working_copy
     from reaction_nmt.compress.olmp import olmp_compress
     from reaction_nmt.compress.retrain import Retrainer
@@ -109,6 +136,8 @@ def compress(
         raise CompressError(f"unknown storage {storage!r}; use one of {STORAGES}")
     if strategy is None and not structured:
         raise CompressError("nothing to do: give a grouping strategy or --structured")
+    if teacher is not None and not retrain_steps:
+        raise CompressError("a teacher is used in retraining: give retraining steps too")
     template = load_model(model)
     sources, targets = read_slice(valid[0], valid_limit), read_slice(valid[1], valid_limit)
     opts = dict(metric=metric, beam_size=beam_size, batch_size=batch_size, max_length=max_length)
@@ -116,16 +145,22 @@ def compress(
     before = ev()
     log(f"validation {metric} of {model}: {before:.2f} ({len(sources)} reactions)")
     working = working_copy(ev.model)
+    hook = None
+    if teacher is not None:
+        hook = _teacher_hook(teacher, template, temperature=kd_temperature, alpha=kd_alpha)
+        log(f"retraining distilled from {teacher} (alpha {kd_alpha:g}, T {kd_temperature:g})")
 
     def retrainer_for(tpl: dict):
         if not retrain_steps:
             return None
         return Retrainer(
             template=tpl, data_dir=data_dir, work_dir=work_dir, steps=retrain_steps,
-            max_seconds=retrain_seconds,
+            max_seconds=retrain_seconds, loss_hook=hook,
         )  # fmt: skip
 
     report: dict = {"model": str(model), "structured": None, "olmp": None}
+    if teacher is not None:
+        report["teacher"] = {"path": str(teacher), "alpha": kd_alpha, "temperature": kd_temperature}
     if structured:
         template, report["structured"] = _structured(
             working, template, structured, dict(keep or {}), retrainer_for(template), log

@@ -80,6 +80,9 @@ class Retrainer:
         steps: optimizer steps per round.
         max_seconds: wall-clock budget per round (OpenNMT-py saves when it runs out).
         opt: the options of the working model (default: the template's).
+        loss_hook: OpenNMT-py loss replacement for every round (``backend.train(loss_hook=)``),
+            e.g. :class:`reaction_nmt.distill.WordLevelHook`: retraining distilled from a
+            teacher (the uncompressed model) instead of the gold tokens alone.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class Retrainer:
         steps: int,
         max_seconds: float | None = None,
         opt=None,
+        loss_hook=None,
     ) -> None:
         if steps < 1:
             raise CompressError(f"retraining steps must be >= 1, got {steps}")
@@ -105,6 +109,7 @@ class Retrainer:
         self.work_dir = Path(work_dir)
         self.steps = int(steps)
         self.max_seconds = max_seconds
+        self.loss_hook = loss_hook
         self.rounds = 0
 
     def __call__(self, working: nn.Module) -> dict:
@@ -128,12 +133,16 @@ class Retrainer:
         )  # fmt: skip
         masks = _parameter_masks(working)
         with onmt_hooks(), masked_training(masks) as state:
-            result = backend.train(config, max_seconds=self.max_seconds)
+            result = backend.train(config, max_seconds=self.max_seconds, loss_hook=self.loss_hook)
         load_weights(working, load_model(result.checkpoint))
         for p in run.glob("model_step_*.pt"):
             p.unlink()
         (run / "start.pt").unlink()
-        return {"steps": state["steps"], "seconds": result.seconds, "to_step": result.step}
+        info = {"steps": state["steps"], "seconds": result.seconds, "to_step": result.step}
+        loss = getattr(self.loss_hook, "loss", None)
+        if loss is not None and hasattr(loss, "summary"):
+            info["distill"] = loss.summary()
+        return info
 
 
 def _parameter_masks(working: nn.Module) -> dict:

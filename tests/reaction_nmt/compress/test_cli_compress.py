@@ -56,6 +56,8 @@ def test_compress_structured_then_olmp(tiny_model, synthetic_data, tmp_path, cap
         (["--spec", "missing.yaml"], "does not exist"),
         (["--max-top1-drop", "-1"], "must be >= 0"),
         (["--strategy", "none"], "nothing to do"),
+        (["--teacher", "m.pt"], "--teacher acts in retraining: give --retrain-steps"),
+        (["--teacher", "m.pt", "--retrain-steps", "2"], "--teacher m.pt: no such file"),
     ],
 )
 def test_bad_arguments(tiny_model, synthetic_data, tmp_path, capsys, extra, message):
