@@ -23,14 +23,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from chemprune.checkpoint import atomic_save, model_checkpoint
 from chemprune.data.batching import MoleculeSet, batch_indices
 from chemprune.data.qm9 import QM9Data
 from chemprune.data.splits import Split
-from chemprune.data.targets import Target, atomref_ev, get_target
+from chemprune.data.targets import atomref_ev, get_target, target_statistics
 from chemprune.distributed.context import DistContext, bytes_written
 from chemprune.distributed.smoothout import SmoothOut
 from chemprune.models.schnet import SchNet
@@ -96,31 +95,6 @@ class TrainSettings:
         d = asdict(self)
         d.pop("resumable_changes")
         return d
-
-
-def target_statistics(
-    data: MoleculeSet, indices: np.ndarray, target: Target, atomref: list[float] | None
-) -> tuple[float, float]:
-    """``(mean, std)`` for the model's per-atom standardisation, from the training molecules.
-
-    Sum readout: statistics of ``(y - sum of atom references) / n_atoms``; mean readout: of ``y``.
-    """
-    idx = torch.as_tensor(indices, dtype=torch.long)
-    y = data.y[idx].double()
-    if target.readout == "mean":
-        vals = y
-    else:
-        counts = data.counts[idx].double()
-        if atomref is not None:
-            ref = torch.tensor(atomref, dtype=torch.float64)
-            per_atom = ref[data.z]
-            mol_ref = torch.zeros(len(data), dtype=torch.float64).index_add_(
-                0, torch.repeat_interleave(torch.arange(len(data)), data.counts), per_atom
-            )
-            y = y - mol_ref[idx]
-        vals = y / counts
-    std = float(vals.std()) if vals.numel() > 1 else 1.0
-    return float(vals.mean()), (std if std > 1e-12 else 1.0)
 
 
 def train(

@@ -7,6 +7,14 @@ CODATA 2018 (1 Ha = 27.211386246 eV), the same constant as PyG's QM9.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from chemprune.data.batching import MoleculeSet
 
 __all__ = [
     "HARTREE_TO_EV",
@@ -17,6 +25,7 @@ __all__ = [
     "ATOM_REFERENCE_HARTREE",
     "get_target",
     "atomref_ev",
+    "target_statistics",
     "MU",
     "ALPHA",
     "HOMO",
@@ -151,3 +160,28 @@ def atomref_ev(target: Target, max_z: int = 100) -> list[float] | None:
     for z, e in ATOM_REFERENCE_HARTREE[target.name].items():
         ref[z] = e * HARTREE_TO_EV
     return ref
+
+
+def target_statistics(
+    data: MoleculeSet, indices: np.ndarray, target: Target, atomref: list[float] | None
+) -> tuple[float, float]:
+    """``(mean, std)`` for the model's per-atom standardisation, from the training molecules.
+
+    Sum readout: statistics of ``(y - sum of atom references) / n_atoms``; mean readout: of ``y``.
+    """
+    idx = torch.as_tensor(indices, dtype=torch.long)
+    y = data.y[idx].double()
+    if target.readout == "mean":
+        vals = y
+    else:
+        counts = data.counts[idx].double()
+        if atomref is not None:
+            ref = torch.tensor(atomref, dtype=torch.float64)
+            per_atom = ref[data.z]
+            mol_ref = torch.zeros(len(data), dtype=torch.float64).index_add_(
+                0, torch.repeat_interleave(torch.arange(len(data)), data.counts), per_atom
+            )
+            y = y - mol_ref[idx]
+        vals = y / counts
+    std = float(vals.std()) if vals.numel() > 1 else 1.0
+    return float(vals.mean()), (std if std > 1e-12 else 1.0)
