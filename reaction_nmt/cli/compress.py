@@ -171,6 +171,11 @@ def summary_table(report: dict) -> str:
             f"{s['ff_before']} -> {s['ff_after']} FF units "
             f"({s['params_before']:,} -> {s['params_after']:,} parameters)"
         )
+    if report.get("teacher"):
+        t = report["teacher"]
+        lines.append(
+            f"retraining distilled from {t['path']} (alpha {t['alpha']:g}, T {t['temperature']:g})"
+        )
     if olmp:
         lines.append(f"{'set':<40} {'weights':>10} {'sparsity':>9}")
         for name, row in olmp["sets"].items():
