@@ -116,6 +116,8 @@ def _check(args: argparse.Namespace):
             raise CompressError(f"--kd-alpha must be in [0, 1], got {args.kd_alpha}")
         if not args.kd_temperature > 0:
             raise CompressError(f"--kd-temperature must be > 0, got {args.kd_temperature}")
+    elif (args.kd_alpha, args.kd_temperature) != (0.5, 2.0):
+        raise CompressError("--kd-alpha/--kd-temperature need --teacher")
     kinds = {k.strip() for k in args.structured.split(",") if k.strip()}
     if kinds - {"heads", "ff"}:
         raise CompressError(f"--structured takes heads and/or ff, got {args.structured!r}")

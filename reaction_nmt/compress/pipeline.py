@@ -6,6 +6,8 @@
 3. ``strategy``: OLMP thresholds per set under ``metric >= before - max_drop``, with masked
    retraining rounds (:mod:`.olmp`, :mod:`.retrain`);
 4. write the result (``dense``, ``sparse`` or ``sparse-int8``, :mod:`.storage`) and report.
+
+With a ``teacher``, every retraining round (2 and 3) is word-level distillation from it.
 """
 
 from __future__ import annotations

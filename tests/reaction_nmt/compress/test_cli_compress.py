@@ -58,6 +58,7 @@ def test_compress_structured_then_olmp(tiny_model, synthetic_data, tmp_path, cap
         (["--strategy", "none"], "nothing to do"),
         (["--teacher", "m.pt"], "--teacher acts in retraining: give --retrain-steps"),
         (["--teacher", "m.pt", "--retrain-steps", "2"], "--teacher m.pt: no such file"),
+        (["--kd-alpha", "0.9"], "--kd-alpha/--kd-temperature need --teacher"),
     ],
 )
 def test_bad_arguments(tiny_model, synthetic_data, tmp_path, capsys, extra, message):
