@@ -235,6 +235,7 @@ def converge_summary(runs: list[dict], names: list[str], big: str = "") -> list[
             row[key] = statistics.mean(vals)
             row[key + "_range"] = [min(vals), max(vals)]
             row[key + "_vs_fp32"] = statistics.mean(ratios) - 1.0
+            row[key + "_vs_fp32_se"] = _standard_error(ratios)
         row["bytes_per_step"] = statistics.mean(r["bytes_per_step"] for r in rs)
         row["diverged"] = sum(bool(r.get("diverged")) for r in rs)
         if all("train_mae" in r for r in rs):
@@ -245,7 +246,14 @@ def converge_summary(runs: list[dict], names: list[str], big: str = "") -> list[
         if base is None or not row["config"].startswith("SmoothOut"):
             continue
         for key in ("val_mae", "best_val_mae"):
-            row[key + "_gap_closed"] = 1.0 - row[key + "_vs_fp32"] / base[key + "_vs_fp32"]
+            # paired per seed against the large batch alone: mean and its standard error
+            vs_big = [by[(row["config"], s)][key] / by[(big, s)][key] - 1.0 for s in row["seeds"]]
+            row[key + "_vs_big"] = statistics.mean(vs_big)
+            row[key + "_vs_big_se"] = _standard_error(vs_big)
+            big_excess = statistics.mean(
+                by[(big, s)][key] / by[("fp32", s)][key] - 1.0 for s in row["seeds"]
+            )  # over this row's seeds (a pooled study may have more for the baselines)
+            row[key + "_gap_closed"] = 1.0 - row[key + "_vs_fp32"] / big_excess
             row[key + "_gap_closed_per_seed"] = [
                 1.0 - (by[(row["config"], s)][key] / by[("fp32", s)][key] - 1.0)
                 / (by[(big, s)][key] / by[("fp32", s)][key] - 1.0)
@@ -254,25 +262,55 @@ def converge_summary(runs: list[dict], names: list[str], big: str = "") -> list[
     return out
 
 
+def _standard_error(values: list[float]) -> float:
+    """Standard error of the mean of ``values`` (NaN for fewer than two)."""
+    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+
+
+def pooled_study(meta: dict, keys: list[str]) -> dict:
+    """The runs of several saved converge studies (same settings, different seeds) as one."""
+    studies = [meta[k] for k in keys]
+    first = studies[0]
+    same = ("subset", "epochs", "optimizer", "lr", "lr_schedule", "warmup_steps", "max_grad_norm")
+    for k, st in zip(keys, studies, strict=True):
+        if any(st.get(f) != first.get(f) for f in same):
+            sys.exit(f"--pool: study {k!r} has other settings than {keys[0]!r}")
+    runs = [r for st in studies for r in st["runs"]]
+    seeds = [r["seed"] for r in runs if r["config"] == "fp32"]
+    if len(seeds) != len(set(seeds)):
+        sys.exit("--pool: the studies share seeds")
+    names = list(dict.fromkeys(r["config"] for r in runs))
+    big = next((n for n in names if n.startswith("fp32, batch")), "")
+    return {**{f: first.get(f) for f in same}, "pooled": keys, "runs": runs,
+            "summary": converge_summary(runs, names, big=big)}  # fmt: skip
+
+
 def print_converge(study: dict) -> None:
     print(f"\n{len({r['seed'] for r in study['runs']})} seeds, QM9 subset {study['subset']}, "
           f"{study['epochs']} epochs, {study.get('optimizer', 'adam')} lr {study.get('lr', 1e-3):g} "
           f"({study.get('lr_schedule', 'plateau')} schedule, warm-up {study.get('warmup_steps', 0)} "
           f"steps, gradient norm clipped to {study.get('max_grad_norm', 0) or 'inf'}), "
           "2 processes (mean over seeds; vs fp32: mean of per-seed ratios)")  # fmt: skip
-    print(f"{'configuration':>34} {'B/step':>9} {'last val MAE':>13} {'vs fp32':>8} "
+    print(f"{'configuration':>34} {'seeds':>5} {'B/step':>9} {'last val MAE':>13} {'vs fp32':>8} "
           f"{'best val MAE':>13} {'vs fp32':>8} {'train MAE':>10}")  # fmt: skip
     for r in study["summary"]:
-        print(f"{r['config']:>34} {r['bytes_per_step']:>9.0f} {r['val_mae']:>13.4f} "
+        print(f"{r['config']:>34} {len(r['seeds']):>5} {r['bytes_per_step']:>9.0f} {r['val_mae']:>13.4f} "
               f"{100 * r['val_mae_vs_fp32']:>+7.1f}% {r['best_val_mae']:>13.4f} "
               f"{100 * r['best_val_mae_vs_fp32']:>+7.1f}% {r.get('train_mae', float('nan')):>10.4f}"
               + (f"  diverged: {r['diverged']} of {len(r['seeds'])} seeds" if r.get("diverged") else ""))  # fmt: skip
     for r in study["summary"]:
+        if r["config"].startswith("fp32, batch"):
+            print(f"{r['config']} vs fp32 (per-seed ratios): last {100 * r['val_mae_vs_fp32']:+.1f}"
+                  f" +- {100 * r['val_mae_vs_fp32_se']:.1f}% (standard error), best "
+                  f"{100 * r['best_val_mae_vs_fp32']:+.1f} +- {100 * r['best_val_mae_vs_fp32_se']:.1f}%")  # fmt: skip
         if "val_mae_gap_closed" in r:
             seeds = ", ".join(f"{100 * g:.0f}%" for g in r["val_mae_gap_closed_per_seed"])
             print(f"{r['config']}: closes {100 * r['val_mae_gap_closed']:.0f}% of the large-batch "
                   f"gap (last epoch; per seed {seeds}), "
-                  f"{100 * r['best_val_mae_gap_closed']:.0f}% on the best epoch")  # fmt: skip
+                  f"{100 * r['best_val_mae_gap_closed']:.0f}% on the best epoch; vs the large "
+                  f"batch alone, paired per seed: last {100 * r['val_mae_vs_big']:+.1f} +- "
+                  f"{100 * r['val_mae_vs_big_se']:.1f}%, best {100 * r['best_val_mae_vs_big']:+.1f}"
+                  f" +- {100 * r['best_val_mae_vs_big_se']:.1f}%")  # fmt: skip
 
 
 def plot_converge(study: dict, path: Path) -> None:
@@ -357,6 +395,11 @@ def main() -> None:
     p.add_argument("--converge-smoothout-chunk", type=int, default=0,
                    help="converge study: SmoothOut draws once per this many molecules of a "
                    "process's batch (default 0: once per process and step)")  # fmt: skip
+    p.add_argument("--pool", type=lambda v: [k for k in v.split(",") if k], default=None,
+                   metavar="KEYS",
+                   help="run nothing: print the saved converge studies KEYS (same settings, "
+                   "other seeds) as one, e.g. converge_smoothout_schedules,"
+                   "converge_smoothout_confirm")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny smoke run, results not saved")
     args = p.parse_args()
     if args.quick:
@@ -367,6 +410,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dist_terngrad_"))
     rows = []
     saved = RESULTS / "distributed_terngrad.json"
+    if args.pool:
+        print_converge(pooled_study(json.loads(saved.read_text()), args.pool))
+        return
     if args.rows == "converge":
         try:
             study = converge_study(work, args)
