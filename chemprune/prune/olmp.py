@@ -275,12 +275,26 @@ class OLMPPruner(Pruner):
         self, start: np.ndarray, names: list[str], evaluate: Callable[[dict[str, float]], float]
     ) -> np.ndarray:
         """``start + d`` for the largest offset ``d`` (in ``warm_start`` bisection steps) whose
-        masks meet the constraint; ``start`` itself when none does."""
-        lo, hi = 0.0, float(self.bounds[1] - start.min())
-        for _ in range(self.warm_start):
+        masks meet the constraint; ``start`` itself when none does.
+
+        From the second search on, the weights may have moved since the last one (retraining),
+        and the last thresholds may no longer meet the constraint (kept weights that shrank fall
+        under the hysteresis bound and are pruned). The first evaluation then checks offset 0;
+        when it fails, the bisection looks below it, down to the lower bound, so the search
+        starts from feasible masks instead of spending its budget on infeasible ones."""
+
+        def ok(d: float) -> bool:
+            c = np.clip(start + d, *self.bounds)
+            return evaluate(dict(zip(names, (float(x) for x in c), strict=True))) < INFEASIBLE
+
+        lo, hi, steps = 0.0, float(self.bounds[1] - start.min()), self.warm_start
+        if self.results:
+            steps -= 1
+            if not ok(0.0):
+                lo, hi = float(self.bounds[0] - start.max()), 0.0
+        for _ in range(steps):
             mid = 0.5 * (lo + hi)
-            c = np.clip(start + mid, *self.bounds)
-            if evaluate(dict(zip(names, (float(x) for x in c), strict=True))) < INFEASIBLE:
+            if ok(mid):
                 lo = mid
             else:
                 hi = mid

@@ -91,6 +91,36 @@ def test_warm_start_goes_further_with_a_small_budget_and_keeps_the_constraint(tr
         OLMPPruner(groups=weight_groups(trained), sparsity=0.5, warm_start=-1)
 
 
+def test_warm_start_after_the_weights_moved_bisects_below_the_last_thresholds():
+    """Kept weights that shrank since the last search (as in retraining) fall under the
+    hysteresis bound at the last thresholds; the warm start then finds feasible masks below
+    them instead of spending its evaluations above."""
+    from chemprune.prune.masks import get_masks, get_param
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 4))
+
+    def kept_percent(m: nn.Module) -> float:  # the constraint: keep >= 70% of the weights
+        masks = list(get_masks(m).values())
+        if not masks:
+            return 100.0
+        return 100 * sum(float(v.sum()) for v in masks) / sum(v.numel() for v in masks)
+
+    pruner = OLMPPruner(groups=weight_groups(model), sparsity=0.999,
+                        metric=kept_percent, max_drop=30.0, reference="initial", budget=4, seed=0,
+                        warm_start=8)  # fmt: skip
+    pruner.search(model)
+    with torch.no_grad():
+        for g in pruner.groups:
+            for slot in g.mask_slots:
+                get_param(model, slot, original=True).mul_(0.8)
+    res = pruner.search(model)
+    bisection = res.history[:8]
+    assert bisection[0][1] < 70.0  # the last thresholds no longer meet the constraint
+    assert any(value >= 70.0 for _, value in bisection[1:])  # found below them
+    assert kept_percent(model) >= 70.0 and res.feasible_evaluations > 0
+
+
 def test_partition_strategies():
     model = nn.Sequential(
         nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Conv1d(1, 2, 1)
