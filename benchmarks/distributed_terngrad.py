@@ -49,6 +49,8 @@ Run (from the repository root; ~10 minutes on 2 cores)::
     .venv/bin/python benchmarks/distributed_terngrad.py --rows converge --optimizer sgd \
         --lr 0.02 --lr-schedule cosine --warmup-steps 300 --max-grad-norm 5 --converge-no-big \
         --converge-key converge_sgd_cosine_clip   # TernGrad within 5% of fp32 (README)
+    .venv/bin/python benchmarks/distributed_terngrad.py --pool converge_smoothout_schedules,\
+converge_smoothout_confirm   # two saved studies (other seeds) as one; runs nothing
 
 A run whose loss becomes NaN is recorded as diverged (NaN MAE) and the study goes on.
 """
@@ -222,7 +224,9 @@ def converge_summary(runs: list[dict], names: list[str], big: str = "") -> list[
     """Per configuration: mean (min, max) over seeds of the last and best validation MAE, and
     the mean per-seed ratio to fp32 at batch 32. SmoothOut rows also get ``gap_closed``: the
     share of the large-batch configuration ``big``'s excess over fp32 that they remove,
-    ``1 - excess(SmoothOut) / excess(big)`` from the mean ratios (and ``gap_closed_per_seed``)."""
+    ``1 - excess(SmoothOut) / excess(big)`` from the mean ratios over the SmoothOut row's seeds
+    (and ``gap_closed_per_seed``), and ``vs_big``: the mean per-seed ratio to ``big`` alone.
+    ``_se`` keys: standard errors of those means over seeds."""
     by = {(r["config"], r["seed"]): r for r in runs}
     seeds = sorted({r["seed"] for r in runs})
     out = []
