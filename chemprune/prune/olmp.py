@@ -224,6 +224,9 @@ class OLMPPruner(Pruner):
         best: tuple[float, dict[str, float], float, float | None] | None = None
         history: list[tuple[float, float | None]] = []
         feasible_n = 0
+        # the metric of a candidate already measured in this search (the evolution strategy
+        # starts by proposing where the warm start ended): the masks are the same, so is it
+        measured: dict[tuple[float, ...], float] = {}
 
         def evaluate(c: dict[str, float]) -> float:
             nonlocal best, feasible_n
@@ -231,7 +234,10 @@ class OLMPPruner(Pruner):
             value = None
             ok = True
             if self.metric is not None:
-                value = float(self.metric(model))
+                key = tuple(c[n] for n in names)
+                if key not in measured:
+                    measured[key] = float(self.metric(model))
+                value = measured[key]
                 ok = value >= ref - self.max_drop
             history.append((kept, value))
             fitness = max(kept, goal_kept) + 1e-3 * abs(kept - goal_kept) if ok else INFEASIBLE

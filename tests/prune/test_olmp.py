@@ -67,7 +67,7 @@ def test_constraint_respected_and_compression_found(trained, max_drop):
 def test_warm_start_goes_further_with_a_small_budget_and_keeps_the_constraint(trained):
     xv, yv = blobs(400, 1)
     metric = accuracy_on(xv, yv)
-    reached = {}
+    reached, calls = {}, {}
     for warm in (0, 8):
         model = nn.Sequential(*[m for m in trained])
         model.load_state_dict(trained.state_dict())
@@ -81,12 +81,23 @@ def test_warm_start_goes_further_with_a_small_budget_and_keeps_the_constraint(tr
             seed=0,
             warm_start=warm,
         )
+        n = [0]
+
+        def counted(m: nn.Module, n=n) -> float:
+            n[0] += 1
+            return metric(m)
+
+        pruner.metric = counted
         res = pruner.search(model)
         assert metric(model) >= before - 0.01 - 1e-9
         assert res.evaluations == 6 + warm and len(res.history) == res.evaluations
+        calls[warm] = n[0]
         reached[warm] = 1 - res.kept
     # six steps of the evolution strategy from c = -3 prune little; the bisection jumps ahead
     assert reached[8] > reached[0] + 0.2
+    # one call for the reference; the strategy's first candidate (where the bisection ended) is
+    # not measured twice
+    assert calls[0] == 1 + 6 and calls[8] == 1 + 6 + 8 - 1
     with pytest.raises(ValueError, match="warm_start must be >= 0"):
         OLMPPruner(groups=weight_groups(trained), sparsity=0.5, warm_start=-1)
 
