@@ -86,6 +86,14 @@ def add_compress(sub) -> None:
                    help="weight of the teacher term in retraining (with --teacher)")  # fmt: skip
     p.add_argument("--kd-temperature", type=float, default=2.0,
                    help="soft-target temperature (with --teacher)")  # fmt: skip
+    p.add_argument("--gradual", type=float, default=None, metavar="SPARSITY",
+                   help="every retraining round also prunes gradually (cubic ramp, Zhu & Gupta) "
+                   "from the last search's sparsity to this one; the next search checks the "
+                   "constraint")  # fmt: skip
+    p.add_argument("--gradual-ramp", type=float, default=0.75,
+                   help="share of a round's steps over which --gradual ramps")  # fmt: skip
+    p.add_argument("--gradual-every", type=int, default=25,
+                   help="steps between mask updates of --gradual")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--json", type=Path, help="write the report as JSON here")
@@ -118,13 +126,25 @@ def _check(args: argparse.Namespace):
             raise CompressError(f"--kd-temperature must be > 0, got {args.kd_temperature}")
     elif (args.kd_alpha, args.kd_temperature) != (0.5, 2.0):
         raise CompressError("--kd-alpha/--kd-temperature need --teacher")
+    gradual = None
+    if args.gradual is not None:
+        from reaction_nmt.compress.gradual import GradualPruning
+
+        if not args.retrain_steps or not args.rounds or args.strategy == "none":
+            raise CompressError(
+                "--gradual prunes in OLMP's retraining rounds: give --retrain-steps, --rounds "
+                ">= 1 and a --strategy"
+            )
+        gradual = GradualPruning(args.gradual, ramp=args.gradual_ramp, every=args.gradual_every)
+    elif (args.gradual_ramp, args.gradual_every) != (0.75, 25):
+        raise CompressError("--gradual-ramp/--gradual-every need --gradual")
     kinds = {k.strip() for k in args.structured.split(",") if k.strip()}
     if kinds - {"heads", "ff"}:
         raise CompressError(f"--structured takes heads and/or ff, got {args.structured!r}")
     strategy = read_spec(args.spec) if args.spec else args.strategy
     data = PreparedData(args.data)
     src, tgt = data.src("valid"), data.tgt("valid")
-    return kinds, strategy, data, src, tgt
+    return kinds, strategy, gradual, data, src, tgt
 
 
 def run_compress(args: argparse.Namespace) -> int:
@@ -132,7 +152,7 @@ def run_compress(args: argparse.Namespace) -> int:
 
     from reaction_nmt.compress.pipeline import compress
 
-    kinds, strategy, data, src, tgt = _check(args)
+    kinds, strategy, gradual, data, src, tgt = _check(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -152,7 +172,7 @@ def run_compress(args: argparse.Namespace) -> int:
             retrain_steps=args.retrain_steps,
             retrain_seconds=None if args.retrain_minutes is None else 60 * args.retrain_minutes,
             seed=args.seed, teacher=args.teacher, kd_alpha=args.kd_alpha,
-            kd_temperature=args.kd_temperature,
+            kd_temperature=args.kd_temperature, gradual=gradual,
         )  # fmt: skip
     report["seconds"] = time.perf_counter() - start
     report["command"] = " ".join(sys.argv)
@@ -178,6 +198,10 @@ def summary_table(report: dict) -> str:
         lines.append(
             f"retraining distilled from {t['path']} (alpha {t['alpha']:g}, T {t['temperature']:g})"
         )
+    if report.get("gradual"):
+        g = report["gradual"]
+        lines.append(f"retraining pruned gradually to {100 * g['target']:.1f}% "
+                     f"(ramp over {100 * g['ramp']:.0f}% of each round)")  # fmt: skip
     if olmp:
         lines.append(f"{'set':<40} {'weights':>10} {'sparsity':>9}")
         for name, row in olmp["sets"].items():

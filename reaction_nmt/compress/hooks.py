@@ -24,7 +24,7 @@ Checkpoints written by OpenNMT-py's saver keep the extra ``opt`` attributes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -82,9 +82,14 @@ def _zero(params: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> None:
 
 
 @contextlib.contextmanager
-def masked_training(masks: Mapping[str, Tensor]) -> Iterator[dict]:
+def masked_training(
+    masks: Mapping[str, Tensor],
+    on_step: Callable[[Mapping[str, Tensor], int], object] | None = None,
+) -> Iterator[dict]:
     """Masked weights (parameter name -> 0/1 mask) stay zero in OpenNMT-py's trainer.
 
+    ``on_step(params, step)`` runs after every optimizer step (``step`` from 1), before the
+    masked weights are zeroed, and may change ``masks`` in place (gradual pruning).
     Yields a dict that receives the trained ``model`` and the number of ``steps`` hooked.
     """
     import onmt.train_single as ts
@@ -106,8 +111,10 @@ def masked_training(masks: Mapping[str, Tensor]) -> Iterator[dict]:
     def masked_step(self):
         step(self)
         if state["params"] is not None:
-            _zero(state["params"], masks)
             state["steps"] += 1
+            if on_step is not None:
+                on_step(state["params"], state["steps"])
+            _zero(state["params"], masks)
 
     ts.build_model, Optimizer.step = build_model, masked_step
     try:

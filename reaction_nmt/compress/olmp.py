@@ -103,7 +103,9 @@ def olmp_compress(
                 break
             info = retrain(working)
             value = metric(working)
-            log(f"  retrained {info.get('steps')} steps: metric {value:.2f}")
+            g = info.get("gradual")
+            ramp = f", sparsity {g['sparsity_from']:.3f} -> {g['sparsity_to']:.3f}" if g else ""
+            log(f"  retrained {info.get('steps')} steps{ramp}: metric {value:.2f}")
             history.append({"retrain": info, "metric_after_retrain": value})
         res = pruner.search(working)
         log(

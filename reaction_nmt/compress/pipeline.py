@@ -7,18 +7,22 @@
    retraining rounds (:mod:`.olmp`, :mod:`.retrain`);
 4. write the result (``dense``, ``sparse`` or ``sparse-int8``, :mod:`.storage`) and report.
 
-With a ``teacher``, every retraining round (2 and 3) is word-level distillation from it.
+With a ``teacher``, every retraining round (2 and 3) is word-level distillation from it; with
+``gradual``, every OLMP retraining round also tightens the masks towards a target sparsity
+(:mod:`.gradual`) before the next search checks the constraint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from torch import nn
 
 from reaction_nmt.compress.checkpoint import export_checkpoint, save_atomic
 from reaction_nmt.compress.errors import CompressError
+from reaction_nmt.compress.gradual import GradualPruning
 from reaction_nmt.compress.olmp import WARM_START
 
 __all__ = ["compress", "parameter_count"]
@@ -121,6 +125,7 @@ def compress(
     teacher: Path | None = None,
     kd_alpha: float = 0.5,
     kd_temperature: float = 2.0,
+    gradual: GradualPruning | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Compress ``model`` into ``out``; returns the report (see the module docstring).
@@ -130,6 +135,7 @@ def compress(
     kd_alpha T^2 KL(teacher_T || student_T)`` at temperature ``kd_temperature``.
     """
     from reaction_nmt.compress.evaluate import Evaluator, read_slice, working_copy
+    from reaction_nmt.compress.groups import group_aliases, partition, transformer_groups
     from reaction_nmt.compress.olmp import olmp_compress
     from reaction_nmt.compress.retrain import Retrainer
     from reaction_nmt.compress.storage import STORAGES, load_model, save_model
@@ -140,6 +146,11 @@ def compress(
         raise CompressError("nothing to do: give a grouping strategy or --structured")
     if teacher is not None and not retrain_steps:
         raise CompressError("a teacher is used in retraining: give retraining steps too")
+    if gradual is not None and (strategy is None or not retrain_steps or rounds < 1):
+        raise CompressError(
+            "gradual pruning happens in OLMP's retraining rounds: give a grouping strategy, "
+            "retraining steps and at least one round"
+        )
     template = load_model(model)
     sources, targets = read_slice(valid[0], valid_limit), read_slice(valid[1], valid_limit)
     opts = dict(metric=metric, beam_size=beam_size, batch_size=batch_size, max_length=max_length)
@@ -152,12 +163,13 @@ def compress(
         hook = _teacher_hook(teacher, template, temperature=kd_temperature, alpha=kd_alpha)
         log(f"retraining distilled from {teacher} (alpha {kd_alpha:g}, T {kd_temperature:g})")
 
-    def retrainer_for(tpl: dict):
+    def retrainer_for(tpl: dict, sets=None):
         if not retrain_steps:
             return None
         return Retrainer(
             template=tpl, data_dir=data_dir, work_dir=work_dir, steps=retrain_steps,
             max_seconds=retrain_seconds, loss_hook=hook,
+            gradual=gradual if sets is not None else None, sets=sets,
         )  # fmt: skip
 
     report: dict = {"model": str(model), "structured": None, "olmp": None}
@@ -174,10 +186,14 @@ def compress(
         report["structured"]["metric"] = ev()
         log(f"  structured: {metric} {report['structured']['metric']:.2f} after removal")
     if strategy is not None:
+        sets = None
+        if gradual is not None:
+            sets = partition(transformer_groups(working), strategy, group_aliases(working))
+            report["gradual"] = asdict(gradual)
         _, olmp = olmp_compress(
             working, ev, strategy=strategy, max_drop=max_drop, goal=goal, budget=budget,
             warm_start=warm_start, rounds=rounds if retrain_steps else 0,
-            retrain=retrainer_for(template), seed=seed, reference=before, log=log,
+            retrain=retrainer_for(template, sets), seed=seed, reference=before, log=log,
         )  # fmt: skip
         report["olmp"] = olmp.to_dict()
         after = olmp.metric_after

@@ -13,13 +13,15 @@ schedule as the run that made the model, and nothing to keep in step with OpenNM
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from torch import nn
 
-from chemprune.prune.masks import get_masks
+from chemprune.prune.masks import apply_masks, get_masks
 from reaction_nmt.compress.checkpoint import export_checkpoint, load_weights, save_atomic
 from reaction_nmt.compress.errors import CompressError
+from reaction_nmt.compress.gradual import GradualPruning
 
 __all__ = ["Retrainer", "retrain_config"]
 
@@ -83,6 +85,9 @@ class Retrainer:
         loss_hook: OpenNMT-py loss replacement for every round (``backend.train(loss_hook=)``),
             e.g. :class:`reaction_nmt.distill.WordLevelHook`: retraining distilled from a
             teacher (the uncompressed model) instead of the gold tokens alone.
+        gradual: masks tighten during every round (:mod:`~reaction_nmt.compress.gradual`)
+            over ``sets`` (threshold set -> group names, e.g. the OLMP search's); the working
+            model gets the round's final masks.
     """
 
     def __init__(
@@ -95,6 +100,8 @@ class Retrainer:
         max_seconds: float | None = None,
         opt=None,
         loss_hook=None,
+        gradual: GradualPruning | None = None,
+        sets: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if steps < 1:
             raise CompressError(f"retraining steps must be >= 1, got {steps}")
@@ -110,6 +117,10 @@ class Retrainer:
         self.steps = int(steps)
         self.max_seconds = max_seconds
         self.loss_hook = loss_hook
+        if gradual is not None and not sets:
+            raise CompressError("gradual pruning needs the threshold sets of the weights")
+        self.gradual = gradual
+        self.sets = {s: list(g) for s, g in (sets or {}).items()}
         self.rounds = 0
 
     def __call__(self, working: nn.Module) -> dict:
@@ -132,13 +143,22 @@ class Retrainer:
             steps=done + self.steps,
         )  # fmt: skip
         masks = _parameter_masks(working)
-        with onmt_hooks(), masked_training(masks) as state:
+        plan = None
+        if self.gradual is not None:
+            sets = {s: [f"{g}.weight" for g in gs] for s, gs in self.sets.items()}
+            plan = self.gradual.plan(sets, masks, self.steps)
+        with onmt_hooks(), masked_training(masks, plan.update if plan else None) as state:
             result = backend.train(config, max_seconds=self.max_seconds, loss_hook=self.loss_hook)
         load_weights(working, load_model(result.checkpoint))
+        if plan is not None:
+            apply_masks(working, {n: masks[n] for ns in plan.sets.values() for n in ns})
         for p in run.glob("model_step_*.pt"):
             p.unlink()
         (run / "start.pt").unlink()
         info = {"steps": state["steps"], "seconds": result.seconds, "to_step": result.step}
+        if plan is not None:
+            info["gradual"] = {"sparsity_from": plan.initial, "sparsity_to": 1 - plan.kept(),
+                               "target": self.gradual.target, "mask_updates": plan.updates}  # fmt: skip
         loss = getattr(self.loss_hook, "loss", None)
         if loss is not None and hasattr(loss, "summary"):
             info["distill"] = loss.summary()

@@ -59,6 +59,9 @@ def test_compress_structured_then_olmp(tiny_model, synthetic_data, tmp_path, cap
         (["--teacher", "m.pt"], "--teacher acts in retraining: give --retrain-steps"),
         (["--teacher", "m.pt", "--retrain-steps", "2"], "--teacher m.pt: no such file"),
         (["--kd-alpha", "0.9"], "--kd-alpha/--kd-temperature need --teacher"),
+        (["--gradual", "0.8"], "--gradual prunes in OLMP's retraining rounds"),
+        (["--gradual", "1.2", "--retrain-steps", "2"], "target must be in [0, 1)"),
+        (["--gradual-every", "5"], "--gradual-ramp/--gradual-every need --gradual"),
     ],
 )
 def test_bad_arguments(tiny_model, synthetic_data, tmp_path, capsys, extra, message):
