@@ -16,7 +16,9 @@ here, side by side with the student under the same machine load (``--baseline tr
 the teacher included, is scored with ``reaction-nmt evaluate`` on the test split with the same
 beam, length and ``--eval-limit`` (scores ``uspto_forward.py`` already has for the same
 checkpoint and settings are reused). The script prints a table and writes
-``benchmarks/results/uspto_distill.{json,png}`` with the command, machine and load averages.
+``benchmarks/results/<--name>.{json,png}`` (default ``uspto_distill``) with the command, machine
+and load averages. ``--teacher`` takes any checkpoint trained on the same prepared data (the
+student uses its vocabulary), e.g. a ``compact`` model trained for longer than the budget.
 
 Run (from the repository root, after ``uspto_forward.py``)::
 
@@ -238,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=REPO / "runs" / "uspto_distill")
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--quick", action="store_true", help="synthetic data, tiny teacher, 0.3 min")
+    p.add_argument("--name", default="uspto_distill", help="results file stem")
     args = p.parse_args(argv)
     load_start = os.getloadavg()
     if args.quick:
@@ -325,8 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         "top1_gain_vs_baseline": gains,
         "results": results,
     }
-    atomic_write_text(args.results / "uspto_distill.json", json.dumps(summary, indent=2) + "\n")
-    plot(results, args.results / "uspto_distill.png", f"test split of {args.data.name}")
+    atomic_write_text(args.results / f"{args.name}.json", json.dumps(summary, indent=2) + "\n")
+    plot(results, args.results / f"{args.name}.png", f"test split of {args.data.name}")
     print(f"results in {args.results}")
     return 0
 
