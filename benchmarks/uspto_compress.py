@@ -7,7 +7,9 @@ script runs ``reaction_nmt.compress`` (OLMP thresholds under ``validation top-1 
 reached, test top-1 (beam ``--beam``) on the first ``--test-limit`` test reactions, the file size
 dense / sparse / sparse-int8 and translation reactions/s. Structured pruning (``--keep-heads``
 heads and ``--keep-ff`` feed-forward units per layer, removed for real, retrained) is compared
-with the dense model at equal beam. Prints a table, writes ``benchmarks/results/
+with the dense model at equal beam (``--skip-structured``: not run). ``--gradual S``: every
+retraining round also prunes gradually towards sparsity ``S`` (see
+``reaction_nmt.compress.gradual``). Prints a table, writes ``benchmarks/results/
 uspto_compress.json`` and ``uspto_compress.png``; records the command, machine and load.
 
 Run (from the repository root; the model is the last checkpoint of ``benchmarks/uspto_forward.py``'s
@@ -167,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--retrain-steps", type=int, default=100)
     p.add_argument("--retrain-minutes", type=float, default=2.0, help="budget per round")
+    p.add_argument("--gradual", type=float, default=None, metavar="SPARSITY",
+                   help="OLMP retraining rounds also prune gradually to this sparsity "
+                   "(reaction-nmt compress --gradual)")  # fmt: skip
+    p.add_argument("--gradual-ramp", type=float, default=0.75)
+    p.add_argument("--skip-structured", action="store_true", help="OLMP strategies only")
     p.add_argument("--keep-heads", type=float, default=0.5)
     p.add_argument("--keep-ff", type=float, default=0.5)
     p.add_argument("--beam", type=int, default=5, help="beam for test top-1 and speed")
@@ -211,14 +218,20 @@ def main(argv: list[str] | None = None) -> int:
         "test": evaluate(args.model, args, args.work),
     }
     rows = {}
+    gradual = None
+    if args.gradual is not None:
+        from reaction_nmt.compress.gradual import GradualPruning
+
+        gradual = GradualPruning(args.gradual, ramp=args.gradual_ramp)
     for strategy in [s for s in args.strategies.split(",") if s]:
         print(f"== OLMP, {strategy}", flush=True)
-        rows[strategy] = run_one(args, strategy, args.work, strategy=strategy)
-    print("== structured: heads + FF units", flush=True)
-    rows["structured"] = run_one(
-        args, "structured", args.work, strategy=None, structured={"heads", "ff"},
-        keep={"heads": args.keep_heads, "ff": args.keep_ff},
-    )  # fmt: skip
+        rows[strategy] = run_one(args, strategy, args.work, strategy=strategy, gradual=gradual)
+    if not args.skip_structured:
+        print("== structured: heads + FF units", flush=True)
+        rows["structured"] = run_one(
+            args, "structured", args.work, strategy=None, structured={"heads", "ff"},
+            keep={"heads": args.keep_heads, "ff": args.keep_ff},
+        )  # fmt: skip
     text = table(dense, rows)
     print(text)
     summary = {
