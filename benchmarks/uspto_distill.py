@@ -36,6 +36,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
@@ -84,6 +85,7 @@ def train_settings(args) -> dict:
         minutes = args.minutes or 0.3
         extra = ["-batch_size", "1024", "-valid_steps", "5", "-save_checkpoint_steps", "1000",
                  "-report_every", "5", "-warmup_steps", "100"]  # fmt: skip
+    extra += shlex.split(args.train_options)  # given last, so they win
     if args.threads is None:
         args.threads = found.get("threads", 2) if args.baseline != "train" else 2
     return {"minutes": minutes, "extra": extra, "forward_results": found or None}
@@ -218,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", nargs="+", choices=("word", "sequence"), default=["word"])
     p.add_argument("--minutes", type=float, help="training budget (default: the baseline's)")
     p.add_argument("--warmup", type=int, help="noam warm-up steps (default: the baseline's)")
+    p.add_argument(
+        "--train-options", default="", metavar="'-OPTION VALUE ...'",
+        help="OpenNMT-py options for every trained run, student and baseline alike (e.g. "
+        "\"-batch_size 2048 -seed 1\"); they override the defaults above",
+    )  # fmt: skip
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument(
