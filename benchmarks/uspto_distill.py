@@ -17,8 +17,13 @@ the teacher included, is scored with ``reaction-nmt evaluate`` on the test split
 beam, length and ``--eval-limit`` (scores ``uspto_forward.py`` already has for the same
 checkpoint and settings are reused). The script prints a table and writes
 ``benchmarks/results/<--name>.{json,png}`` (default ``uspto_distill``) with the command, machine
-and load averages. ``--teacher`` takes any checkpoint trained on the same prepared data (the
-student uses its vocabulary), e.g. a ``compact`` model trained for longer than the budget.
+and load averages. Each student is also compared with the baseline reaction by reaction on the
+same test reactions (who gets which right, exact McNemar p-value); ``--pool NAME,...`` prints
+saved runs (e.g. one per ``-seed``, given with ``--train-options``) as one study with the mean
+top-1 gain and its standard error. ``--teacher`` takes any checkpoint trained on the same
+prepared data (the student uses its vocabulary), e.g. a ``compact`` model trained for longer
+than the budget, or an ``mt`` model trained on other prepared data such as the synthetic
+reactions (``reaction-nmt synth`` + ``prepare --format csv``; README).
 
 Run (from the repository root, after ``uspto_forward.py``)::
 
@@ -160,6 +165,80 @@ def evaluate(args, name: str, model: Path, data: Path, wall: float | None, forwa
     }
 
 
+def ranked_predictions(evaluation: dict) -> tuple[list[str], list[list[str]]]:
+    """Targets and ranked predictions (SMILES) of one ``reaction-nmt evaluate`` result."""
+    from reaction_nmt.scoring import read_nbest
+    from reaction_nmt.tokenize import detokenize
+
+    n_best = evaluation.get("translation", {}).get("n_best") or evaluation["n_best"]
+    targets = [detokenize(line) for line in open(evaluation["targets"]) if line.strip()]
+    groups = read_nbest(evaluation["predictions"], n_best)
+    return targets, [[detokenize(p) for p in g] for g in groups]
+
+
+def paired_vs_baseline(results: list[dict]) -> dict[str, dict]:
+    """Each student's top-1 against the baseline's, reaction by reaction on the same test
+    reactions (``reaction_nmt.scoring.paired_top1``: who gets which right, exact McNemar)."""
+    from reaction_nmt.scoring import paired_top1
+
+    base = next(r for r in results if r["name"] == "baseline")
+    targets, base_preds = ranked_predictions(base["eval"])
+    out = {}
+    for r in results:
+        if r["name"].startswith("distill_"):
+            t, preds = ranked_predictions(r["eval"])
+            if t != targets:
+                raise SystemExit(f"{r['name']} was scored on other targets than the baseline")
+            out[r["name"]] = paired_top1(targets, preds, base_preds)
+    return out
+
+
+def paired_line(name: str, p: dict) -> str:
+    return (
+        f"{name}: top-1 {100 * p['difference']:+.2f} points vs trained alone; right only with "
+        f"distillation {p['only_a']}, only alone {p['only_b']} of {p['n']} (McNemar p = "
+        f"{p['p_value']:.3f})"
+    )
+
+
+def pool_runs(args) -> int:
+    """Saved runs of this benchmark (``--pool NAME,...``, e.g. one per seed) as one study: the
+    per-run top-1 gains, their mean and standard error. Trains nothing."""
+    import statistics
+
+    runs = []
+    for name in args.pool.split(","):
+        path = args.results / f"{name}.json"
+        if not path.is_file():
+            raise SystemExit(f"--pool: {path} does not exist")
+        summary = json.loads(path.read_text())
+        paired = summary.get("paired_vs_baseline") or paired_vs_baseline(summary["results"])
+        runs.append((name, summary, paired))
+    modes = sorted({m for _, _, paired in runs for m in paired})
+    pooled = {}
+    for mode in modes:
+        rows = [(n, s, p[mode]) for n, s, p in runs if mode in p]
+        print(f"{mode}: {len(rows)} runs")
+        print(f"{'run':<24} {'alone':>7} {'distilled':>9} {'gain':>7} {'only KD':>8} "
+              f"{'only alone':>10} {'p':>7}")  # fmt: skip
+        gains = []
+        for n, s, p in rows:
+            base = next(r for r in s["results"] if r["name"] == "baseline")
+            top1 = base["eval"]["top_k"]["1"]
+            gains.append(100 * p["difference"])
+            print(f"{n:<24} {100 * top1:6.2f}% {100 * (top1 + p['difference']):8.2f}% "
+                  f"{gains[-1]:+6.2f} {p['only_a']:>8} {p['only_b']:>10} {p['p_value']:7.3f}")  # fmt: skip
+        se = statistics.stdev(gains) / len(gains) ** 0.5 if len(gains) > 1 else float("nan")
+        mean = statistics.fmean(gains)
+        print(f"mean gain {mean:+.2f} +- {se:.2f} points (s.e. over {len(gains)} runs)")
+        pooled[mode] = {"runs": [n for n, _, _ in rows], "gains_points": gains,
+                        "mean_gain_points": mean, "standard_error_points": se}  # fmt: skip
+    out = args.results / f"{args.name}_pooled.json"
+    atomic_write_text(out, json.dumps({"pooled": pooled}, indent=2) + "\n")
+    print(f"written {out}")
+    return 0
+
+
 def table(results: list[dict]) -> str:
     rows = [f"{'model':<16} {'params':>10} {'steps':>7} {'top-1':>7} {'top-5':>7} {'invalid@1':>9}"]
     for r in results:
@@ -248,7 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--quick", action="store_true", help="synthetic data, tiny teacher, 0.3 min")
     p.add_argument("--name", default="uspto_distill", help="results file stem")
+    p.add_argument(
+        "--pool", metavar="NAME,NAME,...",
+        help="print saved results (e.g. one per seed) as one study, with the mean top-1 gain "
+        "and its standard error, into <--name>_pooled.json; trains nothing",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.pool:
+        return pool_runs(args)
     load_start = os.getloadavg()
     if args.quick:
         args.work = args.work.with_name(args.work.name + "_quick")
@@ -303,14 +389,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     print(table(results))
-    base = next(r for r in results if r["name"] == "baseline")
-    gains = {
-        r["name"]: r["eval"]["top_k"]["1"] - base["eval"]["top_k"]["1"]
-        for r in results
-        if r["name"].startswith("distill_")
-    }
-    for n, g in gains.items():
-        print(f"{n}: top-1 {100 * g:+.2f} points vs {args.preset} trained alone")
+    paired = paired_vs_baseline(results)
+    gains = {n: p["difference"] for n, p in paired.items()}
+    for n, p in paired.items():
+        print(paired_line(n, p))
     summary = {
         "command": " ".join([sys.executable, *sys.argv]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
@@ -333,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "quick": args.quick,
         "top1_gain_vs_baseline": gains,
+        "paired_vs_baseline": paired,
         "results": results,
     }
     atomic_write_text(args.results / f"{args.name}.json", json.dumps(summary, indent=2) + "\n")

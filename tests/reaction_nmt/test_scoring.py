@@ -1,6 +1,13 @@
 import pytest
 
-from reaction_nmt.scoring import format_table, read_nbest, score_predictions
+from reaction_nmt.scoring import (
+    format_table,
+    mcnemar_exact,
+    paired_top1,
+    read_nbest,
+    score_predictions,
+    top1_hits,
+)
 
 TARGETS = ["CCO", "CC(=O)NCC", "c1ccccc1", "C[C@@H](N)C(=O)O"]
 PREDICTIONS = [
@@ -41,3 +48,34 @@ def test_errors_and_table(tmp_path):
     assert read_nbest(path, 3) == [["a", "b", "c"]]
     with pytest.raises(ValueError, match="not a multiple"):
         read_nbest(path, 2)
+
+
+def test_top1_hits_agree_with_top1_accuracy():
+    hits = top1_hits(TARGETS, PREDICTIONS)
+    assert hits == [True, False, False, False]
+    assert sum(hits) / len(hits) == score_predictions(TARGETS, PREDICTIONS)["top_k"]["1"]
+    assert top1_hits(["CCO"], [[]]) == [False]
+    with pytest.raises(ValueError, match="targets but"):
+        top1_hits(["C", "CC"], [["C"]])
+
+
+def test_mcnemar_exact_matches_the_binomial_tail():
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(3, 3) == 1.0
+    assert mcnemar_exact(5, 0) == pytest.approx(2 / 32)  # 2 * (1/2)^5
+    assert mcnemar_exact(0, 5) == mcnemar_exact(5, 0)
+    assert mcnemar_exact(10, 2) == pytest.approx(2 * (1 + 12 + 66) / 4096)
+    with pytest.raises(ValueError):
+        mcnemar_exact(-1, 2)
+
+
+def test_paired_top1_counts_each_example_once():
+    targets = ["CCO", "CCN", "CCC", "CCCl"]
+    a = [["OCC"], ["CCN"], ["CCO"], ["C(C"]]  # right, right, wrong, invalid
+    b = [["CCO"], ["CCO"], ["CCC"], ["CCO"]]  # right, wrong, right, wrong
+    r = paired_top1(targets, a, b)
+    assert (r["n"], r["both"], r["only_a"], r["only_b"], r["neither"]) == (4, 1, 1, 1, 1)
+    assert r["difference"] == 0.0
+    assert r["p_value"] == 1.0
+    r = paired_top1(targets, b, [["C"]] * 4)
+    assert (r["only_a"], r["only_b"], r["difference"]) == (2, 0, 0.5)
