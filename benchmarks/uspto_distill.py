@@ -232,9 +232,11 @@ def pool_runs(args) -> int:
         mean = statistics.fmean(gains)
         print(f"mean gain {mean:+.2f} +- {se:.2f} points (s.e. over {len(gains)} runs)")
         pooled[mode] = {"runs": [n for n, _, _ in rows], "gains_points": gains,
-                        "mean_gain_points": mean, "standard_error_points": se}  # fmt: skip
+                        "paired": [p for _, _, p in rows], "mean_gain_points": mean,
+                        "standard_error_points": se}  # fmt: skip
     out = args.results / f"{args.name}_pooled.json"
-    atomic_write_text(out, json.dumps({"pooled": pooled}, indent=2) + "\n")
+    summary = {"command": " ".join([sys.executable, *sys.argv]), "pooled": pooled}
+    atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
     print(f"written {out}")
     return 0
 
