@@ -25,6 +25,27 @@ __all__ = [
 TOP_K = (1, 2, 3, 5)
 
 
+def _check_lengths(targets: Sequence[str], predictions: Sequence[Sequence[str]]) -> None:
+    if len(targets) != len(predictions):
+        raise ValueError(f"{len(targets)} targets but {len(predictions)} prediction lists")
+
+
+def _rank(target: str, preds: Sequence[str]) -> tuple[int | None, list[str | None]]:
+    """The 0-based rank of ``target`` among ``preds`` by canonical match (a duplicate of a
+    higher-ranked canonical prediction takes no rank; invalid ones do and never match), or
+    None; and each prediction's canonical SMILES (None where invalid)."""
+    canonical_target = canonicalize_or_none(target)
+    if canonical_target is None:
+        raise ValueError(f"target {target!r} is not a valid SMILES")
+    canonical = [canonicalize_or_none(p) if p else None for p in preds]
+    ranked: list[str | None] = []
+    for c in canonical:
+        if c is None or c not in ranked:
+            ranked.append(c)
+    rank = next((i for i, c in enumerate(ranked) if c == canonical_target), None)
+    return rank, canonical
+
+
 def score_predictions(
     targets: Sequence[str], predictions: Sequence[Sequence[str]], *, top_k: Sequence[int] = TOP_K
 ) -> dict:
@@ -36,30 +57,18 @@ def score_predictions(
     only those there are. A duplicate of a higher-ranked canonical prediction is skipped, as
     usual for beam outputs that differ only in SMILES spelling.
     """
-    if len(targets) != len(predictions):
-        raise ValueError(f"{len(targets)} targets but {len(predictions)} prediction lists")
+    _check_lengths(targets, predictions)
     if not targets:
         raise ValueError("no targets to score")
     hits = dict.fromkeys(top_k, 0)
     invalid_top1 = invalid_all = total = 0
     for target, preds in zip(targets, predictions, strict=True):
-        canonical_target = canonicalize_or_none(target)
-        if canonical_target is None:
-            raise ValueError(f"target {target!r} is not a valid SMILES")
-        ranked: list[str | None] = []
-        for i, p in enumerate(preds):
-            c = canonicalize_or_none(p) if p else None
-            total += 1
-            if c is None:
-                invalid_all += 1
-                invalid_top1 += i == 0
-            if c is None or c not in ranked:
-                ranked.append(c)
-        rank = next((i for i, c in enumerate(ranked) if c == canonical_target), None)
+        rank, canonical = _rank(target, preds)
+        total += len(preds)
+        invalid_all += sum(c is None for c in canonical)
+        invalid_top1 += not canonical or canonical[0] is None
         for k in top_k:
             hits[k] += rank is not None and rank < k
-        if not preds:
-            invalid_top1 += 1
     n = len(targets)
     return {
         "n": n,
@@ -73,16 +82,8 @@ def score_predictions(
 def top1_hits(targets: Sequence[str], predictions: Sequence[Sequence[str]]) -> list[bool]:
     """Per target: whether the first prediction is the same molecule (canonical match; an
     invalid or missing first prediction is a miss), as counted by :func:`score_predictions`."""
-    if len(targets) != len(predictions):
-        raise ValueError(f"{len(targets)} targets but {len(predictions)} prediction lists")
-    hits = []
-    for target, preds in zip(targets, predictions, strict=True):
-        canonical_target = canonicalize_or_none(target)
-        if canonical_target is None:
-            raise ValueError(f"target {target!r} is not a valid SMILES")
-        first = canonicalize_or_none(preds[0]) if preds and preds[0] else None
-        hits.append(first is not None and first == canonical_target)
-    return hits
+    _check_lengths(targets, predictions)
+    return [_rank(t, preds)[0] == 0 for t, preds in zip(targets, predictions, strict=True)]
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:
