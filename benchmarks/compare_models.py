@@ -29,7 +29,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from qm9_prune import environment, measure_speed, static_stats, timing_batches  # noqa: E402
 
-from chemprune.checkpoint import load_model  # noqa: E402
+from chemprune.checkpoint import atomic_save, load_model, model_checkpoint  # noqa: E402
 from chemprune.compress_schnet import split_from_checkpoint  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
 from chemprune.data.qm9 import load_qm9  # noqa: E402
@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for k, (path, (model, _)) in enumerate(zip(args.models, loaded, strict=True)):
-            stats = static_stats(model, (mset, mset), split, target, Path(tmp), f"m{k}")
+            saved = Path(tmp) / f"m{k}.pt"
+            atomic_save(model_checkpoint(model, target=target), saved)
+            stats = static_stats(model, (mset, mset), split, saved)
             rows.append({"model": str(path), "unit": target["unit"], **stats})
     speeds = measure_speed([m for m, _ in loaded], timing_batches(mset, split, args), args)
     for row, sp in zip(rows, speeds, strict=True):

@@ -1,22 +1,39 @@
-"""Structured pruning of SchNet on QM9 (CPU): chemprune's engines vs Torch-Pruning.
+"""Kernel pruning of SchNet on QM9 with its controls (CPU): does pruning beat the obvious?
 
-Per target (``--targets``, default gap and U0, eV): train one dense SchNet (128 features, 128
-filters, 6 interactions, 50 Gaussians, cutoff 5 A) with ``chemprune.train`` on a seeded 80/10/10
-split of ``--subset`` molecules (or load it, ``--dense``); prune copies at filter-channel sparsity
-0.5/0.75/0.9 with the same fine-tuning budget each: ``attention`` (attention AutoPrune),
-``autoprune`` (free gate per channel), ``magnitude`` (structured L1), ``random`` (seeded), all
-through ``prune_schnet(kind="filter")``; ``torch_pruning`` (Torch-Pruning's ``MetaPruner`` +
-``MagnitudeImportance(p=1)`` on chemprune's SchNet: every width pruned by the ratio, not only the
-filters) and ``torch_pruning_pyg`` (the same on PyG's SchNet holding the dense weights, at
-``--tp-pyg-ratios``), both fine-tuned with ``chemprune.finetune`` for the whole budget.
+Per target (``--targets``, default gap and U0, eV): one dense parent (``--hidden``/``--filters``/
+``--interactions``, default 128/128/6, 50 Gaussians, cutoff 5 A) trained with
+``chemprune.train`` on a seeded 80/10/10 split of ``--subset`` molecules (or loaded, ``--dense``),
+then, at each kernel sparsity (``--sparsities``, default 0.5/0.75/0.9; a kernel is a block's filter
+channels and its filter network's hidden units), these rows, all fine-tuned with the same budget
+(``--finetune-steps``), learning rate and schedule (``--lr``, ``--lr-schedule``) and the same
+distillation from the parent (``--distill``):
 
-Every model is measured in the same run, dense first: test MAE, parameters, MACs on 64 test
-molecules, saved file size, CPU inference molecules/s at batch 1 and 64 (``--threads``,
-inference mode, warm-up, median of ``--repeats`` passes over fixed test molecules, models
-interleaved) and speedups vs dense. Writes a table, JSON and a Pareto plot (test MAE vs speedup
-at batch 64). OMP_WAIT_POLICY=PASSIVE is set before torch is imported.
+=================  ===============================================================================
+row                what it is
+=================  ===============================================================================
+dense              the parent as trained
+dense_continued    control (a): the parent trained on for the same steps, schedule and lr (no
+                   pruning): an under-trained parent improves with any extra training
+scratch_b          control (b): the pruned architecture trained from scratch with the parent's
+                   epochs plus the fine-tuning steps, the parent's settings (Liu et al. 2019)
+attention          attention AutoPrune of the kernel (half the budget trains the gates)
+autoprune          AutoPrune with a free gate per unit, same split of the budget
+magnitude          structured L1 of the kernel, then fine-tuning
+random             random units (seeded), then the same fine-tuning: the floor
+torch_pruning      control (c): Torch-Pruning's MetaPruner with L1 importance on every width of
+                   chemprune's SchNet at the same ratio, then the same fine-tuning and
+                   distillation (through adapters: its atom basis shrinks)
+=================  ===============================================================================
 
-    .venv/bin/python benchmarks/qm9_prune.py            # hours: see benchmarks/README.md
+Each finished row is written to ``--work-dir/rows/<target>/`` (its JSON and checkpoint) as soon
+as it is done, so a rerun skips it. At the end every model of a target is measured in the same
+process: test MAE, parameters, MACs on 64 test molecules, file size, CPU molecules/s at batch 1
+and 64 (``--threads``, inference mode, warm-up, median of ``--repeats`` interleaved passes over
+fixed test molecules), speedups vs dense; the load average is recorded. Writes a table, the JSON
+(``--out``) and a plot of test MAE against speedup (``--plot``). OMP_WAIT_POLICY=PASSIVE is set
+before torch is imported.
+
+    .venv/bin/python benchmarks/qm9_prune.py --targets gap --work-dir runs/qm9_prune   # hours
     .venv/bin/python benchmarks/qm9_prune.py --quick --out /tmp/qp.json --plot /tmp/qp.png
 """
 
@@ -30,6 +47,7 @@ import argparse  # noqa: E402
 import copy  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -42,34 +60,33 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from chemprune.checkpoint import atomic_save, load_model, model_checkpoint  # noqa: E402
+from chemprune.checkpoint import (  # noqa: E402
+    atomic_save,
+    atomic_write_text,
+    load_model,
+    model_checkpoint,  # noqa: E402
+)
 from chemprune.compress_schnet import prune_schnet, split_from_checkpoint  # noqa: E402
-from chemprune.data.batching import MoleculeSet  # noqa: E402
+from chemprune.data.batching import (
+    MoleculeSet,  # noqa: E402
+    batch_indices,  # noqa: E402
+)
 from chemprune.data.qm9 import load_qm9  # noqa: E402
 from chemprune.data.splits import make_split, standard_sizes, subset_sizes  # noqa: E402
 from chemprune.data.targets import get_target  # noqa: E402
+from chemprune.distill.schnet import SchNetDistillation  # noqa: E402
 from chemprune.evaluate import evaluate_model  # noqa: E402
 from chemprune.finetune import finetune  # noqa: E402
-from chemprune.interop.pyg import make_pyg_schnet, pyg_state_to_chemprune  # noqa: E402
 from chemprune.models.schnet import SchNet  # noqa: E402
 from chemprune.prune import PRUNERS, MagnitudePruner, register_pruner, summarize  # noqa: E402
 from chemprune.train import TrainSettings, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# chemprune rows: engine and which widths it removes (``_all``: every width Torch-Pruning touches)
-ALL_WIDTHS = "filter+filter_hidden+interaction+atom_basis"
-CHEMPRUNE = {m: (m, "filter") for m in ("attention", "autoprune", "magnitude", "random")}
-CHEMPRUNE |= {
-    "attention_all": ("attention", ALL_WIDTHS),
-    "magnitude_all": ("magnitude", ALL_WIDTHS),
-}
-CHEMPRUNE_METHODS = tuple(CHEMPRUNE)
-DEFAULT_METHODS = ("attention", "autoprune", "magnitude", "random", "torch_pruning")
-DEFAULT_METHODS += ("torch_pruning_pyg",)
-METHODS = (*CHEMPRUNE_METHODS, "torch_pruning", "torch_pruning_pyg")
+ENGINES = ("attention", "autoprune", "magnitude", "random")
+CONTROLS = ("dense_continued", "scratch_b", "torch_pruning")
+METHODS = (*ENGINES, *CONTROLS)
 MARKERS = {"attention": "o", "autoprune": "s", "magnitude": "^", "random": "v"}
-MARKERS |= {"attention_all": "h", "magnitude_all": "<"}
-MARKERS |= {"torch_pruning": "D", "torch_pruning_pyg": "P", "pyg_dense": "X"}
+MARKERS |= {"torch_pruning": "D", "scratch_b": "P", "dense_continued": "X"}
 
 
 def log(msg: str) -> None:
@@ -80,7 +97,7 @@ if "random" not in PRUNERS:
 
     @register_pruner("random")
     class RandomPruner(MagnitudePruner):
-        """Random channel scores (seeded): the floor every scoring rule has to beat."""
+        """Random unit scores (seeded): the floor every scoring rule has to beat."""
 
         def __init__(self, *, seed: int = 0, **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -93,144 +110,206 @@ if "random" not in PRUNERS:
             }
 
 
-class PygAdapter(nn.Module):
-    """PyG's SchNet behind chemprune's call ``model(z, pos, batch, num_molecules=...)``."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, z, pos, batch=None, pairs=None, num_molecules=None) -> Tensor:
-        return self.net(z, pos, batch).reshape(-1)
+# ---------------------------------------------------------------------- the parent
+def settings_for(args, target: str, filters: int | None = None) -> TrainSettings:
+    return TrainSettings(
+        target=target, hidden_channels=args.hidden, filter_channels=filters or args.filters,
+        num_interactions=args.interactions, epochs=args.dense_epochs or 100_000, seed=args.seed,
+        batch_size=args.batch_size, lr=args.dense_lr,
+    )  # fmt: skip
 
 
-def to_pyg(model: SchNet) -> nn.Module:
-    """PyG SchNet with ``model``'s weights (the inverse of ``interop.pyg.from_pyg``)."""
-    ref = model.atomref.clone()
-    net = make_pyg_schnet(
-        hidden_channels=model.hidden_channels,
-        num_filters=model.filter_channels[0],
-        num_interactions=len(model.interactions),
-        num_gaussians=model.num_gaussians,
-        cutoff=model.cutoff,
-        readout="add" if model.readout == "sum" else "mean",
-        mean=float(model.mean),
-        std=float(model.std),
-        atomref=ref.reshape(-1, 1) if bool(ref.any()) else None,
-    )
-    ours = model.state_dict()
-    with torch.no_grad():
-        for key, value in net.state_dict().items():
-            if key == "initial_atomref":
-                continue
-            (name,) = pyg_state_to_chemprune({key.replace(".conv.nn.", ".mlp."): value})
-            value.copy_(ours[name].reshape(value.shape))
-    return net
-
-
-# ---------------------------------------------------------------------- models
 def dense_model(args, data, target: str) -> tuple[SchNet, Any, dict]:
-    """Train the dense model (or load it from ``--dense``); returns model, split, info."""
+    """Train the parent (or load it from ``--dense``); returns model, split, info."""
     for path in args.dense:
         model, ckpt = load_model(path)
         if ckpt["target"]["name"] == target:
             log(f"{target}: dense model from {path}")
-            return model, split_from_checkpoint(ckpt, len(data)), {"loaded": str(path)}
+            info = {"loaded": str(path), "epochs": args.parent_epochs}
+            return model, split_from_checkpoint(ckpt, len(data)), info
     sizes = standard_sizes(len(data)) if args.subset == 0 else subset_sizes(args.subset, len(data))
     split = make_split(len(data), sizes, args.seed)
-    settings = TrainSettings(
-        target=target, hidden_channels=args.hidden, filter_channels=args.filters,
-        num_interactions=args.interactions, epochs=args.dense_epochs or 100_000, seed=args.seed,
-        batch_size=args.batch_size,
-    )  # fmt: skip
+    settings = settings_for(args, target)
     out = Path(args.work_dir) / f"dense_{target}"
-    log(
-        f"{target}: training the dense model ({args.dense_minutes:g} min, {args.dense_epochs} epochs)"
-    )
-    log("  (reuse it later with --dense; with no --work-dir the folder is temporary)")
+    log(f"{target}: training the parent ({args.dense_minutes:g} min, {args.dense_epochs} epochs)")
     resume = (out / "last.pt").exists()  # an interrupted benchmark goes on where it stopped
     summary = train(
         data, split, out, settings=settings, max_minutes=args.dense_minutes, progress=False,
         log=log, device=args.device, resume=resume,
     )  # fmt: skip
     model, _ = load_model(summary["best"] or summary["last"])
-    return model, split, {"trained": summary, "settings": settings.to_dict()}
+    info = {"trained": summary, "settings": settings.to_dict(), "epochs": summary["epochs_done"]}
+    return model, split, info
 
 
-def run_chemprune(method: str, sparsity: float, dense: SchNet, mset, split, args) -> tuple:
-    """Prune a copy of ``dense`` on ``mset``'s device (``--device``)."""
+# ---------------------------------------------------------------------- the rows
+def tune_options(args) -> dict[str, Any]:
+    """The one fine-tuning recipe every row gets."""
+    return {
+        "finetune_minutes": args.finetune_minutes, "finetune_steps": args.finetune_steps,
+        "lr": args.lr, "lr_schedule": args.lr_schedule, "min_lr": args.min_lr,
+        "batch_size": args.batch_size, "seed": args.seed,
+    }  # fmt: skip
+
+
+def run_engine(method: str, sparsity: float, dense: SchNet, mset, split, args):
     model = copy.deepcopy(dense).to(mset.device)
-    engine, kind = CHEMPRUNE[method]
     options: dict[str, Any] = {}
-    if engine in ("autoprune", "attention"):
+    if method in ("autoprune", "attention"):
         options["lam"] = args.lam
-    if engine == "random":
+    if method == "random":
         options["seed"] = args.seed
-    budget = {"finetune_minutes": args.finetune_minutes, "lr": args.lr, "seed": args.seed}
-    budget["finetune_steps"] = args.finetune_steps
-    budget["batch_size"] = args.batch_size
     report = prune_schnet(
-        model, mset, split, method=engine, sparsity=sparsity, kind=kind,
-        engine_options=options, progress=False, log=log, **budget,
+        model, mset, split, method=method, sparsity=sparsity, kind="kernel",
+        engine_options=options, progress=False, log=log, distill=args.distill,
+        distill_output_weight=args.distill_output_weight,
+        distill_feature_weight=args.distill_feature_weight, **tune_options(args),
     )  # fmt: skip
     report.pop("before", None)
     return model, report
 
 
-def run_torch_pruning(model: nn.Module, net: nn.Module, ratio: float, mset, split, args) -> dict:
-    """Torch-Pruning's MetaPruner on ``net`` (inside ``model``), then fine-tuning ``model``."""
+def run_finetune_only(model: SchNet, dense: SchNet | None, mset, split, args) -> dict:
+    """The fine-tuning phase of ``prune_schnet`` for a model pruned elsewhere (or not at all)."""
+    o = tune_options(args)
+    kd = None
+    if dense is not None and args.distill != "none":
+        kd = SchNetDistillation(
+            teacher=copy.deepcopy(dense).to(mset.device), student=model, mode=args.distill,
+            output_weight=args.distill_output_weight, feature_weight=args.distill_feature_weight,
+        )  # fmt: skip
+    out = finetune(
+        model, mset, split.train, split.val, minutes=o["finetune_minutes"], lr=o["lr"],
+        seed=o["seed"] + 1, batch_size=o["batch_size"], max_steps=o["finetune_steps"],
+        lr_schedule=o["lr_schedule"], min_lr=o["min_lr"], distill=kd, progress=False, log=log,
+    )  # fmt: skip
+    if kd is not None:
+        kd.close()
+    return out
+
+
+def run_dense_continued(dense: SchNet, mset, split, args):
+    model = copy.deepcopy(dense).to(mset.device)
+    return model, {"finetune": run_finetune_only(model, None, mset, split, args)}
+
+
+def kept(width: int, sparsity: float) -> int:
+    return max(1, width - int(round(sparsity * width)))
+
+
+def run_scratch_b(sparsity: float, dense: SchNet, info: dict, mset, data, split, args, target):
+    """The kernel-pruned architecture trained from scratch with the parent's recipe and
+    epochs plus the fine-tuning steps (rounded up to whole epochs)."""
+    widths = set(dense.filter_channels) | {
+        blk.filter_network.hidden_channels for blk in dense.interactions
+    }
+    if len(widths) != 1:
+        raise ValueError("scratch_b needs a parent with one kernel width in every block")
+    filters = kept(widths.pop(), sparsity)
+    per_epoch = len(batch_indices(split.train, args.batch_size, shuffle=False, seed=0))
+    if info.get("epochs") is None:
+        raise ValueError("scratch_b needs the parent's epochs: pass --parent-epochs with --dense")
+    epochs = int(info["epochs"]) + math.ceil(args.finetune_steps / per_epoch)
+    settings = settings_for(args, target, filters=filters)
+    settings.epochs = epochs
+    out = Path(args.work_dir) / f"scratch_{target}_{sparsity:g}"
+    minutes = (args.dense_minutes or 0) + args.finetune_minutes
+    summary = train(
+        data, split, out, settings=settings, max_minutes=minutes, progress=False, log=log,
+        device=args.device, resume=(out / "last.pt").exists(),
+    )  # fmt: skip
+    model, _ = load_model(summary["best"] or summary["last"])
+    return model.to(mset.device), {"trained": summary, "epochs": epochs, "filters": filters}
+
+
+def run_torch_pruning(sparsity: float, dense: SchNet, mset, split, args):
+    """Torch-Pruning's MetaPruner (L1) on every width, then the same fine-tuning."""
     import torch_pruning as tp
 
+    model = copy.deepcopy(dense).to(mset.device)
     b = mset.collate(split.train[:8])
-    ignored = [net.lin2] + ([net.embedding] if args.tp_ignore_embedding else [])
-    if isinstance(getattr(net, "atomref", None), nn.Module):
-        ignored.append(net.atomref)  # PyG's per-element reference (an Embedding), not a width
     importance = tp.importance.MagnitudeImportance(p=1)
     tp.pruner.MetaPruner(
-        net, (b.z, b.pos, b.batch), importance, pruning_ratio=ratio, ignored_layers=ignored
-    ).step()
+        model, (b.z, b.pos, b.batch), importance, pruning_ratio=sparsity,
+        ignored_layers=[model.lin2],
+    ).step()  # fmt: skip
     untuned = evaluate_model(model, mset, split.val)["mae"]
-    log(f"torch_pruning {ratio}: val MAE {untuned:.4f} before fine-tuning")
-    # the masked phase of prune_schnet: same loop, learning rate, batch and seed, whole budget
-    tune = finetune(
-        model, mset, split.train, split.val, minutes=args.finetune_minutes, lr=args.lr,
-        seed=args.seed + 1, batch_size=args.batch_size, max_steps=args.finetune_steps,
-        progress=False, log=log,
-    )  # fmt: skip
-    return {"val_mae_pruned_untuned": untuned, "finetune": tune, "ignored": len(ignored)}
+    log(f"torch_pruning {sparsity}: val MAE {untuned:.4f} before fine-tuning")
+    tune = run_finetune_only(model, dense, mset, split, args)
+    return model, {"val_mae_pruned_untuned": untuned, "finetune": tune}
 
 
-# ---------------------------------------------------------------------- measurements
-def widths(model: nn.Module) -> dict[str, Any]:
-    if isinstance(model, SchNet):
-        c = model.config()
-        keys = ("hidden_channels", "filter_channels", "filter_hidden_channels")
-        return {k: c[k] for k in (*keys, "interaction_channels")}
-    net = model.net
-    return {
-        "hidden_channels": net.embedding.embedding_dim,
-        "filter_channels": [blk.conv.lin1.out_features for blk in net.interactions],
-        "filter_hidden_channels": [blk.mlp[0].out_features for blk in net.interactions],
-    }
+def row_path(args, target: str, method: str, sparsity: float) -> Path:
+    return Path(args.work_dir) / "rows" / target / f"{method}_{sparsity:g}"
+
+
+def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) -> list[dict]:
+    """Every (method, sparsity) row, each saved when done and skipped when already saved."""
+    todo: list[tuple[str, float]] = []
+    for method in args.methods:
+        if method == "dense_continued":
+            todo.append((method, 0.0))
+        else:
+            todo += [(method, s) for s in args.sparsities]
+    rows = []
+    for method, sp in todo:
+        base = row_path(args, target, method, sp)
+        if base.with_suffix(".json").exists():
+            log(f"{target}: {method} at {sp:g} done before ({base}.json)")
+            rows.append(json.loads(base.with_suffix(".json").read_text()))
+            continue
+        log(f"{target}: {method} at sparsity {sp:g}")
+        s0 = time.perf_counter()
+        row: dict[str, Any] = {"target": target, "method": method, "sparsity": sp}
+        try:
+            if method in ENGINES:
+                model, rep = run_engine(method, sp, dense, mset, split, args)
+            elif method == "dense_continued":
+                model, rep = run_dense_continued(dense, mset, split, args)
+            elif method == "scratch_b":
+                model, rep = run_scratch_b(sp, dense, info, mset, data, split, args, target)
+            else:
+                model, rep = run_torch_pruning(sp, dense, mset, split, args)
+        except Exception as err:  # recorded verbatim; the run goes on
+            row["error"] = f"{type(err).__name__}: {err}"
+            log(f"{target}: {method} failed: {row['error']}")
+            rows.append(row)
+            continue
+        row["report"] = rep
+        row["seconds"] = time.perf_counter() - s0
+        model.cpu()
+        if isinstance(model, SchNet):
+            row["model"] = str(base.with_suffix(".pt"))
+            base.parent.mkdir(parents=True, exist_ok=True)
+            atomic_save(model_checkpoint(model, target=tdict(target)), base.with_suffix(".pt"))
+        else:
+            row["error"] = f"not a chemprune SchNet after pruning: {type(model).__name__}"
+        atomic_write_text(base.with_suffix(".json"), json.dumps(row, indent=1, default=str))
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------- measuring
+def tdict(target: str) -> dict[str, str]:
+    t = get_target(target)
+    return {"name": t.name, "unit": t.unit, "readout": t.readout, "description": t.description}
+
+
+def widths(model: SchNet) -> dict[str, Any]:
+    c = model.config()
+    keys = ("hidden_channels", "filter_channels", "filter_hidden_channels")
+    return {k: c[k] for k in (*keys, "interaction_channels")}
 
 
 @torch.no_grad()
-def static_stats(model: nn.Module, msets: tuple, split, tdict: dict, tmp: Path, name: str) -> dict:
-    """Test MAE (on ``--device``), parameters, MACs on 64 test molecules, saved file size.
-
-    ``msets`` is (molecules on ``--device``, molecules on the CPU); the model ends on the CPU.
-    """
+def static_stats(model: SchNet, msets: tuple, split, path: Path) -> dict:
+    """Test MAE (on ``--device``), parameters, MACs on 64 test molecules, file size."""
     dev_set, mset = msets
     model.to(dev_set.device).eval()
     test = evaluate_model(model, dev_set, split.test)
     model.cpu()
     b = mset.collate(split.test[:64])
     s = summarize(model, lambda m: m(b.z, b.pos, b.batch, num_molecules=b.num_molecules))
-    path = tmp / f"{name}.pt"
-    if isinstance(model, SchNet):
-        atomic_save(model_checkpoint(model, target=tdict), path)
-    else:  # PyG: a bare state_dict
-        atomic_save(model.net.state_dict(), path)
     out = {"test_mae": test["mae"], "test_rmse": test["rmse"], "params": s["params"]}
     return out | {"macs_per_batch64": s["macs"], "file_bytes": path.stat().st_size, **widths(model)}
 
@@ -268,83 +347,65 @@ def measure_speed(models: list[nn.Module], batches: dict[int, list], args) -> li
     return [{f"mol_per_s_b{bs}": statistics.median(v) for bs, v in p.items()} for p in passes]
 
 
-# ---------------------------------------------------------------------- one target
 def run_target(target: str, data, args, tmp: Path) -> dict:
     t0 = time.perf_counter()
-    dense, split, dense_info = dense_model(args, data, target)
-    t = get_target(target)
-    tdict = {"name": t.name, "unit": t.unit, "readout": t.readout, "description": t.description}
-    mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(t))
+    dense, split, info = dense_model(args, data, target)
+    mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(get_target(target)))
     dev_set = mset.to(args.device)  # training, fine-tuning and test MAE run there
-    entries: list[tuple[dict, nn.Module]] = [({"method": "dense", "sparsity": 0.0}, dense)]
-    checks: dict[str, Any] = {}
-    for method in args.methods:
-        if method in CHEMPRUNE_METHODS:
-            for sp in args.all_widths_sparsities if method.endswith("_all") else args.sparsities:
-                log(f"{target}: {method} at sparsity {sp}")
-                s0 = time.perf_counter()
-                model, rep = run_chemprune(method, sp, dense, dev_set, split, args)
-                rep["seconds"] = time.perf_counter() - s0
-                entries.append(({"method": method, "sparsity": sp, "report": rep}, model))
+    dense_path = tmp / f"{target}_dense.pt"
+    atomic_save(model_checkpoint(dense, target=tdict(target)), dense_path)
+    rows = [{"target": target, "method": "dense", "sparsity": 0.0, "model": str(dense_path)}]
+    rows += [dict(r) for r in run_rows(target, dense, info, data, dev_set, split, args)]
+    live = []
+    for row in rows:
+        row["unit"] = get_target(target).unit
+        if "error" in row:
             continue
-        pyg = method == "torch_pruning_pyg"
-        if pyg:
-            base = PygAdapter(to_pyg(dense))
-            b = mset.collate(split.test[:64])
-            with torch.no_grad():
-                d = (base(b.z, b.pos, b.batch) - dense(b.z, b.pos, b.batch)).abs().max()
-            checks["pyg_copy_max_abs_diff"] = float(d)
-            entries.append(({"method": "pyg_dense", "sparsity": 0.0}, base))
-        for ratio in args.tp_pyg_ratios if pyg else args.sparsities:
-            log(f"{target}: {method} at ratio {ratio}")
-            model = copy.deepcopy(base if pyg else dense).to(args.device)
-            row = {"method": method, "sparsity": ratio, "pruned": "all widths"}
-            s0 = time.perf_counter()
-            try:
-                row["report"] = run_torch_pruning(
-                    model, model.net if pyg else model, ratio, dev_set, split, args
-                )
-            except Exception as err:  # recorded verbatim; the run goes on
-                row["error"] = f"{type(err).__name__}: {err}"
-                log(f"{target}: {method} failed: {row['error']}")
-            row["seconds"] = time.perf_counter() - s0
-            entries.append((row, None if "error" in row else model))
-    log(f"{target}: measuring {sum(m is not None for _, m in entries)} models")
-    rows = []
-    for k, (row, model) in enumerate(entries):
-        row = {"target": target, "unit": t.unit, **row}
-        if model is not None:
-            row.update(static_stats(model, (dev_set, mset), split, tdict, tmp, f"{target}_{k}"))
-            if args.save_models is not None and row["method"] in ("dense", *CHEMPRUNE_METHODS):
-                path = args.save_models / f"{target}_{row['method']}_{row['sparsity']:g}.pt"
-                atomic_save(model_checkpoint(model, target=tdict), path)
-        rows.append(row)
-    live = [(r, m) for r, (_, m) in zip(rows, entries, strict=True) if m is not None]
+        model, _ = load_model(row["model"])
+        row.update(static_stats(model, (dev_set, mset), split, Path(row["model"])))
+        live.append((row, model))
+    log(f"{target}: timing {len(live)} models")
     speeds = measure_speed([m for _, m in live], timing_batches(mset, split, args), args)
     for (row, _), sp in zip(live, speeds, strict=True):
         row.update(sp)
-    ref, pyg_ref = rows[0], next((r for r in rows if r["method"] == "pyg_dense"), None)
-    for row, bs in ((r, bs) for r in rows for bs in (1, 64) if f"mol_per_s_b{bs}" in r):
-        row[f"speedup_b{bs}"] = row[f"mol_per_s_b{bs}"] / ref[f"mol_per_s_b{bs}"]
-        if pyg_ref is not None and "pyg" in row["method"]:  # also vs PyG's own dense model
-            row[f"speedup_b{bs}_vs_pyg_dense"] = (
-                row[f"mol_per_s_b{bs}"] / pyg_ref[f"mol_per_s_b{bs}"]
-            )
-    info = {"target": tdict, "split_sizes": list(split.sizes), "split_seed": split.seed}
-    info |= {"dense": dense_info, "checks": checks, "seconds": time.perf_counter() - t0}
-    return info | {"rows": rows}
+    ref = rows[0]
+    for row in (r for r in rows if "mol_per_s_b64" in r):
+        for bs in (1, 64):
+            row[f"speedup_b{bs}"] = row[f"mol_per_s_b{bs}"] / ref[f"mol_per_s_b{bs}"]
+    return {
+        "target": tdict(target), "split_sizes": list(split.sizes), "split_seed": split.seed,
+        "dense": info, "seconds": time.perf_counter() - t0, "rows": rows,
+        "goals": goals(rows),
+    }  # fmt: skip
+
+
+def goals(rows: list[dict]) -> dict[str, Any]:
+    """The issue's checks at 75% kernel sparsity, computed from the rows."""
+    by = {(r["method"], r["sparsity"]): r for r in rows if "test_mae" in r}
+    att, cont = by.get(("attention", 0.75)), by.get(("dense_continued", 0.0))
+    if att is None or cont is None:
+        return {}
+    out: dict[str, Any] = {
+        "attention_vs_dense_continued": att["test_mae"] / cont["test_mae"] - 1,
+        "attention_speedup_b64": att["speedup_b64"],
+    }
+    for other in ("scratch_b", "torch_pruning", "magnitude", "random", "autoprune"):
+        r = by.get((other, 0.75))
+        if r is not None:
+            out[f"attention_minus_{other}"] = att["test_mae"] - r["test_mae"]
+    return out
 
 
 # ---------------------------------------------------------------------- report
 def format_table(results: list[dict]) -> str:
     head = (
-        f"{'target':<6} {'method':<18} {'sparsity':>8} {'test MAE':>10} {'params':>9} "
+        f"{'target':<6} {'method':<16} {'sparsity':>8} {'test MAE':>10} {'params':>9} "
         f"{'MMACs/64':>9} {'file KB':>8} {'mol/s b1':>9} {'mol/s b64':>9} {'x b1':>6} {'x b64':>6}"
     )
     lines = [head, "-" * len(head)]
     for res in results:
         for r in res["rows"]:
-            start = f"{r['target']:<6} {r['method']:<18} {r['sparsity']:>8.2f} "
+            start = f"{r['target']:<6} {r['method']:<16} {r['sparsity']:>8.2f} "
             if "error" in r:
                 lines.append(start + f"FAILED: {r['error']}")
                 continue
@@ -354,9 +415,12 @@ def format_table(results: list[dict]) -> str:
                 f"{r['mol_per_s_b1']:>9.1f} {r['mol_per_s_b64']:>9.1f} "
                 f"{r['speedup_b1']:>6.2f} {r['speedup_b64']:>6.2f}"
             )
+        for key, value in res["goals"].items():
+            lines.append(f"  {key}: {value:+.4f}")
     lines.append(
-        "(test MAE in the target's unit; speedups vs the dense chemprune model, same run; "
-        "torch_pruning* and *_all prune every width by the ratio, the others filter channels only)"
+        "(test MAE in the target's unit; speedups vs the dense parent, same process; sparsity = "
+        "share of kernel units removed (torch_pruning: of every width); dense_continued and "
+        "scratch_b are the controls)"
     )
     return "\n".join(lines)
 
@@ -383,7 +447,7 @@ def plot(results: list[dict], path: Path) -> None:
                     ax.annotate(f"{s:g}", (x, y), fontsize=7, xytext=(3, 3),
                                 textcoords="offset points", color=line.get_color())  # fmt: skip
         failed = [r["method"] for r in res["rows"] if "error" in r]
-        title = f"QM9 {res['target']['name']} ({res['target']['unit']}), SchNet pruned"
+        title = f"QM9 {res['target']['name']} ({res['target']['unit']}), SchNet kernel pruning"
         ax.set_title(title + (f"\nfailed: {', '.join(sorted(set(failed)))}" if failed else ""))
         ax.set_xlabel("speedup vs dense, CPU batch 64")
         ax.set_ylabel(f"test MAE ({res['target']['unit']})")
@@ -397,7 +461,7 @@ def plot(results: list[dict], path: Path) -> None:
 
 def environment(args) -> dict[str, Any]:
     out: dict[str, Any] = {"python": platform.python_version()}
-    for pkg in ("torch", "torch-geometric", "torch-pruning", "numpy", "chemprune", "qm9pack"):
+    for pkg in ("torch", "torch-pruning", "numpy", "chemprune", "qm9pack"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -419,73 +483,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--targets", type=lambda s: s.split(","), default=["gap", "U0"])
     p.add_argument(
-        "--methods", type=lambda s: s.split(","), default=list(DEFAULT_METHODS),
-        help=f"any of {', '.join(METHODS)} (default: all but the _all variants)",
+        "--methods", type=lambda s: s.split(","), default=list(METHODS),
+        help=f"any of {', '.join(METHODS)} (default: all)",
     )  # fmt: skip
     p.add_argument("--sparsities", type=floats, default=None, help="default 0.5,0.75,0.9")
-    p.add_argument("--tp-pyg-ratios", type=floats, default=None, help="default 0.5,0.75")
-    p.add_argument(
-        "--all-widths-sparsities", type=floats, default=[0.5, 0.75],
-        help="sparsities of the *_all methods (default 0.5,0.75: Torch-Pruning's ratios)",
-    )  # fmt: skip
     p.add_argument(
         "--subset", type=int, default=None,
         help="molecules split 80/10/10 (default 20000); 0: the standard 110,000/10,000/10,831",
     )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32, help="training and fine-tuning batch")
-    p.add_argument(
-        "--device", default="cpu",
-        help="where training, fine-tuning and test MAE run (cpu, cuda); timings are always CPU",
-    )  # fmt: skip
-    p.add_argument(
-        "--save-models", type=Path, default=None,
-        help="folder for the chemprune checkpoints of every row (not Torch-Pruning's)",
-    )  # fmt: skip
-    p.add_argument("--dense", type=Path, nargs="*", default=[], help="dense checkpoints to reuse")
+    p.add_argument("--device", default="cpu", help="training and fine-tuning device")
+    p.add_argument("--dense", type=Path, nargs="*", default=[], help="parent checkpoints to reuse")
+    p.add_argument("--parent-epochs", type=int, default=None,
+                   help="with --dense: the epochs it was trained for (scratch_b's budget)")  # fmt: skip
     p.add_argument("--dense-minutes", type=float, default=None, help="default 60")
-    p.add_argument("--finetune-minutes", type=float, default=None, help="default 5")
-    p.add_argument(
-        "--dense-epochs", type=int, default=None,
-        help="stop the dense training after this many epochs (besides --dense-minutes)",
-    )  # fmt: skip
-    p.add_argument(
-        "--finetune-steps", type=int, default=None,
-        help="optimizer steps per pruned model, gate training included (besides the minutes): "
-        "the same budget for every method however busy the machine is",
-    )  # fmt: skip
+    p.add_argument("--dense-epochs", type=int, default=None, help="parent epochs (and minutes)")
+    p.add_argument("--dense-lr", type=float, default=1e-3, help="parent (and scratch_b) lr")
+    p.add_argument("--finetune-minutes", type=float, default=None, help="default 60 (a cap)")
+    p.add_argument("--finetune-steps", type=int, default=None, help="default 2000 per row")
+    p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning lr (rewound to the peak)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine")
+    p.add_argument("--min-lr", type=float, default=1e-6)
+    p.add_argument("--distill", choices=("none", "output", "features"), default="features")
+    p.add_argument("--distill-output-weight", type=float, default=1.0)
+    p.add_argument("--distill-feature-weight", type=float, default=1.0)
     p.add_argument("--hidden", type=int, default=None, help="default 128")
     p.add_argument("--filters", type=int, default=None, help="default 128")
     p.add_argument("--interactions", type=int, default=None, help="default 6")
     p.add_argument("--lam", type=float, default=1e-4, help="AutoPrune/attention gate strength")
-    p.add_argument("--lr", type=float, default=2e-4, help="fine-tuning learning rate")
-    p.add_argument("--tp-ignore-embedding", action="store_true",
-                   help="Torch-Pruning: keep the feature width (ignore the embedding too)")  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=None, help="timed passes, default 5")
     p.add_argument("--time-mol64", type=int, default=512, help="test molecules timed at batch 64")
     p.add_argument("--time-mol1", type=int, default=128, help="test molecules timed at batch 1")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work-dir", type=Path, default=None, help="dense runs (default: temporary)")
+    p.add_argument("--work-dir", type=Path, default=None, help="rows and runs (default: temporary)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/qm9_prune.json")
     p.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/qm9_prune.png")
     p.add_argument("--quick", action="store_true", help="tiny smoke run of every code path")
     args = p.parse_args(argv)
-    full = {"sparsities": [0.5, 0.75, 0.9], "tp_pyg_ratios": [0.5, 0.75], "subset": 20000}
-    full |= {"dense_minutes": 60.0, "finetune_minutes": 5.0, "hidden": 128, "filters": 128}
+    full = {"sparsities": [0.5, 0.75, 0.9], "subset": 20000, "dense_minutes": 60.0}
+    full |= {"finetune_minutes": 60.0, "finetune_steps": 2000, "hidden": 128, "filters": 128}
     full |= {"interactions": 6, "repeats": 5}
-    quick = {"sparsities": [0.5], "tp_pyg_ratios": [0.5], "subset": 300, "dense_minutes": 0.2}
-    quick |= {"finetune_minutes": 0.05, "hidden": 32, "filters": 32, "interactions": 2}
-    quick |= {"repeats": 1}
+    quick = {"sparsities": [0.75], "subset": 300, "dense_minutes": 0.2, "dense_epochs": 2}
+    quick |= {"finetune_minutes": 0.2, "finetune_steps": 6, "hidden": 16, "filters": 16}
+    quick |= {"interactions": 2, "repeats": 1, "time_mol64": 64, "time_mol1": 8}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         p.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    if any(
-        not 0 < s < 1 for s in args.sparsities + args.tp_pyg_ratios + args.all_widths_sparsities
-    ):
-        p.error("sparsities and ratios must be in (0, 1)")
+    if any(not 0 < s < 1 for s in args.sparsities):
+        p.error("sparsities must be in (0, 1)")
+    if args.finetune_steps < 1:
+        p.error("--finetune-steps must be >= 1 (the budget every row shares)")
     return args
 
 
@@ -509,14 +560,14 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "qm9_prune",
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
         "settings": settings,
         **env,
         "results": results,
         "table": text,
         "seconds": time.perf_counter() - t0,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    atomic_write_text(args.out, json.dumps(result, indent=1, default=str) + "\n")
     plot(results, args.plot)
     log(f"wrote {args.out} and {args.plot} ({time.perf_counter() - t0:.0f} s in all)")
     return 0

@@ -1,12 +1,13 @@
 """Prune a trained chemprune SchNet with any registered engine, fine-tune, shrink, measure.
 
-Structured pruning (``kind="filter"`` or ``"filter_hidden"``) removes channels for real: the
+Structured pruning (``kind="kernel"``, ``"filter"``, ``"filter_hidden"``, ...) removes units for real: the
 result is a smaller dense SchNet whose per-block widths the checkpoint records. Unstructured
 pruning (``kind="weight"``) leaves zeros in dense tensors (smaller only with sparse storage).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 
 from chemprune.data.batching import MoleculeSet
 from chemprune.data.splits import Split, make_split
+from chemprune.distill.schnet import DISTILL_MODES, SchNetDistillation
 from chemprune.evaluate import evaluate_model
 from chemprune.finetune import finetune
 from chemprune.models.schnet import SchNet
@@ -148,6 +150,11 @@ def prune_schnet(
     seed: int = 0,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    lr_schedule: str = "constant",
+    min_lr: float = 1e-6,
+    distill: str = "none",
+    distill_output_weight: float = 1.0,
+    distill_feature_weight: float = 1.0,
 ) -> dict[str, Any]:
     """Prune ``model`` in place; returns a report (widths, params, MACs, MAE before/after).
 
@@ -161,7 +168,14 @@ def prune_schnet(
             depend on how busy the machine is); engines with gates spend half on gate training.
         lr, batch_size: of the fine-tuning (and gate-training) steps.
         engine_options: extra keyword arguments of the engine.
+        lr_schedule, min_lr: of the fine-tuning after removal (``constant`` or ``cosine`` from
+            ``lr`` to ``min_lr``); gate training runs at the constant ``lr``.
+        distill: ``none``, ``output`` or ``features``: the dense model as passed in teaches the
+            pruned one during gate training and fine-tuning
+            (:class:`~chemprune.distill.schnet.SchNetDistillation`), with these loss weights.
     """
+    if distill not in DISTILL_MODES:
+        raise ValueError(f"distill must be one of {DISTILL_MODES}, got {distill!r}")
     engine_cls = PRUNERS.get(method)
     groups = schnet_groups(model, kind, blocks=blocks)
     if kind != "weight":
@@ -204,6 +218,20 @@ def prune_schnet(
             options.setdefault("schedule", Schedule(begin=0, end=ramp, power=3.0))
         engine = engine_cls(groups=groups, sparsity=sparsity, scope=scope, **options)
 
+    teacher = None
+    if distill != "none":
+        teacher = copy.deepcopy(model).eval()
+        prunes_basis = "atom_basis" in kind.split("+")
+        kd = SchNetDistillation(
+            teacher=teacher,
+            student=model,
+            mode=distill,
+            output_weight=distill_output_weight,
+            feature_weight=distill_feature_weight,
+            adapter=True if prunes_basis else None,
+        )
+    else:
+        kd = None
     tune: dict[str, Any] = {}
     if isinstance(engine, AutoPrunePruner):  # AutoPrune and attention: gated training first
         engine.attach(model)
@@ -225,6 +253,7 @@ def prune_schnet(
             start=before_val,  # every gate starts open: the gated model is the dense one
             progress=progress,
             log=log,
+            distill=kd,
         )
         tune["gate_sparsity"] = engine.gate_sparsity()
         engine.apply(model, sparsity)
@@ -252,7 +281,12 @@ def prune_schnet(
             start=masked_val,
             progress=progress,
             log=log,
+            lr_schedule=lr_schedule,
+            min_lr=min_lr,
+            distill=kd,
         )
+    if kd is not None:
+        kd.close()
     if kind != "weight":
         shrink(model, groups)
     else:
@@ -271,6 +305,9 @@ def prune_schnet(
         "after": after,
         "finetune": tune,
         "compression": before["params"] / max(after["nonzero_params"], 1),
+        "lr": lr,
+        "lr_schedule": lr_schedule,
+        "distill": kd.settings() if kd is not None else {"mode": "none"},
     }
     if not math.isfinite(after_val["mae"]):
         raise FloatingPointError("the pruned model predicts non-finite values")

@@ -41,3 +41,29 @@ def test_step_budget_is_the_same_for_every_engine(setup, method):
 def test_moving_molecules_to_their_own_device_is_free(setup):
     _, data, _ = setup
     assert data.to("cpu") is data and data.to(torch.device("cpu")).device.type == "cpu"
+
+
+def test_kernel_sparsity_that_empties_a_part_is_refused(setup):
+    model, data, split = setup
+    model.interactions[0].filter_network.lin1 = torch.nn.Linear(10, 2)  # 2 hidden units only
+    model.interactions[0].filter_network.lin2 = torch.nn.Linear(2, 8)
+    with pytest.raises(ValueError, match="interactions.0.filter_hidden with no channel"):
+        prune_schnet(model, data, split, method="magnitude", sparsity=0.75, kind="kernel",
+                     progress=False, log=lambda m: None)  # fmt: skip
+
+
+@pytest.mark.parametrize("distill", ["output", "features"])
+def test_distilled_pruning_records_the_teacher_and_keeps_the_budget(setup, distill):
+    model, data, split = setup
+    report = prune_schnet(
+        model, data, split, method="attention", sparsity=0.5, kind="kernel",
+        finetune_minutes=30, finetune_steps=6, batch_size=16, progress=False,
+        log=lambda m: None, distill=distill, lr=1e-3, lr_schedule="cosine",
+    )  # fmt: skip
+    assert _steps(report) == 6
+    assert report["distill"]["mode"] == distill
+    assert report["finetune"]["masked"]["distill"]["mode"] == distill
+    assert report["finetune"]["masked"]["mean_kd_output"] > 0
+    assert (report["finetune"]["masked"]["mean_kd_features"] > 0) == (distill == "features")
+    assert model.filter_channels == [4, 4]
+    assert model.config()["filter_hidden_channels"] == [4, 4]

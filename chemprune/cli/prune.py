@@ -8,13 +8,16 @@ from pathlib import Path
 
 DESCRIPTION = """Prune a SchNet checkpoint trained by chemprune. Unstructured pruning (default)
 zeroes single weights; --structured removes whole units for real, so the saved model is smaller
-and faster: the filter channels of the interaction blocks (default), the filter networks' hidden
-units (filter_hidden), the blocks' atom-wise layer (interaction) or the atom-basis width
-(atom_basis), alone or joined by '+' (filter+atom_basis). Say how much with --sparsity (fraction
+and faster: the continuous-filter kernel of every interaction block (kernel, the default: its
+filter channels and its filter network's hidden units together), the filter channels alone
+(filter), the hidden units alone (filter_hidden), the blocks' atom-wise layer (interaction) or
+the atom-basis width (atom_basis), alone or joined by '+' (kernel+atom_basis). Say how much with --sparsity (fraction
 of units removed in every group) or --target-macs (fraction of the multiply-accumulates to keep).
 The pruned model is fine-tuned for --finetune-minutes (and/or --finetune-steps) on the
 checkpoint's own training split and saved with its new widths; predict/evaluate use it
-unchanged."""
+unchanged. During gate training and fine-tuning the dense model teaches the pruned one
+(--distill features, the default: its predictions and its per-block atom features; output: the
+predictions only; none)."""
 
 
 def _blocks(text: str) -> list[int]:
@@ -27,15 +30,27 @@ def _blocks(text: str) -> list[int]:
 
 
 def _structured(text: str) -> str:
-    from chemprune.prune.schnet import SCHNET_GROUP_KINDS
+    from chemprune.prune.schnet import SCHNET_GROUP_KINDS, expand_kind
 
-    kinds = text.split("+")
     allowed = [k for k in SCHNET_GROUP_KINDS if k != "weight"]
-    if any(k not in allowed for k in kinds) or len(set(kinds)) != len(kinds):
+    try:
+        expand_kind(text)
+    except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--structured takes {', '.join(allowed)} or several joined by '+', got {text!r}"
-        )
+            f"--structured takes {', '.join(allowed)} or several joined by '+' (each width "
+            f"once: kernel already holds filter and filter_hidden), got {text!r}"
+        ) from None
     return text
+
+
+def _weight(text: str) -> float:
+    try:
+        w = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (w >= 0 and w != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return w
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,11 +72,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--structured",
         nargs="?",
-        const="filter",
+        const="kernel",
         default=None,
         type=_structured,
-        help="remove whole units: filter (default), filter_hidden, interaction, atom_basis, or "
-        "several joined by '+'",
+        help="remove whole units: kernel (default: filter channels + filter-network hidden "
+        "units), filter, filter_hidden, interaction, atom_basis, or several joined by '+'",
     )
     p.add_argument(
         "--blocks",
@@ -76,7 +91,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="also stop after this many optimizer steps (gate training included)",
     )
-    p.add_argument("--lr", type=float, default=2e-4, help="fine-tuning learning rate")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=1e-3,
+        help="fine-tuning learning rate (default 1e-3: the peak rate of a typical SchNet "
+        "training, i.e. learning-rate rewinding)",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="cosine",
+        help="fine-tuning after removal: cosine from --lr to --min-lr (default) or constant",
+    )
+    p.add_argument("--min-lr", type=float, default=1e-6, help="end of the cosine schedule")
+    p.add_argument(
+        "--distill",
+        choices=("none", "output", "features"),
+        default="features",
+        help="the dense model teaches the pruned one: predictions and per-block atom features "
+        "(features, default), predictions only (output), or not at all (none)",
+    )
+    p.add_argument(
+        "--distill-output-weight",
+        type=_weight,
+        default=1.0,
+        help="weight of the prediction term (squared difference / the target's variance)",
+    )
+    p.add_argument(
+        "--distill-feature-weight",
+        type=_weight,
+        default=1.0,
+        help="weight of the per-block feature term (normalised squared difference)",
+    )
     p.add_argument(
         "--lam", type=float, default=None, help="AutoPrune: gate regularisation strength"
     )
@@ -143,8 +190,12 @@ def run_prune(args: argparse.Namespace) -> int:
         raise CliError("--target-macs needs --structured (unstructured zeros save no MACs)")
     elif not 0 < args.target_macs < 1:
         raise CliError(f"--target-macs must be in (0, 1), got {args.target_macs}")
-    if args.finetune_minutes < 0:
+    if not args.finetune_minutes >= 0:
         raise CliError(f"--finetune-minutes must be >= 0, got {args.finetune_minutes}")
+    if not (args.lr > 0 and args.lr < float("inf")):
+        raise CliError(f"--lr must be a positive number, got {args.lr}")
+    if not (0 <= args.min_lr <= args.lr):
+        raise CliError(f"--min-lr must be in [0, --lr], got {args.min_lr}")
     if args.finetune_steps is not None and args.finetune_steps < 1:
         raise CliError(f"--finetune-steps must be >= 1, got {args.finetune_steps}")
     if args.out.resolve() == args.model.resolve():
@@ -183,6 +234,11 @@ def run_prune(args: argparse.Namespace) -> int:
         finetune_minutes=args.finetune_minutes,
         finetune_steps=args.finetune_steps,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        min_lr=args.min_lr,
+        distill=args.distill,
+        distill_output_weight=args.distill_output_weight,
+        distill_feature_weight=args.distill_feature_weight,
         engine_options=options,
         seed=args.seed,
         progress=not args.no_progress,

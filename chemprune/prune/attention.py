@@ -8,7 +8,8 @@ computed by a small attention network from a *profile* of the channel:
 For SchNet's continuous-filter channels the profile ``phi_f`` is the filter's response over a
 grid of distances (``W_f(d_k) * fcut(d_k)``, :func:`schnet_filter_profiles`): channels whose
 filter is flat, tiny or redundant across distance bins can be told apart from those that shape
-the interaction. For any other structured group the profile is the unit's weights
+the interaction. The filter network's hidden units (the other half of the kernel) are profiled
+the same way, by their response over the distance grid scaled by their outgoing weights. For any other structured group the profile is the unit's weights
 (:func:`weight_profiles`). The profile is computed without gradient, so the attention network
 (the auxiliary parameters) learns only through the gate, with AutoPrune's weakly coupled rule
 ``dL/ds_f = sum(dL/dt * sgn(w)) * h'(s_f)`` and the gate regulariser, while the filter network
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 
 from chemprune.prune.autoprune import AutoPrunePruner, _Holder
 from chemprune.prune.base import register_pruner
-from chemprune.prune.groups import PruningGroup, get_param
+from chemprune.prune.groups import PruningGroup, Slot, get_param
 
 __all__ = ["ChannelAttention", "AttentionPruner", "weight_profiles", "schnet_filter_profiles"]
 
@@ -46,23 +47,38 @@ def weight_profiles(model: nn.Module, group: PruningGroup) -> Tensor:
 
 
 def schnet_filter_profiles(num_bins: int = 32) -> ProfileFn:
-    """Profile function for SchNet ``filter`` groups: filter values on ``num_bins`` distances."""
+    """Profile function for SchNet kernel groups, on ``num_bins`` distances in ``(0, cutoff]``.
+
+    * ``filter`` groups: each filter channel's values ``W_f(d) * fcut(d)``;
+    * ``filter_hidden`` groups: each hidden unit's response ``ssp(lin1(rbf(d)))_u * fcut(d)``,
+      times the norm of its outgoing weights (the column of ``lin2``), i.e. how much the unit
+      can move the filters at each distance.
+
+    Profiles are computed from the original (ungated) weights of the unit's own layer.
+    Any other group gets :func:`weight_profiles`.
+    """
 
     @torch.no_grad()
     def profiles(model: nn.Module, group: PruningGroup) -> Tensor:
         from chemprune.models.schnet import cosine_cutoff
 
-        m = re.fullmatch(r"interactions\.(\d+)\.filters", group.name)
+        m = re.fullmatch(r"interactions\.(\d+)\.(filters|filter_hidden)", group.name)
         if m is None:
             return weight_profiles(model, group)
-        blk = model.interactions[int(m.group(1))]
-        fn = blk.filter_network
-        w2 = get_param(model, group.mask_slots[0], original=True)
-        d = torch.linspace(0.0, model.cutoff, num_bins + 1, device=w2.device)[1:]
-        hidden = fn.act(fn.lin1(model.rbf(d)))
-        b2 = get_param(model, group.mask_slots[1], original=True)
-        resp = (hidden @ w2.T + b2) * cosine_cutoff(d, model.cutoff).unsqueeze(1)
-        return resp.T.contiguous()  # [F, num_bins]
+        p = f"interactions.{m.group(1)}.filter_network"
+        # original weights throughout: a gate's score must not depend on another gate
+        w1, b1, w2, b2 = (
+            get_param(model, Slot(f"{p}.{layer}", param), original=True)
+            for layer, param in (("lin1", "weight"), ("lin1", "bias"), ("lin2", "weight"))
+            + (("lin2", "bias"),)
+        )
+        act = model.get_submodule(p).act
+        d = torch.linspace(0.0, model.cutoff, num_bins + 1, device=w1.device)[1:]
+        fcut = cosine_cutoff(d, model.cutoff).unsqueeze(1)
+        hidden = act(model.rbf(d) @ w1.T + b1)  # [bins, H]
+        if m.group(2) == "filter_hidden":
+            return (hidden * fcut * w2.norm(dim=0)).T.contiguous()  # [H, num_bins]
+        return ((hidden @ w2.T + b2) * fcut).T.contiguous()  # [F, num_bins]
 
     return profiles
 

@@ -9,6 +9,11 @@ declared here:
   ``f2out``. Blocks end up with different widths, which ``SchNet.config()`` records.
 * ``filter_hidden``: hidden units of each filter-generating network (``lin1`` rows + bias,
   ``lin2`` columns; ``ssp(0) = 0``).
+* ``kernel``: the whole continuous-filter kernel of each block, ``filter`` and ``filter_hidden``
+  together: the per-pair work of a block is ``G*H + H*F`` multiply-adds (RBF -> hidden -> filters)
+  plus ``F`` for the product, so only removing both widths shrinks it in proportion. With one
+  sparsity both parts lose the same share of their units. This is what ``chemprune prune
+  --structured`` removes by default.
 * ``interaction``: the units of each block's atom-wise layer between the convolution and the
   block output (``f2out`` rows + bias, ``out`` columns).
 * ``atom_basis``: the atom-basis width (the residual stream ``h``), one group over the whole
@@ -28,9 +33,24 @@ from collections.abc import Iterable
 from chemprune.models.schnet import SchNet
 from chemprune.prune.groups import PruningGroup, Slot, weight_groups
 
-__all__ = ["schnet_groups", "SCHNET_GROUP_KINDS"]
+__all__ = ["schnet_groups", "expand_kind", "SCHNET_GROUP_KINDS", "COMPOSITE_KINDS"]
 
-SCHNET_GROUP_KINDS = ("filter", "filter_hidden", "interaction", "atom_basis", "weight")
+SCHNET_GROUP_KINDS = ("kernel", "filter", "filter_hidden", "interaction", "atom_basis", "weight")
+#: composite kinds and the kinds they stand for
+COMPOSITE_KINDS = {"kernel": ("filter", "filter_hidden")}
+
+
+def expand_kind(kind: str) -> list[str]:
+    """``"kernel+atom_basis"`` -> ``["filter", "filter_hidden", "atom_basis"]`` (checked)."""
+    parts = kind.split("+")
+    unknown = [k for k in parts if k not in SCHNET_GROUP_KINDS or k == "weight"]
+    kinds = [k for part in parts for k in COMPOSITE_KINDS.get(part, (part,))]
+    if unknown or len(set(kinds)) != len(kinds):
+        raise ValueError(
+            f"unknown SchNet group kind {kind!r}; use one of {SCHNET_GROUP_KINDS} "
+            "(structured ones may be joined by '+', each width once)"
+        )
+    return kinds
 
 
 def schnet_groups(
@@ -40,8 +60,8 @@ def schnet_groups(
 
     Args:
         model: a chemprune SchNet.
-        kind: ``filter``, ``filter_hidden``, ``interaction``, ``atom_basis`` (or several joined
-            by ``+``) or ``weight``.
+        kind: ``kernel``, ``filter``, ``filter_hidden``, ``interaction``, ``atom_basis`` (or
+            several joined by ``+``) or ``weight``.
         blocks: interaction blocks to include (default: all).
     """
     if not isinstance(model, SchNet):
@@ -60,13 +80,7 @@ def schnet_groups(
             if name.startswith("interactions.") and name not in names
         ]
         return weight_groups(model, exclude=skip)
-    kinds = kind.split("+")
-    unknown = [k for k in kinds if k not in SCHNET_GROUP_KINDS or k == "weight"]
-    if unknown or len(set(kinds)) != len(kinds):
-        raise ValueError(
-            f"unknown SchNet group kind {kind!r}; use one of {SCHNET_GROUP_KINDS} "
-            "(structured ones may be joined by '+')"
-        )
+    kinds = expand_kind(kind)
     groups = []
     if "atom_basis" in kinds:
         groups.append(_atom_basis_group(model))

@@ -99,7 +99,7 @@ def test_prune_errors(trained, qm9_dir, tmp_path):
     )  # filters alone cannot remove 99% of the work
     assert r.returncode == 2 and "cannot reach 0.01 of the MACs" in r.stderr
     r = run_cli("prune", *common, "--method", "magnitude", "--sparsity", "0.5", "--structured", "x")
-    assert r.returncode == 2 and "--structured takes filter" in r.stderr
+    assert r.returncode == 2 and "--structured takes kernel" in r.stderr
     foreign = tmp_path / "foreign.pt"
     import torch
 

@@ -96,3 +96,23 @@ def test_bad_hidden():
     model = SchNet(hidden_channels=8, filter_channels=4, num_interactions=1, num_gaussians=6)
     with pytest.raises(ValueError, match="hidden must be >= 1"):
         AttentionPruner(groups=schnet_groups(model), sparsity=0.5, hidden=0)
+
+
+def test_kernel_profiles_cover_hidden_units_from_original_weights(setup):
+    model, ms = setup
+    groups = schnet_groups(model, "kernel", blocks=[0])
+    assert [g.name for g in groups] == ["interactions.0.filters", "interactions.0.filter_hidden"]
+    fn = model.interactions[0].filter_network
+    prof = schnet_filter_profiles(8)(model, groups[1])
+    assert prof.shape == (fn.hidden_channels, 8)
+    from chemprune.models.schnet import cosine_cutoff
+
+    d = torch.linspace(0, model.cutoff, 9)[1:]
+    want = fn.act(fn.lin1(model.rbf(d))) * cosine_cutoff(d, model.cutoff).unsqueeze(1)
+    torch.testing.assert_close(prof, (want * fn.lin2.weight.norm(dim=0)).T.detach())
+    # gating both halves of the kernel: each gate's profile ignores the other gates
+    pruner = AttentionPruner(groups=groups, sparsity=0.5, profile_fn=schnet_filter_profiles(8))
+    pruner.attach(model)
+    torch.testing.assert_close(schnet_filter_profiles(8)(model, groups[1]), prof)
+    b = ms.collate(list(range(16)))
+    (model(b.z, b.pos, b.batch) - b.y).pow(2).mean().backward()  # no recursion between gates

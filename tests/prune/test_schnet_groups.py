@@ -78,3 +78,27 @@ def test_weight_groups_and_errors(model_and_batch):
     with pytest.raises(TypeError, match="expected a chemprune SchNet"):
         schnet_groups(torch.nn.Linear(2, 2))
     assert count_parameters(m)[0] == sum(p.numel() for p in m.parameters())
+
+
+def test_kernel_groups_prune_filters_and_hidden_units_together(model_and_batch):
+    m, b = model_and_batch
+    m.interactions[1].filter_network = type(m.interactions[1].filter_network)(
+        num_gaussians=10, hidden_channels=20, filter_channels=12
+    )  # the two halves of one kernel may have different widths
+    m.eval()
+    groups = schnet_groups(m, "kernel")
+    assert sorted({g.tags[0] for g in groups}) == ["filter", "filter_hidden"]
+    assert len(groups) == 6
+    MagnitudePruner(groups=groups, sparsity=0.75, scope="layer").apply(m)
+    masked = m(b.z, b.pos, b.batch)
+    shrink(m, groups)
+    torch.testing.assert_close(m(b.z, b.pos, b.batch), masked, atol=1e-5, rtol=1e-5)
+    cfg = m.config()
+    assert cfg["filter_channels"] == [3, 3, 3]
+    assert cfg["filter_hidden_channels"] == [3, 5, 3]  # 75% of both parts of every block
+    rebuilt = SchNet.from_config(cfg)
+    rebuilt.load_state_dict(m.state_dict())
+    torch.testing.assert_close(rebuilt.eval()(b.z, b.pos, b.batch), masked, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="each width once"):
+        schnet_groups(m, "kernel+filter")
+    assert len(schnet_groups(m, "kernel+atom_basis")) == 7

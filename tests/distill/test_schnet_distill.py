@@ -1,0 +1,85 @@
+"""Distilling a dense SchNet into its pruned copy (chemprune.distill.schnet)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from chemprune.data.batching import MoleculeSet
+from chemprune.distill.schnet import SchNetDistillation
+from chemprune.finetune import finetune
+from chemprune.models.schnet import SchNet
+from chemprune.prune import MagnitudePruner
+from chemprune.prune.schnet import schnet_groups
+
+
+@pytest.fixture
+def setup(qm9_small):
+    torch.manual_seed(0)
+    ms = MoleculeSet(qm9_small.z, qm9_small.pos, qm9_small.ptr, qm9_small.target_values("gap"))
+    teacher = SchNet(
+        hidden_channels=16, filter_channels=8, num_interactions=2, num_gaussians=10,
+        readout="mean", mean=6.8, std=1.3,
+    )  # fmt: skip
+    return teacher, ms, ms.collate(list(range(40)))
+
+
+def test_loss_is_zero_for_a_student_equal_to_its_teacher(setup):
+    teacher, _, b = setup
+    student = copy.deepcopy(teacher)
+    kd = SchNetDistillation(teacher=teacher, student=student, mode="features")
+    pred, terms = kd(b.z, b.pos, b.batch, b.num_molecules)
+    assert float(terms["kd"].detach()) == 0.0 and float(terms["kd_features"]) == 0.0
+    torch.testing.assert_close(pred, teacher(b.z, b.pos, b.batch))
+    # a pruned student is penalised, on both terms, and gradients reach the student only
+    MagnitudePruner(groups=schnet_groups(student, "kernel"), sparsity=0.5, scope="layer").apply(
+        student
+    )
+    pred, terms = kd(b.z, b.pos, b.batch, b.num_molecules)
+    assert float(terms["kd_output"]) > 0 and float(terms["kd_features"]) > 0
+    terms["kd"].backward()
+    assert any(p.grad is not None for p in student.parameters())
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+
+
+def test_teacher_is_never_updated_by_distilled_finetuning(setup):
+    teacher, ms, _ = setup
+    student = copy.deepcopy(teacher)
+    MagnitudePruner(groups=schnet_groups(student, "kernel"), sparsity=0.5, scope="layer").apply(
+        student
+    )
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    kd = SchNetDistillation(teacher=teacher, student=student, mode="features", adapter=True)
+    adapters = [p.clone() for p in kd.auxiliary_parameters()]
+    s_before = {k: v.clone() for k, v in student.state_dict().items()}
+    idx = np.arange(len(ms))
+    out = finetune(student, ms, idx[:160], idx[160:200], minutes=10, max_steps=8, batch_size=16,
+                   lr=1e-3, progress=False, log=lambda m: None, distill=kd, select_best=False)  # fmt: skip
+    assert out["steps"] == 8 and out["distill"]["adapter"] is True
+    assert teacher.training is False
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert any(not torch.equal(v, s_before[k]) for k, v in student.state_dict().items())
+    assert any(
+        not torch.equal(a, p) for a, p in zip(adapters, kd.auxiliary_parameters(), strict=True)
+    )
+
+
+def test_distillation_refuses_mismatched_models(setup):
+    teacher, _, _ = setup
+    with pytest.raises(ValueError, match="same model"):
+        SchNetDistillation(teacher=teacher, student=teacher)
+    other = SchNet(hidden_channels=16, filter_channels=8, num_interactions=3, num_gaussians=10)
+    with pytest.raises(ValueError, match="interaction blocks"):
+        SchNetDistillation(teacher=teacher, student=other)
+    with pytest.raises(ValueError, match="mode"):
+        SchNetDistillation(teacher=teacher, student=copy.deepcopy(teacher), mode="none")
+    with pytest.raises(ValueError, match="feature_weight"):
+        SchNetDistillation(teacher=teacher, student=copy.deepcopy(teacher), feature_weight=-1)
+    # a narrower atom basis gets an adapter per block, starting from the identity's rows
+    narrow = SchNet(hidden_channels=12, filter_channels=8, num_interactions=2, num_gaussians=10)
+    kd = SchNetDistillation(teacher=teacher, student=narrow)
+    assert kd.settings()["adapter"] and len(kd.auxiliary_parameters()) == 4
