@@ -3,7 +3,9 @@
 For each ``--models`` checkpoint (the first is the reference): test MAE on the test molecules of
 the first model's own split (all models must predict the same target), parameters, MACs on 64
 test molecules, saved file size, and CPU inference molecules/s at batch 1 and 64 (``--threads``,
-models interleaved, median of ``--repeats`` passes; the same timing code as ``qm9_prune.py``).
+models interleaved, median of ``--repeats`` passes; the same timing code as ``qm9_prune.py``),
+once per ``--runtimes`` entry (``eager``, ``torchscript``: the frozen graph ``chemprune export``
+writes); speedups are against the first model in eager mode.
 Prints a table, writes JSON and a bar plot (PNG). OMP_WAIT_POLICY=PASSIVE is set before torch.
 
     .venv/bin/python benchmarks/compare_models.py \\
@@ -33,6 +35,8 @@ from chemprune.checkpoint import atomic_save, load_model, model_checkpoint  # no
 from chemprune.compress_schnet import split_from_checkpoint  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
 from chemprune.data.qm9 import load_qm9  # noqa: E402
+from chemprune.evaluate import evaluate_model  # noqa: E402
+from chemprune.runtime import RUNTIMES, with_runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, nargs="+", required=True, help="reference first")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--runtimes",
+        type=lambda s: s.split(","),
+        default=["eager", "torchscript"],
+        help="comma-separated: eager, torchscript (default both)",
+    )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--time-mol64", type=int, default=1024, help="test molecules timed at batch 64")
     p.add_argument("--time-mol1", type=int, default=256, help="test molecules timed at batch 1")
@@ -48,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/compare_models.png")
     args = p.parse_args(argv)
     args.device = "cpu"
+    bad = [r for r in args.runtimes if r not in RUNTIMES]
+    if bad:
+        p.error(f"unknown runtimes {bad}; choose from {', '.join(RUNTIMES)}")
     return args
 
 
@@ -57,7 +70,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [Path(r["model"]).stem for r in rows]
+    names = [f"{Path(r['model']).stem}\n{r['runtime']}" for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, key, label in zip(
         axes,
@@ -88,34 +101,43 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"all models must predict {target['name']}, not {sorted(others)}")
     split = split_from_checkpoint(ref_ckpt, len(data))
     mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target["name"]))
-    rows = []
+    rows, modules = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for k, (path, (model, _)) in enumerate(zip(args.models, loaded, strict=True)):
             saved = Path(tmp) / f"m{k}.pt"
             atomic_save(model_checkpoint(model, target=target), saved)
             stats = static_stats(model, (mset, mset), split, saved)
-            rows.append({"model": str(path), "unit": target["unit"], **stats})
-    speeds = measure_speed([m for m, _ in loaded], timing_batches(mset, split, args), args)
+            for runtime in args.runtimes:
+                module = with_runtime(model, runtime)
+                test = stats["test_mae"]
+                if runtime != "eager":  # the same molecules through the compiled graph
+                    test = evaluate_model(module, mset, split.test)["mae"]
+                row = {"model": str(path), "runtime": runtime, "unit": target["unit"], **stats}
+                rows.append(row | {"test_mae": test})
+                modules.append(module)
+    speeds = measure_speed(modules, timing_batches(mset, split, args), args)
     for row, sp in zip(rows, speeds, strict=True):
         row.update(sp)
         for bs in (1, 64):
             row[f"speedup_b{bs}"] = row[f"mol_per_s_b{bs}"] / rows[0][f"mol_per_s_b{bs}"]
         row["file_bytes_on_disk"] = Path(row["model"]).stat().st_size
     head = (
-        f"{'model':<36} {'test MAE':>9} {'params':>8} {'MMACs/64':>9} {'file KB':>8} "
+        f"{'model':<36} {'runtime':<11} {'test MAE':>9} {'params':>8} {'MMACs/64':>9} {'file KB':>8} "
         f"{'mol/s b1':>9} {'mol/s b64':>9} {'x b1':>6} {'x b64':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{Path(r['model']).name:<36} {r['test_mae']:>9.4f} {r['params']:>8,d} "
+            f"{Path(r['model']).name:<36} {r['runtime']:<11} {r['test_mae']:>9.4f} {r['params']:>8,d} "
             f"{r['macs_per_batch64'] / 1e6:>9.1f} {r['file_bytes_on_disk'] / 1024:>8.1f} "
             f"{r['mol_per_s_b1']:>9.1f} {r['mol_per_s_b64']:>9.1f} "
             f"{r['speedup_b1']:>6.2f} {r['speedup_b64']:>6.2f}"
         )
     lines.append(
         f"(test MAE in {target['unit']} on the {len(split.test)} test molecules of the first "
-        f"model's split; {args.threads} CPU threads; speedups vs the first model, same run)"
+        f"model's split; {args.threads} CPU threads, OMP_WAIT_POLICY="
+        f"{os.environ.get('OMP_WAIT_POLICY')}; speedups vs the first model in the first "
+        "runtime, same run)"
     )
     text = "\n".join(lines)
     print(text)
@@ -124,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "compare_models",
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python", *sys.argv]),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         **env,
         "rows": rows,

@@ -29,7 +29,9 @@ Each finished row is written to ``--work-dir/rows/<target>/`` (its JSON and chec
 as it is done, so a rerun skips it. At the end every model of a target is measured in the same
 process: test MAE, parameters, MACs on 64 test molecules, file size, CPU molecules/s at batch 1
 and 64 (``--threads``, inference mode, warm-up, median of ``--repeats`` interleaved passes over
-fixed test molecules), speedups vs dense; the load average is recorded. Writes a table, the JSON
+fixed test molecules; at each ``--time-threads`` count), speedups vs dense; the load average
+and OMP_WAIT_POLICY are recorded. Rerunning with the same ``--work-dir`` trains nothing that is
+saved and measures again (e.g. on an idle machine, or with ``OMP_WAIT_POLICY`` set otherwise). Writes a table, the JSON
 (``--out``) and a plot of test MAE against speedup (``--plot``). OMP_WAIT_POLICY=PASSIVE is set
 before torch is imported.
 
@@ -364,14 +366,23 @@ def run_target(target: str, data, args, tmp: Path) -> dict:
         model, _ = load_model(row["model"])
         row.update(static_stats(model, (dev_set, mset), split, Path(row["model"])))
         live.append((row, model))
-    log(f"{target}: timing {len(live)} models")
-    speeds = measure_speed([m for _, m in live], timing_batches(mset, split, args), args)
-    for (row, _), sp in zip(live, speeds, strict=True):
-        row.update(sp)
+    batches = timing_batches(mset, split, args)
+    for k, threads in enumerate(args.time_threads):  # the first count is the table's
+        log(f"{target}: timing {len(live)} models on {threads} thread(s)")
+        torch.set_num_threads(threads)
+        speeds = measure_speed([m for _, m in live], batches, args)
+        for (row, _), sp in zip(live, speeds, strict=True):
+            row.update({f"{key}_t{threads}": v for key, v in sp.items()})
+            if k == 0:
+                row.update(sp)
+    torch.set_num_threads(args.threads)
     ref = rows[0]
     for row in (r for r in rows if "mol_per_s_b64" in r):
         for bs in (1, 64):
             row[f"speedup_b{bs}"] = row[f"mol_per_s_b{bs}"] / ref[f"mol_per_s_b{bs}"]
+            for t in args.time_threads:
+                key = f"mol_per_s_b{bs}_t{t}"
+                row[f"speedup_b{bs}_t{t}"] = row[key] / ref[key]
     return {
         "target": tdict(target), "split_sizes": list(split.sizes), "split_seed": split.seed,
         "dense": info, "seconds": time.perf_counter() - t0, "rows": rows,
@@ -511,7 +522,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--filters", type=int, default=None, help="default 128")
     p.add_argument("--interactions", type=int, default=None, help="default 6")
     p.add_argument("--lam", type=float, default=1e-4, help="AutoPrune/attention gate strength")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="training and fine-tuning threads")
+    p.add_argument(
+        "--time-threads", type=lambda s: [int(x) for x in s.split(",")], default=[2, 1],
+        help="thread counts the speed is measured at (the first is the table's; default 2,1)",
+    )  # fmt: skip
     p.add_argument("--repeats", type=int, default=None, help="timed passes, default 5")
     p.add_argument("--time-mol64", type=int, default=512, help="test molecules timed at batch 64")
     p.add_argument("--time-mol1", type=int, default=128, help="test molecules timed at batch 1")

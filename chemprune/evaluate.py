@@ -15,17 +15,19 @@ __all__ = ["predict_indices", "evaluate_model"]
 
 @torch.no_grad()
 def predict_indices(
-    model: SchNet, data: MoleculeSet, indices: np.ndarray, batch_size: int = 256
+    model: SchNet | torch.nn.Module, data: MoleculeSet, indices: np.ndarray, batch_size: int = 256
 ) -> torch.Tensor:
     """Predictions for molecules ``indices`` of ``data``, in order."""
-    was_training = model.training
-    model.eval()
+    was_training = bool(getattr(model, "training", False))  # frozen graphs have no mode
+    if was_training:
+        model.eval()
     out = []
     try:
         for b in data.batches(indices, batch_size):
             out.append(model(b.z, b.pos, b.batch, num_molecules=b.num_molecules))
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train(True)
     return torch.cat(out) if out else torch.zeros(0, device=data.device)
 
 

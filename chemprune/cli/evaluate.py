@@ -28,6 +28,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--runtime",
+        choices=("eager", "torchscript"),
+        default="eager",
+        help="eager PyTorch (default) or a frozen TorchScript graph (same values)",
+    )
     p.set_defaults(run=run_evaluate)
 
 
@@ -39,6 +45,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from chemprune.cli._common import load_dataset
     from chemprune.data.batching import MoleculeSet
     from chemprune.evaluate import evaluate_model
+    from chemprune.runtime import with_runtime
 
     set_threads(args.threads)
     if args.limit is not None and args.limit < 1:
@@ -58,12 +65,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
         indices = indices[: args.limit]
     target = ckpt["target"]
     mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target["name"]))
-    metrics = evaluate_model(model, mset, indices, batch_size=args.batch_size)
+    metrics = evaluate_model(
+        with_runtime(model, args.runtime), mset, indices, batch_size=args.batch_size
+    )
     result = {
         "model": str(args.model),
         "target": target["name"],
         "unit": target["unit"],
         "split": args.split,
+        "runtime": args.runtime,
         **metrics,
     }
     if args.json:

@@ -1,0 +1,45 @@
+"""Inference runtimes for a trained SchNet: eager PyTorch, or a frozen TorchScript graph.
+
+``torchscript`` scripts the model, freezes it (weights become constants, attribute look-ups
+and the Python dispatch of every submodule disappear) and applies
+``torch.jit.optimize_for_inference``. Its outputs equal eager's, gradients with respect to the
+positions (forces) included; on this project's 2-core CPU it runs a QM9 molecule at batch 1
+1.3-1.9x faster than eager and is the format ``chemprune export`` writes
+(``benchmarks/compare_models.py --runtimes eager,torchscript`` measures it). TorchScript is
+deprecated in torch 2.13; ``torch.export`` is its successor (issue 22).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from chemprune.models.schnet import SchNet
+
+__all__ = ["RUNTIMES", "compile_for_inference", "with_runtime"]
+
+RUNTIMES = ("eager", "torchscript")
+
+
+def compile_for_inference(model: SchNet) -> torch.jit.ScriptModule:
+    """A frozen, inference-optimised TorchScript copy of ``model`` (which is left unchanged)."""
+    was = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings():  # the deprecation is known and stated above
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.jit")
+            scripted = torch.jit.script(model)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(scripted))
+    finally:
+        model.train(was)
+
+
+def with_runtime(model: SchNet, runtime: str) -> nn.Module:
+    """``model`` itself for ``eager``, its compiled copy for ``torchscript``."""
+    if runtime == "eager":
+        return model
+    if runtime == "torchscript":
+        return compile_for_inference(model)
+    raise ValueError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")

@@ -1,0 +1,53 @@
+"""Inference runtimes (chemprune.runtime): the frozen TorchScript graph equals eager."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+
+from chemprune.ase import SchNetCalculator
+from chemprune.data.batching import MoleculeSet
+from chemprune.models.schnet import SchNet
+from chemprune.prune import MagnitudePruner, shrink
+from chemprune.prune.schnet import schnet_groups
+from chemprune.runtime import compile_for_inference, with_runtime
+
+
+@pytest.fixture
+def pruned_model(qm9_small):
+    torch.manual_seed(0)
+    m = SchNet(hidden_channels=16, filter_channels=12, num_interactions=2, num_gaussians=10)
+    groups = schnet_groups(m, "kernel")
+    MagnitudePruner(groups=groups, sparsity=0.5, scope="layer").apply(m)
+    shrink(m, groups)
+    return m.eval()
+
+
+def test_torchscript_runtime_equals_eager_on_real_molecules_and_forces(qm9_small, pruned_model):
+    ms = MoleculeSet(qm9_small.z, qm9_small.pos, qm9_small.ptr)
+    fast = compile_for_inference(pruned_model)
+    assert pruned_model.training is False and isinstance(fast, torch.jit.ScriptModule)
+    for idx in ([0], list(range(64)), list(range(100, 240))):
+        b = ms.collate(idx)
+        pos_a = b.pos.clone().requires_grad_(True)
+        pos_b = b.pos.clone().requires_grad_(True)
+        ya = pruned_model(b.z, pos_a, b.batch, num_molecules=b.num_molecules)
+        yb = fast(b.z, pos_b, b.batch, num_molecules=b.num_molecules)
+        torch.testing.assert_close(yb, ya, atol=1e-5, rtol=1e-5)
+        (fa,) = torch.autograd.grad(ya.sum(), pos_a)
+        (fb,) = torch.autograd.grad(yb.sum(), pos_b)
+        torch.testing.assert_close(fb, fa, atol=1e-5, rtol=1e-5)
+
+
+def test_ase_calculator_runtimes_agree(pruned_model):
+    results = {}
+    for runtime in ("eager", "torchscript"):
+        atoms = molecule("CH3CH2OH")
+        atoms.calc = SchNetCalculator(pruned_model, runtime=runtime)
+        results[runtime] = (atoms.get_potential_energy(), atoms.get_forces())
+    assert results["torchscript"][0] == pytest.approx(results["eager"][0], abs=1e-5)
+    np.testing.assert_allclose(results["torchscript"][1], results["eager"][1], atol=1e-5)
+    with pytest.raises(ValueError, match="unknown runtime 'onnx'"):
+        with_runtime(pruned_model, "onnx")
