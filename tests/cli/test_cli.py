@@ -113,7 +113,7 @@ def test_demo_end_to_end(tmp_path, prune_minutes):
             ln.split() for ln in r.stdout.splitlines() if ln.strip().startswith(("dense", "pruned"))
         ]
         assert [row[0] for row in rows] == ["dense", "pruned"]
-        assert "[32, 32, 32]" in r.stdout and (out / "pruned.pt").exists()
+        assert "32/32" in r.stdout and (out / "pruned.pt").exists()
         assert f"checkpoint: {out}/pruned.pt" in r.stdout
 
 
