@@ -259,8 +259,11 @@ def run_prune(args: argparse.Namespace) -> int:
         print(json.dumps({**report, "out": str(args.out)}))
     else:
         print(_table(report))
+        kd = report["distill"]
+        taught = "no distillation" if kd["mode"] == "none" else f"distilled ({kd['mode']})"
         print(
-            f"saved {args.out} ({report['method']}, {report['kind']}, sparsity {sparsity:.4g}); "
+            f"saved {args.out} ({report['method']}, {report['kind']}, sparsity {sparsity:.4g}; "
+            f"fine-tuned at lr {args.lr:g} {args.lr_schedule}, {taught}); "
             f"compression {report['compression']:.2f}x by nonzero parameters"
         )
     return 0
