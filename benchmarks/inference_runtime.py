@@ -39,6 +39,9 @@ def worker(args: argparse.Namespace) -> list[dict]:
     from chemprune.data.qm9 import load_qm9
     from chemprune.runtime import with_runtime
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from qm9_prune import one_pass  # the project's one timing loop
+
     data = load_qm9()
     loaded = [load_model(p) for p in args.models]
     test = loaded[0][1]["data"]["split"]["test"].numpy()
@@ -47,14 +50,6 @@ def worker(args: argparse.Namespace) -> list[dict]:
         1: [mset.collate(test[i : i + 1]) for i in range(args.time_mol1)],
         64: [mset.collate(test[i : i + 64]) for i in range(0, args.time_mol64, 64)],
     }
-
-    def one_pass(module, bl) -> float:
-        n = 0
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            for b in bl:
-                n += module(b.z, b.pos, b.batch, num_molecules=b.num_molecules).numel()
-        return n / (time.perf_counter() - t0)
 
     modules = [
         (str(path), rt, with_runtime(m, rt))
