@@ -166,6 +166,7 @@ def run_engine(method: str, sparsity: float, dense: SchNet, mset, split, args):
         engine_options=options, progress=False, log=log, distill=args.distill,
         distill_output_weight=args.distill_output_weight,
         distill_feature_weight=args.distill_feature_weight, **tune_options(args),
+        gradual=args.gradual and method in ("magnitude", "random"),
     )  # fmt: skip
     report.pop("before", None)
     return model, report
@@ -516,6 +517,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine")
     p.add_argument("--min-lr", type=float, default=1e-6)
     p.add_argument("--distill", choices=("none", "output", "features"), default="features")
+    p.add_argument("--gradual", action="store_true",
+                   help="magnitude and random remove units gradually (as the gates close)")  # fmt: skip
     p.add_argument("--distill-output-weight", type=float, default=1.0)
     p.add_argument("--distill-feature-weight", type=float, default=1.0)
     p.add_argument("--hidden", type=int, default=None, help="default 128")

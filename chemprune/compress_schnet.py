@@ -155,6 +155,7 @@ def prune_schnet(
     distill: str = "none",
     distill_output_weight: float = 1.0,
     distill_feature_weight: float = 1.0,
+    gradual: bool = False,
 ) -> dict[str, Any]:
     """Prune ``model`` in place; returns a report (widths, params, MACs, MAE before/after).
 
@@ -173,10 +174,19 @@ def prune_schnet(
         distill: ``none``, ``output`` or ``features``: the dense model as passed in teaches the
             pruned one during gate training and fine-tuning
             (:class:`~chemprune.distill.schnet.SchNetDistillation`), with these loss weights.
+        gradual: engines without gates (magnitude, ...) remove units gradually instead of at
+            once: during the first half of the budget the sparsity ramps up (cubic, over 60% of
+            that half, masks recomputed every 10 steps), as the gated engines' gates close; the
+            second half fine-tunes the final masks. Needs ``finetune_steps``.
     """
     if distill not in DISTILL_MODES:
         raise ValueError(f"distill must be one of {DISTILL_MODES}, got {distill!r}")
     engine_cls = PRUNERS.get(method)
+    gated = issubclass(engine_cls, AutoPrunePruner)
+    if gradual and (gated or method == "olmp"):
+        raise ValueError(f"gradual removal is for engines without gates or search, not {method}")
+    if gradual and not finetune_steps:
+        raise ValueError("gradual removal needs a step budget (finetune_steps)")
     groups = schnet_groups(model, kind, blocks=blocks)
     if kind != "weight":
         for g in groups:
@@ -216,6 +226,9 @@ def prune_schnet(
             options.setdefault("rank_gates", True)
             ramp = 500 if finetune_steps is None else max(1, int(0.6 * (finetune_steps // 2)))
             options.setdefault("schedule", Schedule(begin=0, end=ramp, power=3.0))
+        if gradual:
+            ramp = max(1, int(0.6 * (finetune_steps // 2)))
+            options.setdefault("schedule", Schedule(begin=0, end=ramp, every=10, power=3.0))
         engine = engine_cls(groups=groups, sparsity=sparsity, scope=scope, **options)
 
     teacher = None
@@ -233,32 +246,37 @@ def prune_schnet(
     else:
         kd = None
     tune: dict[str, Any] = {}
-    if isinstance(engine, AutoPrunePruner):  # AutoPrune and attention: gated training first
-        engine.attach(model)
-        gate_steps = None if finetune_steps is None else finetune_steps // 2
-        cap = "" if gate_steps is None else f" (at most {gate_steps} steps)"
-        log(f"{method}: training gates for {finetune_minutes / 2:g} min{cap}")
-        tune["gated"] = finetune(
+    if gated or gradual:  # gates that close, or masks that grow, over the first half
+        if gated:
+            engine.attach(model)
+        first = None if finetune_steps is None else finetune_steps // 2
+        cap = "" if first is None else f" (at most {first} steps)"
+        what = "training gates" if gated else "removing units gradually"
+        log(f"{method}: {what} for {finetune_minutes / 2:g} min{cap}")
+        tune["gated" if gated else "gradual"] = phase = finetune(
             model,
             data,
             split.train,
             val_idx,
             minutes=finetune_minutes / 2,
-            max_steps=gate_steps,
+            max_steps=first,
             lr=lr,
             batch_size=batch_size,
             pruner=engine,
             seed=seed,
             select_best=False,
-            start=before_val,  # every gate starts open: the gated model is the dense one
+            start=before_val,  # nothing is removed yet: the model is the dense one
             progress=progress,
             log=log,
             distill=kd,
         )
-        tune["gate_sparsity"] = engine.gate_sparsity()
-        engine.apply(model, sparsity)
+        if gated:
+            tune["gate_sparsity"] = engine.gate_sparsity()
+            engine.apply(model, sparsity)
+        else:
+            engine.apply(model)  # the final sparsity, whatever the time budget allowed
         remaining = finetune_minutes / 2
-        steps_left = None if gate_steps is None else finetune_steps - tune["gated"]["steps"]
+        steps_left = None if first is None else finetune_steps - phase["steps"]
     else:
         engine.apply(model)
         remaining = finetune_minutes
@@ -308,6 +326,7 @@ def prune_schnet(
         "lr": lr,
         "lr_schedule": lr_schedule,
         "distill": kd.settings() if kd is not None else {"mode": "none"},
+        "gradual": gradual,
     }
     if not math.isfinite(after_val["mae"]):
         raise FloatingPointError("the pruned model predicts non-finite values")

@@ -85,3 +85,19 @@ def test_target_macs_splits_the_kernel_budget_between_both_parts(setup):
     assert cfg["filter_channels"] == cfg["filter_hidden_channels"]  # one sparsity for both
     assert cfg["filter_channels"][0] < 8
     assert macs(SchNet.from_config(cfg)) <= 0.7 * macs(model)
+
+
+def test_gradual_magnitude_removal_ramps_then_fine_tunes(setup):
+    model, data, split = setup
+    report = prune_schnet(
+        model, data, split, method="magnitude", sparsity=0.5, kind="kernel", gradual=True,
+        finetune_minutes=30, finetune_steps=8, batch_size=16, progress=False, log=lambda m: None,
+    )  # fmt: skip
+    assert report["finetune"]["gradual"]["steps"] == 4 and _steps(report) == 8
+    assert report["gradual"] is True and model.filter_channels == [4, 4]
+    with pytest.raises(ValueError, match="needs a step budget"):
+        prune_schnet(model, data, split, method="magnitude", sparsity=0.5, kind="kernel",
+                     gradual=True, progress=False, log=lambda m: None)  # fmt: skip
+    with pytest.raises(ValueError, match="not attention"):
+        prune_schnet(model, data, split, method="attention", sparsity=0.5, kind="kernel",
+                     gradual=True, finetune_steps=4, progress=False, log=lambda m: None)  # fmt: skip

@@ -106,6 +106,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--min-lr", type=float, default=1e-6, help="end of the cosine schedule")
     p.add_argument(
+        "--gradual",
+        action="store_true",
+        help="engines without gates (magnitude): remove units gradually over the first half of "
+        "--finetune-steps instead of at once",
+    )
+    p.add_argument(
         "--distill",
         choices=("none", "output", "features"),
         default="features",
@@ -239,6 +245,7 @@ def run_prune(args: argparse.Namespace) -> int:
         distill=args.distill,
         distill_output_weight=args.distill_output_weight,
         distill_feature_weight=args.distill_feature_weight,
+        gradual=args.gradual,
         engine_options=options,
         seed=args.seed,
         progress=not args.no_progress,
