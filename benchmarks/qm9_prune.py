@@ -252,6 +252,8 @@ def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) ->
     for method in args.methods:
         if method == "dense_continued":
             todo.append((method, 0.0))
+        elif method == "torch_pruning":
+            todo += [(method, s) for s in args.tp_ratios]
         else:
             todo += [(method, s) for s in args.sparsities]
     rows = []
@@ -500,6 +502,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--sparsities", type=floats, default=None, help="default 0.5,0.75,0.9")
     p.add_argument(
+        "--tp-ratios", type=floats, default=None,
+        help="Torch-Pruning's ratios (default: --sparsities); it prunes every width, so other "
+        "ratios than the kernel's find its model of equal measured speed",
+    )  # fmt: skip
+    p.add_argument(
         "--subset", type=int, default=None,
         help="molecules split 80/10/10 (default 20000); 0: the standard 110,000/10,000/10,831",
     )  # fmt: skip
@@ -548,10 +555,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.tp_ratios is None:
+        args.tp_ratios = list(args.sparsities)
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         p.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    if any(not 0 < s < 1 for s in args.sparsities):
+    if any(not 0 < s < 1 for s in args.sparsities + args.tp_ratios):
         p.error("sparsities must be in (0, 1)")
     if args.finetune_steps < 1:
         p.error("--finetune-steps must be >= 1 (the budget every row shares)")
