@@ -242,8 +242,10 @@ def run_torch_pruning(sparsity: float, dense: SchNet, mset, split, args):
     return model, {"val_mae_pruned_untuned": untuned, "finetune": tune}
 
 
-def row_path(args, target: str, method: str, sparsity: float) -> Path:
-    return Path(args.work_dir) / "rows" / target / f"{method}_{sparsity:g}"
+def row_files(args, target: str, method: str, sparsity: float) -> tuple[Path, Path]:
+    """The row's JSON and checkpoint (names built by hand: ``0.75`` is no file suffix)."""
+    base = Path(args.work_dir) / "rows" / target / f"{method}_{sparsity:g}"
+    return base.with_name(base.name + ".json"), base.with_name(base.name + ".pt")
 
 
 def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) -> list[dict]:
@@ -258,10 +260,10 @@ def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) ->
             todo += [(method, s) for s in args.sparsities]
     rows = []
     for method, sp in todo:
-        base = row_path(args, target, method, sp)
-        if base.with_suffix(".json").exists():
-            log(f"{target}: {method} at {sp:g} done before ({base}.json)")
-            rows.append(json.loads(base.with_suffix(".json").read_text()))
+        json_path, model_path = row_files(args, target, method, sp)
+        if json_path.exists():
+            log(f"{target}: {method} at {sp:g} done before ({json_path})")
+            rows.append(json.loads(json_path.read_text()))
             continue
         log(f"{target}: {method} at sparsity {sp:g}")
         s0 = time.perf_counter()
@@ -284,12 +286,12 @@ def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) ->
         row["seconds"] = time.perf_counter() - s0
         model.cpu()
         if isinstance(model, SchNet):
-            row["model"] = str(base.with_suffix(".pt"))
-            base.parent.mkdir(parents=True, exist_ok=True)
-            atomic_save(model_checkpoint(model, target=tdict(target)), base.with_suffix(".pt"))
+            row["model"] = str(model_path)
+            model_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_save(model_checkpoint(model, target=tdict(target)), model_path)
         else:
             row["error"] = f"not a chemprune SchNet after pruning: {type(model).__name__}"
-        atomic_write_text(base.with_suffix(".json"), json.dumps(row, indent=1, default=str))
+        atomic_write_text(json_path, json.dumps(row, indent=1, default=str))
         rows.append(row)
     return rows
 
