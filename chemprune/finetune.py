@@ -3,7 +3,8 @@
 The loss is the task's mean squared error, plus the distillation terms of a
 :class:`~chemprune.distill.schnet.SchNetDistillation` when one is given (the dense parent
 teaching its pruned copy). The learning rate is constant or follows a cosine from ``lr`` to
-``min_lr`` over the budget (steps when ``max_steps`` is given, else the time budget): with
+``min_lr`` over the budget (steps or time, whichever runs out first, so the rate has annealed
+when either stops the run): with
 ``lr`` the parent's peak rate this is learning-rate rewinding (Renda et al., ICLR 2020), which
 recovers more than fine-tuning at the parent's last, small rate.
 """
@@ -90,10 +91,9 @@ def finetune(
     done = minutes == 0
     kd_sum = {"kd_output": 0.0, "kd_features": 0.0}
 
-    def progress_fraction() -> float:
-        if max_steps is not None:
-            return step / max_steps
-        return (time.perf_counter() - t0) / max(60.0 * minutes, 1e-9)
+    def progress_fraction() -> float:  # of whichever budget runs out first
+        by_time = (time.perf_counter() - t0) / max(60.0 * minutes, 1e-9)
+        return by_time if max_steps is None else max(step / max_steps, by_time)
 
     while not done:
         model.train()
@@ -158,6 +158,7 @@ def finetune(
         "seconds": time.perf_counter() - t0,
         "lr": lr,
         "lr_schedule": lr_schedule,
+        "lr_last_step": float(opt.param_groups[0]["lr"]),
     }
     if distill is not None:
         out["distill"] = distill.settings()

@@ -83,3 +83,17 @@ def test_distillation_refuses_mismatched_models(setup):
     narrow = SchNet(hidden_channels=12, filter_channels=8, num_interactions=2, num_gaussians=10)
     kd = SchNetDistillation(teacher=teacher, student=narrow)
     assert kd.settings()["adapter"] and len(kd.auxiliary_parameters()) == 4
+
+
+def test_cosine_fine_tuning_anneals_to_min_lr_within_the_step_budget(setup):
+    teacher, ms, _ = setup
+    idx = np.arange(len(ms))
+    common = dict(minutes=10, batch_size=16, lr=1e-3, progress=False, log=lambda m: None)
+    out = finetune(teacher, ms, idx[:160], idx[160:200], max_steps=10, lr_schedule="cosine",
+                   min_lr=1e-5, **common)  # fmt: skip
+    assert out["steps"] == 10 and 1e-5 < out["lr_last_step"] < 5e-5
+    out = finetune(teacher, ms, idx[:160], idx[160:200], max_steps=3, **common)
+    assert out["lr_last_step"] == 1e-3
+    with pytest.raises(ValueError, match="min_lr"):
+        finetune(teacher, ms, idx[:160], idx[160:200], max_steps=3, lr_schedule="cosine",
+                 min_lr=1e-2, **common)  # fmt: skip
