@@ -4,8 +4,10 @@
 and the Python dispatch of every submodule disappear) and applies
 ``torch.jit.optimize_for_inference``. Its outputs equal eager's, gradients with respect to the
 positions (forces) included; on this project's 2-core CPU it runs a QM9 molecule at batch 1
-1.3-1.9x faster than eager and is the format ``chemprune export`` writes
-(``benchmarks/compare_models.py --runtimes eager,torchscript`` measures it). TorchScript is
+1.6-1.8x faster than eager on one thread or under OpenMP's default wait policy (1.1x on two
+threads under ``OMP_WAIT_POLICY=PASSIVE``, where waking the second thread dominates), and is the
+format ``chemprune export`` writes (``benchmarks/inference_runtime.py`` and
+``benchmarks/compare_models.py`` measure it). TorchScript is
 deprecated in torch 2.13; ``torch.export`` is its successor (issue 22).
 """
 
