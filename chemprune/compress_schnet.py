@@ -1,8 +1,9 @@
 """Prune a trained chemprune SchNet with any registered engine, fine-tune, shrink, measure.
 
-Structured pruning (``kind="kernel"``, ``"filter"``, ``"filter_hidden"``, ...) removes units for real: the
-result is a smaller dense SchNet whose per-block widths the checkpoint records. Unstructured
-pruning (``kind="weight"``) leaves zeros in dense tensors (smaller only with sparse storage).
+Structured pruning (``kind="kernel"``, ``"filter"``, ``"filter_hidden"``, ...) removes units for
+real: the result is a smaller dense SchNet whose per-block widths the checkpoint records.
+Unstructured pruning (``kind="weight"``) leaves zeros in dense tensors (smaller only with sparse
+storage).
 """
 
 from __future__ import annotations
@@ -231,20 +232,16 @@ def prune_schnet(
             options.setdefault("schedule", Schedule(begin=0, end=ramp, every=10, power=3.0))
         engine = engine_cls(groups=groups, sparsity=sparsity, scope=scope, **options)
 
-    teacher = None
-    if distill != "none":
-        teacher = copy.deepcopy(model).eval()
-        prunes_basis = "atom_basis" in kind.split("+")
+    kd = None
+    if distill != "none":  # the model as passed in, frozen, teaches its pruned self
         kd = SchNetDistillation(
-            teacher=teacher,
+            teacher=copy.deepcopy(model),
             student=model,
             mode=distill,
             output_weight=distill_output_weight,
             feature_weight=distill_feature_weight,
-            adapter=True if prunes_basis else None,
+            adapter=True if "atom_basis" in kind.split("+") else None,
         )
-    else:
-        kd = None
     tune: dict[str, Any] = {}
     if gated or gradual:  # gates that close, or masks that grow, over the first half
         if gated:

@@ -11,8 +11,9 @@ zeroes single weights; --structured removes whole units for real, so the saved m
 and faster: the continuous-filter kernel of every interaction block (kernel, the default: its
 filter channels and its filter network's hidden units together), the filter channels alone
 (filter), the hidden units alone (filter_hidden), the blocks' atom-wise layer (interaction) or
-the atom-basis width (atom_basis), alone or joined by '+' (kernel+atom_basis). Say how much with --sparsity (fraction
-of units removed in every group) or --target-macs (fraction of the multiply-accumulates to keep).
+the atom-basis width (atom_basis), alone or joined by '+' (kernel+atom_basis). Say how much
+with --sparsity (fraction of units removed in every group) or --target-macs (fraction of the
+multiply-accumulates to keep).
 The pruned model is fine-tuned for --finetune-minutes (and/or --finetune-steps) on the
 checkpoint's own training split and saved with its new widths; predict/evaluate use it
 unchanged. During gate training and fine-tuning the dense model teaches the pruned one

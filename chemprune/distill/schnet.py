@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from chemprune.distill.capture import FeatureCapture
 from chemprune.distill.features import MSEFeatureLoss
+from chemprune.models.graph import radius_pairs
 from chemprune.models.schnet import SchNet
 
 __all__ = ["DISTILL_MODES", "SchNetDistillation"]
@@ -136,9 +137,12 @@ class SchNetDistillation(nn.Module):
         for cap in (self._s_cap, self._t_cap):
             if cap is not None:
                 cap.clear()
+        pairs = None  # one radius graph for both models when they share the cutoff
+        if self.teacher.cutoff == self.student.cutoff:
+            pairs = radius_pairs(pos, batch, self.student.cutoff)
         with torch.no_grad():
-            t_pred = self.teacher(z, pos, batch, num_molecules=num_molecules)
-        pred = self.student(z, pos, batch, num_molecules=num_molecules)
+            t_pred = self.teacher(z, pos, batch, pairs=pairs, num_molecules=num_molecules)
+        pred = self.student(z, pos, batch, pairs=pairs, num_molecules=num_molecules)
         var = self.teacher.std.detach().to(pred.dtype) ** 2
         kd_out = ((pred - t_pred) ** 2).mean() / var.clamp_min(1e-12)
         kd_feat = pred.new_zeros(())

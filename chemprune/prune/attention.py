@@ -9,8 +9,8 @@ For SchNet's continuous-filter channels the profile ``phi_f`` is the filter's re
 grid of distances (``W_f(d_k) * fcut(d_k)``, :func:`schnet_filter_profiles`): channels whose
 filter is flat, tiny or redundant across distance bins can be told apart from those that shape
 the interaction. The filter network's hidden units (the other half of the kernel) are profiled
-the same way, by their response over the distance grid scaled by their outgoing weights. For any other structured group the profile is the unit's weights
-(:func:`weight_profiles`). The profile is computed without gradient, so the attention network
+the same way, by their response over the distance grid scaled by their outgoing weights. For
+any other structured group the profile is the unit's weights (:func:`weight_profiles`). The profile is computed without gradient, so the attention network
 (the auxiliary parameters) learns only through the gate, with AutoPrune's weakly coupled rule
 ``dL/ds_f = sum(dL/dt * sgn(w)) * h'(s_f)`` and the gate regulariser, while the filter network
 learns only from the task loss. Everything else (hard gates, surrogate, separate optimizer,
@@ -69,8 +69,8 @@ def schnet_filter_profiles(num_bins: int = 32) -> ProfileFn:
         # original weights throughout: a gate's score must not depend on another gate
         w1, b1, w2, b2 = (
             get_param(model, Slot(f"{p}.{layer}", param), original=True)
-            for layer, param in (("lin1", "weight"), ("lin1", "bias"), ("lin2", "weight"))
-            + (("lin2", "bias"),)
+            for layer in ("lin1", "lin2")
+            for param in ("weight", "bias")
         )
         act = model.get_submodule(p).act
         d = torch.linspace(0.0, model.cutoff, num_bins + 1, device=w1.device)[1:]
