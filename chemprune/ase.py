@@ -25,6 +25,7 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from chemprune.checkpoint import load_model
+from chemprune.chem.sanity import DEFAULT_LIMITS, Limits, check_geometry
 from chemprune.chem.structures import StructureError, check_elements
 from chemprune.data.targets import get_target
 from chemprune.models.schnet import SchNet
@@ -55,6 +56,8 @@ class SchNetCalculator(Calculator):
         runtime: ``eager`` (default) or ``torchscript`` (a frozen graph, compiled once here:
             the same energies and forces, less time per molecular-dynamics step; see
             :mod:`chemprune.runtime`).
+        limits: geometry limits checked at every call (atom count, coordinates, closest
+            atoms; :class:`chemprune.chem.sanity.Limits`).
         **kwargs: passed on to :class:`ase.calculators.calculator.Calculator`.
 
     Raises:
@@ -73,6 +76,7 @@ class SchNetCalculator(Calculator):
         target: dict[str, Any] | None = None,
         allow_non_energy: bool = False,
         runtime: str = "eager",
+        limits: Limits = DEFAULT_LIMITS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -101,6 +105,7 @@ class SchNetCalculator(Calculator):
                 )
         self.model = with_runtime(net, runtime)
         self.runtime = runtime
+        self.limits = limits
         self.target = target
         self.unit = "eV" if target is None else str(target.get("unit", "eV"))
         first = next(net.parameters(), None)  # of the eager model (frozen graphs have none)
@@ -116,8 +121,10 @@ class SchNetCalculator(Calculator):
         """Compute energy (eV) and forces (eV/Angstrom) of ``atoms``; both are always stored.
 
         Raises:
-            StructureError: no atoms, non-finite positions or elements outside H, C, N, O, F.
+            StructureError: no atoms, non-finite positions, elements outside H, C, N, O, F,
+                too many atoms or atoms closer than ``limits.min_distance``.
             ValueError: periodic boundary conditions are switched on.
+            FloatingPointError: the model gave a non-finite energy or forces.
         """
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
@@ -131,8 +138,7 @@ class SchNetCalculator(Calculator):
             )
         check_elements(atoms.numbers, label)
         positions = np.asarray(atoms.positions, dtype=np.float64)
-        if not np.isfinite(positions).all():
-            raise StructureError(f"{label}: non-finite positions")
+        check_geometry(atoms.numbers, positions, label, self.limits)
 
         z = torch.as_tensor(atoms.numbers, dtype=torch.long, device=self._device)
         pos = torch.tensor(positions, dtype=self._dtype, device=self._device, requires_grad=True)
@@ -140,5 +146,11 @@ class SchNetCalculator(Calculator):
             energy = self.model(z, pos).sum()
             (grad,) = torch.autograd.grad(energy, pos, allow_unused=True)
         forces = np.zeros_like(positions) if grad is None else -grad.detach().cpu().double().numpy()
-        self.results["energy"] = float(energy.detach().cpu())
+        value = float(energy.detach().cpu())
+        if not (np.isfinite(value) and np.isfinite(forces).all()):
+            raise FloatingPointError(
+                f"{label}: the model gave a non-finite energy or forces (energy {value}); its "
+                "weights may be damaged"
+            )
+        self.results["energy"] = value
         self.results["forces"] = np.asarray(forces, dtype=np.float64)

@@ -9,17 +9,23 @@ A chemprune SchNet checkpoint is a plain dict of tensors, numbers and strings::
      "normalization": {"mean", "std", "atomref": {Z: value}},   # also in state_dict buffers
      "data": {"source", "split": {"seed", "sizes", "val", "test"}},
      "metrics": {...},
+     "integrity": {"algorithm": "sha256", "digest": ...},  # of config, target and weights
      "training": {...}   # resumable state; only in a run's last.pt}
 
-so ``predict``/``evaluate`` need nothing else to rebuild the model.
+so ``predict``/``evaluate`` need nothing else to rebuild the model. The digest is checked on
+every load: a flipped byte inside the weights (which ``torch.load`` does not notice) is refused
+with an error naming the file, as are non-finite weights. Files written before the digest
+existed (no ``integrity`` section) still load.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import pickle
 import tempfile
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +44,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "model_checkpoint",
+    "weights_digest",
 ]
 
 FORMAT = "chemprune.schnet"
@@ -103,10 +110,58 @@ def load_weights_file(path: os.PathLike | str) -> Any:
             f"model file {path} holds objects that are not allowed in a weights-only load "
             f"(not a chemprune checkpoint?): {first}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - a damaged file makes torch.load raise anything
+        # (RuntimeError, EOFError, BadZipFile, and for a damaged header the legacy unpickler's
+        # IndexError or KeyError, found by tests/test_fuzz.py)
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"model file {path} is truncated or corrupted: {msg}") from None
+        raise CheckpointError(
+            f"model file {path} is truncated or corrupted: {type(err).__name__}: {msg}"
+        ) from None
     return obj
+
+
+def _canonical(obj: Any) -> Any:
+    """``obj`` with tensors turned into lists, for a key-sorted JSON dump."""
+    if isinstance(obj, torch.Tensor):
+        return {"tensor": str(obj.dtype), "values": obj.tolist()}
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
+    return obj
+
+
+def weights_digest(
+    state_dict: dict[str, torch.Tensor], config: dict[str, Any], target: dict[str, Any]
+) -> str:
+    """SHA-256 over the architecture, the target and every tensor's name, dtype, shape and bytes
+    (in sorted order), so that any change to what defines the model's predictions changes it."""
+    h = hashlib.sha256()
+    h.update(json.dumps(_canonical({"config": config, "target": target}), sort_keys=True).encode())
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().to("cpu").contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _check_integrity(obj: dict[str, Any], path: os.PathLike | str) -> None:
+    integrity = obj.get("integrity")
+    if integrity is None:
+        return  # written before checksums existed
+    if not isinstance(integrity, dict) or integrity.get("algorithm") != "sha256":
+        raise CheckpointError(f"model file {path} has an unreadable integrity section")
+    try:
+        digest = weights_digest(obj["state_dict"], obj["config"], obj["target"])
+    except (TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise CheckpointError(f"model file {path} is corrupted: {err}") from None
+    if digest != integrity.get("digest"):
+        raise CheckpointError(
+            f"model file {path} is corrupted: its weights or architecture do not match the "
+            "checksum stored when it was written (a damaged copy? fetch or re-create it)"
+        )
 
 
 def load_checkpoint(path: os.PathLike | str) -> dict[str, Any]:
@@ -132,6 +187,10 @@ def load_checkpoint(path: os.PathLike | str) -> dict[str, Any]:
     for key in ("config", "state_dict", "target"):
         if not isinstance(obj.get(key), dict):
             raise CheckpointError(f"model file {path} lacks its {key!r} section")
+    bad = [k for k, v in obj["state_dict"].items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"model file {path}: state_dict entry {bad[0]!r} is not a tensor")
+    _check_integrity(obj, path)
     return obj
 
 
@@ -161,6 +220,10 @@ def model_checkpoint(
     }
     if extra:
         ckpt.update(extra)
+    ckpt["integrity"] = {
+        "algorithm": "sha256",
+        "digest": weights_digest(ckpt["state_dict"], ckpt["config"], ckpt["target"]),
+    }
     return ckpt
 
 
@@ -175,5 +238,12 @@ def load_model(path: os.PathLike | str) -> tuple[SchNet, dict[str, Any]]:
         raise CheckpointError(
             f"model file {path}: architecture and weights disagree: {msg}"
         ) from None
+    for name, t in ckpt["state_dict"].items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            n = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(
+                f"model file {path}: {n} non-finite weight(s) in {name!r} (NaN or inf); the "
+                "model would predict nonsense"
+            )
     model.eval()
     return model, ckpt

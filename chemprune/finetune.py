@@ -23,7 +23,11 @@ from chemprune.data.batching import MoleculeSet
 from chemprune.distill.schnet import SchNetDistillation
 from chemprune.evaluate import evaluate_model
 from chemprune.models.schnet import SchNet
+from chemprune.progress import progress_bar
 from chemprune.prune.base import Pruner
+
+# the bar counts per mille of the budget; the steps and the loss go in the postfix
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
 
 __all__ = ["finetune", "FINETUNE_SCHEDULES"]
 
@@ -82,10 +86,9 @@ def finetune(
     step, epoch = 0, 0
     bar = None
     if progress and minutes > 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=int(60 * minutes), unit="s", leave=False, desc="fine-tune", mininterval=1.0
+        # per mille of whichever budget (time or steps) runs out first
+        bar = progress_bar(
+            total=1000, leave=False, desc="fine-tune", mininterval=1.0, bar_format=BAR_FORMAT
         )
     t0 = time.perf_counter()
     done = minutes == 0
@@ -129,9 +132,10 @@ def finetune(
                 pruner.step(model, step)
             step += 1
             if bar is not None:
-                bar.n = min(int(time.perf_counter() - t0), bar.total)
+                bar.update(min(int(1000 * progress_fraction()), bar.total) - bar.n)
                 if step % 20 == 0:
                     bar.set_postfix(
+                        step=step,
                         loss=f"{loss.item():.4g}",
                         mae=f"{float(err.detach().abs().mean()):.4g}",
                         refresh=False,

@@ -34,7 +34,14 @@ from chemprune.distributed.context import DistContext, bytes_written
 from chemprune.distributed.smoothout import SmoothOut
 from chemprune.models.schnet import SchNet
 from chemprune.optim import LRSchedule, make_optimizer
-from chemprune.train_state import SignalGuard, resume_state, split_dict, target_dict
+from chemprune.progress import progress_bar
+from chemprune.train_state import (
+    SignalGuard,
+    resume_state,
+    run_lock,
+    split_dict,
+    target_dict,
+)
 from chemprune.train_step import accumulate_gradients, clip_gradients, steps_per_epoch, usable
 
 __all__ = ["TrainSettings", "TrainingDiverged", "TrainingInterrupted", "train", "target_statistics"]
@@ -123,7 +130,8 @@ def train(
         max_minutes: stop (resumably) after this much training time in this call.
         checkpoint_every: also save ``last.pt`` every N optimizer steps (0: epoch ends only).
         data_source: provenance string stored in checkpoints.
-        progress: show a tqdm progress bar (loss, MAE, ETA).
+        progress: show a progress bar (loss, MAE, ETA) when stderr is a terminal; the
+            one-line-per-epoch log comes either way.
         log: where one-line messages go.
         device: where the model and the molecules live while training (``cpu``, ``cuda``, ...);
             checkpoints are always written with CPU tensors.
@@ -131,9 +139,46 @@ def train(
             torchrun): each rank takes its share of every global batch of
             ``settings.batch_size`` molecules, gradients are exchanged with
             ``settings.comm_hook``, rank 0 alone logs and writes files. Default: one process.
+
+    Raises:
+        chemprune.runfolder.RunFolderBusy: another process is writing into ``out_dir``.
+        FileExistsError: ``out_dir`` already holds a run and ``resume`` is false.
     """
     out = Path(out_dir)
     ctx = context or DistContext.single()
+    with run_lock(out, ctx, what="chemprune train"):
+        return _train(
+            data,
+            split,
+            out,
+            settings=settings,
+            resume=resume,
+            max_minutes=max_minutes,
+            checkpoint_every=checkpoint_every,
+            data_source=data_source,
+            progress=progress,
+            log=log,
+            device=device,
+            ctx=ctx,
+        )
+
+
+def _train(
+    data: QM9Data,
+    split: Split,
+    out: Path,
+    *,
+    settings: TrainSettings,
+    resume: bool,
+    max_minutes: float | None,
+    checkpoint_every: int,
+    data_source: str,
+    progress: bool,
+    log: Callable[[str], None],
+    device: torch.device | str,
+    ctx: DistContext,
+) -> dict[str, Any]:
+    """:func:`train`'s body, run while this process holds the run folder's lock."""
     if not ctx.is_main:
         progress, log = False, _quiet
     last_path, best_path, hist_path = out / "last.pt", out / "best.pt", out / "history.jsonl"
@@ -231,10 +276,6 @@ def train(
     t_start = time.perf_counter()
     deadline = None if max_minutes is None else t_start + 60.0 * max_minutes
     stopped = None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        progress = False
 
     with SignalGuard() as guard:
         while epoch < settings.epochs and stopped is None:
@@ -248,7 +289,7 @@ def train(
             n_batches = len(chunks)
             bar = None
             if progress:
-                bar = tqdm(
+                bar = progress_bar(
                     total=n_batches,
                     initial=step_in_epoch,
                     leave=False,

@@ -3,7 +3,10 @@ and the SIGINT/SIGTERM guard that lets a run stop between steps with its state s
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +16,34 @@ import torch
 from chemprune.checkpoint import CheckpointError, load_checkpoint
 from chemprune.data.splits import Split
 from chemprune.data.targets import Target
-from chemprune.distributed.context import WorldSizeError
+from chemprune.distributed.context import DistContext, WorldSizeError
+from chemprune.runfolder import RunLock
 
-__all__ = ["target_dict", "split_dict", "SignalGuard", "resume_state"]
+__all__ = [
+    "target_dict",
+    "split_dict",
+    "SignalGuard",
+    "resume_state",
+    "run_lock",
+    "check_new_run",
+    "LOCK_HELD_ENV",
+]
+
+# Set by ``chemprune train --nproc N`` for its torchrun workers: the launcher holds the lock of
+# this (resolved) run folder for them, across restarts.
+LOCK_HELD_ENV = "CHEMPRUNE_RUN_LOCK_HELD"
+RUN_FILES = ("last.pt", "best.pt", "history.jsonl")
+
+
+@contextlib.contextmanager
+def run_lock(out: Path, ctx: DistContext, *, what: str) -> Iterator[RunLock | None]:
+    """Hold ``out``'s lock on the main rank for the duration (nothing elsewhere, nor when this
+    process's launcher holds it)."""
+    if not ctx.is_main or os.environ.get(LOCK_HELD_ENV) == str(Path(out).resolve()):
+        yield None
+        return
+    with RunLock(out, what=what) as lock:
+        yield lock
 
 
 def target_dict(t: Target) -> dict[str, Any]:
@@ -59,6 +87,23 @@ class SignalGuard:
             signal.signal(sig, old)
 
 
+def check_new_run(out: Path) -> None:
+    """Raise if ``out`` already holds a run's files (a new run would overwrite or mix with
+    them)."""
+    found = [name for name in RUN_FILES if (Path(out) / name).exists()]
+    if not found:
+        return
+    if "last.pt" in found:
+        raise FileExistsError(
+            f"{out} already holds a run ({', '.join(found)}); pass --resume to continue it or "
+            "choose another --out"
+        )
+    raise FileExistsError(
+        f"{out} already holds files of another run ({', '.join(found)}) and no last.pt to "
+        "resume from; choose another --out"
+    )
+
+
 def resume_state(
     out: Path, settings: Any, split: Split, *, resume: bool, world_size: int
 ) -> dict[str, Any] | None:
@@ -66,11 +111,7 @@ def resume_state(
     out.mkdir(parents=True, exist_ok=True)
     last_path = out / "last.pt"
     if not resume:
-        if last_path.exists():
-            raise FileExistsError(
-                f"{out} already holds a run (last.pt); pass --resume to continue it or choose "
-                "another --out"
-            )
+        check_new_run(out)
         return None
     if not last_path.exists():
         raise FileNotFoundError(f"cannot resume: {last_path} does not exist")

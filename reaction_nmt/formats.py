@@ -30,6 +30,7 @@ __all__ = [
     "DataFormatError",
     "csv_splits",
     "open_text",
+    "read_lines",
     "read_records",
     "split_files",
 ]
@@ -62,6 +63,40 @@ def open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
     return open(path, encoding="utf-8")
+
+
+def _unreadable(path: Path, err: BaseException) -> DataFormatError:
+    if isinstance(err, UnicodeDecodeError):
+        return DataFormatError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+        )
+    if isinstance(err, EOFError):
+        return DataFormatError(f"{path}: truncated (the compressed stream ends early)")
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return DataFormatError(f"{path}: unreadable: {text}")
+
+
+def read_lines(path: Path | str) -> list[str]:
+    """Every line of a text file (plain or ``.gz``), newlines kept; a missing, undecodable or
+    corrupt file is a :class:`DataFormatError` naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a directory, not a text file")
+    try:
+        with open_text(path) as fh:
+            return fh.readlines()
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError) as err:
+        if isinstance(err, DataFormatError):
+            raise
+        raise _unreadable(path, err) from None
+
+
+def _guarded(path: Path, records: Iterator[Record]) -> Iterator[Record]:
+    """``records``, with decoding and decompression failures turned into one-line errors."""
+    try:
+        yield from records
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError, csv.Error) as err:
+        raise _unreadable(path, err) from None
 
 
 def _first_existing(folder: Path, names: list[str]) -> Path | None:
@@ -210,12 +245,14 @@ def read_records(fmt: str, path: Path, **csv_options) -> Iterator[Record]:
     path = Path(path)
     if fmt not in FORMATS:
         raise DataFormatError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a directory, not a {fmt} file")
     if not path.is_file():
         raise DataFormatError(f"{path} does not exist")
     if fmt == "mapped":
-        return _read_mapped(path)
+        return _guarded(path, _read_mapped(path))
     if fmt == "liu-smi":
-        return _read_liu_smi(path)
+        return _guarded(path, _read_liu_smi(path))
     if fmt == "liu-tokenized":
-        return _read_liu_tokenized(path)
-    return _read_csv(path, **csv_options)
+        return _guarded(path, _read_liu_tokenized(path))
+    return _guarded(path, _read_csv(path, **csv_options))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from chemprune.chem.sanity import SMILES_CHARACTERS
 from reaction_nmt.chem import InvalidSmilesError, canonicalize, canonicalize_or_none
 from reaction_nmt.tokenize import detokenize, tokenize
 
@@ -17,6 +18,9 @@ class InvalidInput(ValueError):
     """A user input cannot be used; the message names the input and the molecule."""
 
 
+_ALLOWED = SMILES_CHARACTERS | {">"}
+
+
 def prepare_input(text: str, *, mode: str | None = None) -> str:
     """Tokenised canonical source for ``text`` (``A.B`` or ``reactants>reagents``).
 
@@ -24,6 +28,17 @@ def prepare_input(text: str, *, mode: str | None = None) -> str:
     joined, a ``separated`` model gets ``reactants>reagents`` (empty reagents if none given).
     """
     text = text.strip()
+    for i, ch in enumerate(text, start=1):
+        if ch.isspace():
+            raise InvalidInput(
+                f"input {text!r}: contains whitespace (at position {i}); give each reaction as "
+                "one argument with its molecules joined by '.'"
+            )
+        if ch not in _ALLOWED:
+            raise InvalidInput(
+                f"input {text!r}: character {ch!r} (U+{ord(ch):04X}) at position {i} is not a "
+                "SMILES character"
+            )
     sides = text.split(">")
     if not text or len(sides) > 2 or not sides[0]:
         raise InvalidInput(f"input {text!r}: expected 'SMILES' or 'reactants>reagents'")

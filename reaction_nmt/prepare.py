@@ -190,14 +190,48 @@ def prepare_corpora(
     """Write the corpora of every split in ``inputs`` (split name -> file) to ``out``.
 
     Returns the manifest (also written to ``out/manifest.json``). Raises :class:`PrepareError`
-    when a split yields no usable reaction.
+    when a split yields no usable reaction, or when ``out`` already holds a corpus (nothing is
+    mixed into it); a failed call removes the corpus files it wrote.
     """
     if mode not in MODES:
         raise PrepareError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     if augment < 0:
         raise PrepareError(f"--augment must be >= 0, got {augment}")
     out = Path(out)
+    existing = _corpus_files(out)
+    if existing:
+        shown = ", ".join(p.name for p in existing[:4]) + (", ..." if len(existing) > 4 else "")
+        raise PrepareError(
+            f"--out {out} already holds a corpus ({shown}); a second prepare would mix old and "
+            "new files: choose a new folder or remove it"
+        )
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _prepare_all(inputs, out, fmt=fmt, mode=mode, augment=augment, seed=seed,
+                            csv_options=csv_options)  # fmt: skip
+    except BaseException:
+        for f in _corpus_files(out):  # nothing half-written stays behind
+            f.unlink(missing_ok=True)
+        raise
+
+
+def _corpus_files(out: Path) -> list[Path]:
+    if not out.is_dir():
+        return []
+    names = [MANIFEST, "src-*.txt", "tgt-*.txt", "rejected-*.tsv"]
+    return sorted({p for pattern in names for p in out.glob(pattern)})
+
+
+def _prepare_all(
+    inputs: dict[str, Path],
+    out: Path,
+    *,
+    fmt: str,
+    mode: str,
+    augment: int,
+    seed: int,
+    csv_options: dict | None,
+) -> dict:
     manifest: dict = {
         "format": fmt,
         "mode": mode,

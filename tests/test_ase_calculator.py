@@ -120,3 +120,21 @@ def test_single_atom_has_zero_forces(u0_path):
     atoms.calc = SchNetCalculator(u0_path)
     assert np.isfinite(atoms.get_potential_energy())
     np.testing.assert_array_equal(atoms.get_forces(), np.zeros((1, 3)))
+
+
+def test_colliding_atoms_and_non_finite_energy_raise(u0_path):
+    atoms = Atoms("CH", positions=[[0, 0, 0], [0, 0, 0.01]])
+    atoms.calc = SchNetCalculator(u0_path)
+    with pytest.raises(StructureError, match=r"atoms 1 \(C\) and 2 \(H\) are 0\.010 A apart"):
+        atoms.get_potential_energy()
+    far = Atoms("CH", positions=[[0, 0, 0], [0, 0, 1e39]])
+    far.calc = SchNetCalculator(u0_path)
+    with pytest.raises(StructureError, match="beyond"):
+        far.get_potential_energy()
+    model = SchNet(hidden_channels=8, filter_channels=8, num_interactions=1, num_gaussians=8)
+    with torch.no_grad():
+        model.embedding.weight.fill_(float("nan"))
+    ch4 = molecule("CH4")
+    ch4.calc = SchNetCalculator(model)
+    with pytest.raises(FloatingPointError, match="non-finite energy"):
+        ch4.get_potential_energy()

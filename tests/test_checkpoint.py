@@ -14,6 +14,7 @@ from chemprune.checkpoint import (
     load_checkpoint,
     load_model,
     model_checkpoint,
+    weights_digest,
 )
 from chemprune.models.schnet import SchNet
 
@@ -113,5 +114,57 @@ def test_newer_format_and_mismatched_weights(tmp_path, saved):
         load_checkpoint(tmp_path / "future.pt")
     bad = {**ckpt, "config": {**ckpt["config"], "filter_channels": [6, 6]}}
     atomic_save(bad, tmp_path / "mismatch.pt")
-    with pytest.raises(CheckpointError, match="mismatch.pt: architecture and weights disagree"):
+    with pytest.raises(CheckpointError, match="mismatch.pt is corrupted: its weights or arch"):
         load_model(tmp_path / "mismatch.pt")
+    # a file from before checksums: the architecture check still names the problem
+    old = {k: v for k, v in bad.items() if k != "integrity"}
+    atomic_save(old, tmp_path / "mismatch_old.pt")
+    with pytest.raises(CheckpointError, match="mismatch_old.pt: architecture and weights disagree"):
+        load_model(tmp_path / "mismatch_old.pt")
+
+
+def test_checksum_catches_a_flipped_weight_byte(tmp_path, saved):
+    m, _ = saved
+    path = tmp_path / "m.pt"
+    atomic_save(model_checkpoint(m, target=TARGET), path)
+    load_model(path)  # intact
+    # find one weight's bytes inside the zip archive and flip one bit of them
+    blob = bytearray(path.read_bytes())
+    weight = m.state_dict()["embedding.weight"].contiguous().numpy().tobytes()
+    at = bytes(blob).find(weight[:64])
+    assert at > 0, "the weights are stored uncompressed"
+    blob[at + 5] ^= 0x01
+    (tmp_path / "flipped.pt").write_bytes(bytes(blob))
+    ckpt = torch.load(tmp_path / "flipped.pt", weights_only=True)  # torch itself notices nothing
+    assert not torch.equal(
+        ckpt["state_dict"]["embedding.weight"], m.state_dict()["embedding.weight"]
+    )
+    with pytest.raises(CheckpointError, match=r"flipped\.pt is corrupted: .*checksum"):
+        load_model(tmp_path / "flipped.pt")
+
+
+def test_checksum_covers_target_and_digest_is_stable(tmp_path, saved):
+    m, _ = saved
+    a, b = model_checkpoint(m, target=TARGET), model_checkpoint(m, target=TARGET)
+    assert a["integrity"]["digest"] == b["integrity"]["digest"]
+    assert weights_digest(a["state_dict"], a["config"], a["target"]) == a["integrity"]["digest"]
+    relabelled = {**a, "target": {**a["target"], "unit": "kcal/mol"}}
+    atomic_save(relabelled, tmp_path / "relabelled.pt")
+    with pytest.raises(CheckpointError, match="relabelled.pt is corrupted"):
+        load_checkpoint(tmp_path / "relabelled.pt")
+
+
+def test_non_finite_weights_refused(tmp_path, saved):
+    m, _ = saved
+    ckpt = model_checkpoint(m, target=TARGET)
+    state = dict(ckpt["state_dict"])
+    w = state["embedding.weight"].clone()
+    w[3, 1] = float("nan")
+    state["embedding.weight"] = w
+    # a NaN written by a bad run, with a matching checksum: refused for the NaN itself
+    nan = model_checkpoint(m, target=TARGET)
+    nan["state_dict"] = state
+    nan["integrity"]["digest"] = weights_digest(state, nan["config"], nan["target"])
+    atomic_save(nan, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match=r"nan\.pt: 1 non-finite weight\(s\) in 'embedding"):
+        load_model(tmp_path / "nan.pt")

@@ -252,3 +252,47 @@ def test_killed_run_resumes_with_nothing_lost(qm9_dir, tmp_path, sig):
     np.testing.assert_allclose(hb, ha, rtol=1e-5)
     rows = (out / "history.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == list(range(1, 26))
+
+
+@pytest.mark.slow
+def test_kill_nine_soak_ends_bit_exact(qm9_dir, tmp_path):
+    """SIGKILL at random points, 20 times, resuming each time: the run ends bit-exact with one
+    that was never interrupted (issue 22's soak)."""
+    rng = np.random.default_rng(22)
+    env_kw = dict(cwd=REPO, capture_output=True, text=True, timeout=900)
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(qm9_dir, ref, "--checkpoint-every", "3"), check=True, **env_kw)
+    out = tmp_path / "run"
+    kills, step_at_kill = 0, []
+    while kills < 20:
+        resume = ["--resume"] if (out / "last.pt").exists() else []
+        proc = subprocess.Popen(
+            _train_cmd(qm9_dir, out, "--checkpoint-every", "3", *resume),
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        before = (out / "last.pt").stat().st_mtime_ns if resume else 0
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:  # wait for progress
+            if (out / "last.pt").exists() and (out / "last.pt").stat().st_mtime_ns != before:
+                break
+            time.sleep(0.01)
+        time.sleep(float(rng.uniform(0, 0.6)))  # then a random point
+        if proc.poll() is not None:
+            break  # finished before the kill
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        step_at_kill.append(load_checkpoint(out / "last.pt")["training"]["global_step"])
+    assert kills == 20, f"the run finished after {kills} kills; make it longer"
+    assert step_at_kill == sorted(step_at_kill) and len(set(step_at_kill)) > 10
+    done = subprocess.run(_train_cmd(qm9_dir, out, "--checkpoint-every", "3", "--resume"), **env_kw)
+    assert done.returncode == 0, done.stderr
+    a, b = _final_state(ref), _final_state(out)
+    assert a["training"]["global_step"] == b["training"]["global_step"]
+    for k, v in a["state_dict"].items():
+        assert torch.equal(b["state_dict"][k], v), k
+    assert [r["val_mae"] for r in a["training"]["history"]] == [
+        r["val_mae"] for r in b["training"]["history"]
+    ]
+    rows = (out / "history.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == list(range(1, 26))

@@ -18,6 +18,14 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols
 
+from chemprune.chem.sanity import (
+    DEFAULT_LIMITS,
+    Limits,
+    StructureError,
+    check_atom_count,
+    check_geometry,
+    check_smiles_text,
+)
 from chemprune.data.targets import ELEMENTS
 
 __all__ = [
@@ -31,10 +39,6 @@ __all__ = [
 ]
 
 
-class StructureError(ValueError):
-    """An input structure is unusable; the message names the input and the problem."""
-
-
 @dataclass
 class Structure:
     """One molecule.
@@ -44,12 +48,15 @@ class Structure:
         z: ``[N]`` int64 atomic numbers.
         pos: ``[N, 3]`` float64 positions in Angstrom.
         source: where it came from: ``"smiles"`` or the file path.
+        fragments: disconnected fragments of a SMILES (placed apart, see
+            :func:`smiles_to_structure`).
     """
 
     name: str
     z: np.ndarray
     pos: np.ndarray
     source: str
+    fragments: int = 1
 
 
 def _symbol(z: int) -> str:
@@ -103,58 +110,14 @@ def _parse_reason(log: str) -> str:
     return reason or "RDKit could not parse it"
 
 
-def smiles_to_structure(
-    smiles: str, *, seed: int = 0xF00D, max_attempts: int = 3, optimize: bool = True
-) -> Structure:
-    """Embed a SMILES string in 3D (hydrogens added).
+FRAGMENT_MODES = ("separate", "refuse")
 
-    Elements are checked before any embedding work. Coordinates come from RDKit's ETKDGv3 with
-    ``randomSeed=seed`` (later attempts use random starting coordinates and ``seed + k``), then
-    an MMFF94 relaxation (UFF where MMFF lacks parameters; the ETKDG geometry where neither
-    applies). The same ``seed`` gives the same geometry. Multi-fragment SMILES are embedded as
-    one molecule; charged species are allowed.
 
-    Args:
-        smiles: the SMILES string.
-        seed: random seed of the embedding.
-        max_attempts: embedding attempts before giving up.
-        optimize: relax the embedded geometry with a force field.
-
-    Returns:
-        The structure, named after the SMILES, with ``source="smiles"``.
-
-    Raises:
-        StructureError: ``"invalid SMILES '<s>': <reason>"`` (empty string, parse or valence
-            error), unsupported elements, or ``"could not embed 3D coordinates for SMILES
-            '<s>'"``.
-    """
-    from rdkit import Chem
+def _embed(mol, *, seed: int, max_attempts: int, optimize: bool) -> np.ndarray | None:
+    """ETKDGv3 coordinates of ``mol`` (hydrogens present), relaxed by MMFF94 or UFF; ``None``
+    when every attempt fails."""
     from rdkit.Chem import AllChem
 
-    if not isinstance(smiles, str):
-        raise StructureError(f"invalid SMILES {smiles!r}: not a string")
-    text = smiles.strip()
-    if not text:
-        raise StructureError(f"invalid SMILES {smiles!r}: empty string")
-    if any(ch.isspace() for ch in text):
-        raise StructureError(f"invalid SMILES {smiles!r}: contains whitespace")
-    with _capture_rdkit() as log:
-        mol = Chem.MolFromSmiles(text, sanitize=False)
-    if mol is None:
-        raise StructureError(
-            f"invalid SMILES {smiles!r}: {_parse_reason(getattr(log, 'messages', ''))}"
-        )
-    if mol.GetNumAtoms() == 0:
-        raise StructureError(f"invalid SMILES {smiles!r}: no atoms")
-    check_elements([a.GetAtomicNum() for a in mol.GetAtoms()], f"SMILES {smiles!r}")
-    try:
-        with _capture_rdkit():
-            Chem.SanitizeMol(mol)
-    except Exception as err:  # AtomValenceException, KekulizeException, ...
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StructureError(f"invalid SMILES {smiles!r}: {reason}") from None
-
-    mol = Chem.AddHs(mol)
     params = AllChem.ETKDGv3()
     conf_id = -1
     for attempt in range(max(1, int(max_attempts))):
@@ -165,8 +128,7 @@ def smiles_to_structure(
         if conf_id >= 0:
             break
     if conf_id < 0:
-        raise StructureError(f"could not embed 3D coordinates for SMILES {smiles!r}")
-
+        return None
     if optimize:
         with _capture_rdkit():
             try:
@@ -176,12 +138,122 @@ def smiles_to_structure(
                     AllChem.UFFOptimizeMolecule(mol, maxIters=2000)
             except (RuntimeError, ValueError):
                 pass  # keep the ETKDG geometry
+    pos = np.asarray(mol.GetConformer(conf_id).GetPositions(), dtype=np.float64)
+    return pos if np.isfinite(pos).all() else None
+
+
+def _place_apart(parts: list[np.ndarray], gap: float) -> list[np.ndarray]:
+    """Fragments' coordinates moved along x so that neighbours are ``gap`` A apart or more
+    (each centred on its own centroid in y and z)."""
+    placed, cursor = [], 0.0
+    for pos in parts:
+        pos = pos - pos.mean(axis=0)
+        shift = cursor - pos[:, 0].min() if placed else 0.0
+        pos = pos + np.array([shift, 0.0, 0.0])
+        placed.append(pos)
+        cursor = pos[:, 0].max() + gap
+    return placed
+
+
+def smiles_to_structure(
+    smiles: str,
+    *,
+    seed: int = 0xF00D,
+    max_attempts: int = 3,
+    optimize: bool = True,
+    fragments: str = "separate",
+    fragment_gap: float = 10.0,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Structure:
+    """Embed a SMILES string in 3D (hydrogens added).
+
+    The text is checked first (SMILES characters only, see
+    :func:`chemprune.chem.sanity.check_smiles_text`), then the elements and the atom count,
+    before any embedding work. Coordinates come from RDKit's ETKDGv3 with ``randomSeed=seed``
+    (later attempts use random starting coordinates and ``seed + k``), then an MMFF94 relaxation
+    (UFF where MMFF lacks parameters; the ETKDG geometry where neither applies). The same
+    ``seed`` gives the same geometry. Charged species are allowed.
+
+    A multi-fragment SMILES (a salt, a solvate, ``C.C``) is, with ``fragments="separate"``,
+    embedded fragment by fragment and the fragments placed ``fragment_gap`` A apart along x:
+    beyond the model's cutoff they do not interact (embedded as one molecule they would overlap,
+    closest atoms 0.0-0.4 A apart, and the model's value would mean nothing). With
+    ``fragments="refuse"`` such a SMILES is an error.
+
+    Args:
+        smiles: the SMILES string.
+        seed: random seed of the embedding.
+        max_attempts: embedding attempts before giving up.
+        optimize: relax the embedded geometry with a force field.
+        fragments: ``"separate"`` or ``"refuse"`` (see above).
+        fragment_gap: closest distance between two fragments' atoms, Angstrom.
+        limits: size and geometry limits (:class:`chemprune.chem.sanity.Limits`).
+
+    Returns:
+        The structure, named after the SMILES, with ``source="smiles"`` and ``fragments`` set.
+
+    Raises:
+        StructureError: ``"invalid SMILES '<s>': <reason>"`` (empty string, a character that is
+            not SMILES, parse or valence error), unsupported elements, too many atoms, a refused
+            multi-fragment SMILES, or ``"could not embed 3D coordinates for SMILES '<s>'"``.
+    """
+    from rdkit import Chem
+
+    if fragments not in FRAGMENT_MODES:
+        raise ValueError(f"fragments must be one of {FRAGMENT_MODES}, got {fragments!r}")
+    if not (np.isfinite(fragment_gap) and fragment_gap > 0):
+        raise ValueError(f"fragment_gap must be a positive number of Angstrom, got {fragment_gap}")
+    text = check_smiles_text(smiles, limits)
+    shown = repr(text) if len(text) <= 80 else repr(text[:72] + "...")
+    with _capture_rdkit() as log:
+        mol = Chem.MolFromSmiles(text, sanitize=False)
+    if mol is None:
+        raise StructureError(
+            f"invalid SMILES {shown}: {_parse_reason(getattr(log, 'messages', ''))}"
+        )
+    if mol.GetNumAtoms() == 0:
+        raise StructureError(f"invalid SMILES {shown}: no atoms")
+    check_elements([a.GetAtomicNum() for a in mol.GetAtoms()], f"SMILES {shown}")
+    try:
+        with _capture_rdkit():
+            Chem.SanitizeMol(mol)
+    except Exception as err:  # AtomValenceException, KekulizeException, ...
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StructureError(f"invalid SMILES {shown}: {reason}") from None
+
+    mol = Chem.AddHs(mol)
+    if mol.GetNumAtoms() > limits.max_smiles_atoms:
+        raise StructureError(
+            f"SMILES {shown}: {mol.GetNumAtoms():,} atoms with hydrogens, more than the limit of "
+            f"{limits.max_smiles_atoms:,} for a 3D embedding (its cost grows steeply: about 10 s "
+            "at 300 atoms, minutes at 600); give a structure file instead"
+        )
+    mapping: list[tuple[int, ...]] = []
+    parts = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=True, fragsMolAtomMapping=mapping)
+    if len(parts) == 1:
+        parts, mapping = (mol,), [tuple(range(mol.GetNumAtoms()))]
+    if len(parts) > 1 and fragments == "refuse":
+        raise StructureError(
+            f"SMILES {shown} has {len(parts)} disconnected fragments; give one molecule per "
+            "SMILES (or let the fragments be placed apart)"
+        )
+    pos = np.zeros((mol.GetNumAtoms(), 3))
+    coords = []
+    for k, part in enumerate(parts):
+        xyz = _embed(part, seed=seed + 7919 * k, max_attempts=max_attempts, optimize=optimize)
+        if xyz is None:
+            what = f" (fragment {k + 1} of {len(parts)})" if len(parts) > 1 else ""
+            raise StructureError(f"could not embed 3D coordinates for SMILES {shown}{what}")
+        coords.append(xyz)
+    for idx, xyz in zip(mapping, _place_apart(coords, fragment_gap), strict=True):
+        pos[list(idx)] = xyz
 
     z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
-    pos = np.asarray(mol.GetConformer(conf_id).GetPositions(), dtype=np.float64)
-    if not np.isfinite(pos).all():
-        raise StructureError(f"could not embed 3D coordinates for SMILES {smiles!r}")
-    return Structure(name=text, z=z, pos=pos, source="smiles")
+    try:
+        check_geometry(z, pos, f"SMILES {shown}", limits)
+    except StructureError as err:
+        raise StructureError(f"{err} (the 3D embedding failed; try another --seed)") from None
+    return Structure(name=text, z=z, pos=pos, source="smiles", fragments=len(parts))
 
 
 def _first_line(err: BaseException) -> str:
@@ -201,14 +273,63 @@ def _check_file(path: Path, kind: str) -> None:
         raise StructureError(f"{kind} {path} is empty")
 
 
-def read_structure_file(path: os.PathLike | str) -> list[Structure]:
+XYZ_SUFFIXES = (".xyz", ".extxyz")
+
+
+def _scan_xyz(path: Path, limits: Limits) -> None:
+    """Walk an XYZ file's count lines before ASE reads it: a count above ``limits.max_atoms``, a
+    negative one, a file that ends inside a frame or holds too many frames is refused here (ASE
+    would try to read 10**12 atoms, or fail with a bare ``StopIteration``)."""
+    frame, lineno, blank = 0, 0, 0
+    with open(path, "rb") as fh:
+        lines = iter(fh)
+        for raw in lines:
+            lineno += 1
+            line = raw.strip()
+            if not line:
+                blank = blank or lineno  # fine after the last frame only
+                continue
+            if blank and frame:
+                raise StructureError(
+                    f"{path}: blank line {blank} between frames {frame} and {frame + 1}; ASE "
+                    "stops reading there and would drop the frames after it: remove it"
+                )
+            try:
+                count = int(line.split()[0])
+            except ValueError:
+                return  # not a plain count line: let ASE judge the format
+            frame += 1
+            where = f"{path} (frame {frame}, line {lineno})"
+            if count < 0:
+                raise StructureError(f"{where}: negative atom count {count}")
+            check_atom_count(count, where, limits)
+            if frame > limits.max_molecules:
+                raise StructureError(
+                    f"{path}: more than {limits.max_molecules:,} structures in one file"
+                )
+            for k in range(count + 1):  # the comment line, then the atoms
+                if next(lines, None) is None:
+                    got = max(k - 1, 0)
+                    raise StructureError(
+                        f"{where}: truncated: the frame declares {count} atoms but the file "
+                        f"ends after {got}"
+                    )
+                lineno += 1
+
+
+def read_structure_file(
+    path: os.PathLike | str, *, limits: Limits = DEFAULT_LIMITS
+) -> list[Structure]:
     """Read every frame of an ASE-readable structure file (xyz, extxyz, sdf, pdb, ...).
 
     Structures are named ``"<file>"``, or ``"<file>#<k>"`` (``k`` from 1) when the file holds
-    several frames. Periodic cells are ignored: the models are molecular.
+    several frames. Periodic cells are ignored: the models are molecular. Every frame's geometry
+    is checked (:func:`chemprune.chem.sanity.check_geometry`: atom count, coordinates float32
+    can hold, no coincident atoms); an XYZ file's count lines are checked before it is parsed.
 
     Args:
         path: the file; the format is guessed by ASE from its name and contents.
+        limits: size and geometry limits.
 
     Returns:
         One :class:`Structure` per frame, ``source`` being the path.
@@ -216,13 +337,24 @@ def read_structure_file(path: os.PathLike | str) -> list[Structure]:
     Raises:
         StructureError: missing, empty or unreadable file (``"could not read <file>: <ASE's
             reason>"``), unknown format, a frame with no atoms or non-finite coordinates, or
-            unsupported elements; frames are named as ``"<file> (frame k)"``.
+            unsupported elements, too many atoms or frames, atoms closer than
+            ``limits.min_distance``; frames are named as ``"<file> (frame k)"``.
     """
     import ase.io
     from ase.io.formats import UnknownFileTypeError
 
     p = Path(path)
     _check_file(p, "structure file")
+    if p.stat().st_size > limits.max_file_bytes:
+        raise StructureError(
+            f"structure file {p} is {p.stat().st_size / 2**20:,.0f} MiB, more than the limit of "
+            f"{limits.max_file_bytes / 2**20:,.0f} MiB"
+        )
+    if p.suffix.lower() in XYZ_SUFFIXES:
+        try:
+            _scan_xyz(p, limits)
+        except OSError as err:
+            raise StructureError(f"could not read {p}: {_first_line(err)}") from None
     try:
         frames = ase.io.read(str(p), index=":")
     except UnknownFileTypeError as err:
@@ -239,6 +371,8 @@ def read_structure_file(path: os.PathLike | str) -> list[Structure]:
         frames = [frames]
     if not frames:
         raise StructureError(f"structure file {p} contains no structures")
+    if len(frames) > limits.max_molecules:
+        raise StructureError(f"{p}: more than {limits.max_molecules:,} structures in one file")
 
     many = len(frames) > 1
     out: list[Structure] = []
@@ -254,12 +388,15 @@ def read_structure_file(path: os.PathLike | str) -> list[Structure]:
                 f"{label}: non-finite coordinates (atom {int(bad[0]) + 1} of {z.size})"
             )
         check_elements(z, label)
+        check_geometry(z, pos, label, limits)
         name = f"{p}#{k}" if many else str(p)
         out.append(Structure(name=name, z=z, pos=pos.copy(), source=str(p)))
     return out
 
 
-def read_smiles_file(path: os.PathLike | str) -> list[tuple[str, str]]:
+def read_smiles_file(
+    path: os.PathLike | str, *, limits: Limits = DEFAULT_LIMITS
+) -> list[tuple[str, str]]:
     """Read a file of ``SMILES [name]`` lines.
 
     Blank lines and lines starting with ``#`` are skipped; the name is the rest of the line
@@ -276,6 +413,11 @@ def read_smiles_file(path: os.PathLike | str) -> list[tuple[str, str]]:
     """
     p = Path(path)
     _check_file(p, "SMILES file")
+    if p.stat().st_size > limits.max_file_bytes:
+        raise StructureError(
+            f"SMILES file {p} is {p.stat().st_size / 2**20:,.0f} MiB, more than the limit of "
+            f"{limits.max_file_bytes / 2**20:,.0f} MiB"
+        )
     try:
         text = p.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as err:
@@ -288,6 +430,10 @@ def read_smiles_file(path: os.PathLike | str) -> list[tuple[str, str]]:
         parts = line.split(None, 1)
         name = parts[1].strip() if len(parts) > 1 else ""
         entries.append((parts[0], name or f"{p}:{lineno}"))
+        if len(entries) > limits.max_molecules:
+            raise StructureError(
+                f"SMILES file {p}: more than {limits.max_molecules:,} SMILES in one file"
+            )
     if not entries:
         raise StructureError(f"SMILES file {p} contains no SMILES (only blank or # lines)")
     return entries

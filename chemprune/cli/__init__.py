@@ -1,7 +1,9 @@
 """``chemprune`` command line: parse, validate, call the library. Configuration lives here only.
 
 Exit codes: 0 success; 1 some inputs could not be predicted (the others were); 2 bad arguments or
-unusable input files; 3 training diverged (NaN loss); 130 interrupted (state saved).
+unusable input files; 3 training diverged (NaN loss); 70 an internal error (a bug: please report
+it with the output of ``--debug``); 130 interrupted (state saved). Every failure is one line on
+stderr; ``chemprune --debug ...`` (or ``CHEMPRUNE_DEBUG=1``) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_DIVERGED",
     "EXIT_INTERRUPTED",
+    "EXIT_INTERNAL",
 ]
 
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
+EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 
@@ -46,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate and use SchNet models for QM9 properties.",
     )
     parser.add_argument("--version", action="version", version=f"chemprune {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the Python traceback of an error"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (train, evaluate, predict, import_model, prune, export, demo):
         module.add_parser(sub)
@@ -78,22 +85,42 @@ def resolve_device(name: str):
     return device
 
 
+def _first_line(err: BaseException) -> str:
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(args.debug or os.environ.get("CHEMPRUNE_DEBUG"))
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return int(run(args) or 0)
-    except CliError as err:
-        print(f"chemprune: error: {err}", file=sys.stderr)
-        return err.code
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"chemprune: error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("chemprune: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as err:
+        if debug:
+            raise
+        if isinstance(err, CliError):
+            print(f"chemprune: error: {err}", file=sys.stderr)
+            return err.code
+        if isinstance(err, (OSError, ValueError, KeyError, FloatingPointError)):
+            # expected failures: bad files, values, paths; the message names them
+            msg = _first_line(err)
+            if isinstance(err, OSError) and err.filename and str(err.filename) not in msg:
+                msg = f"{err.filename}: {msg}"
+            print(f"chemprune: error: {msg}", file=sys.stderr)
+            return EXIT_USAGE
+        print(
+            f"chemprune: internal error: {type(err).__name__}: {_first_line(err)} (a bug; run "
+            "with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,14 @@ import shutil
 import time
 from pathlib import Path
 
+from chemprune.cli.options import (
+    nonneg_float,
+    open_fraction,
+    positive_float,
+    positive_int,
+    threads_int,
+)
+
 NAMED_MOLECULES = [
     ("ethanol", "CCO"),
     ("acetone", "CC(C)=O"),
@@ -25,26 +33,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "print its test MAE next to a mean predictor's, and predict a few "
         "named molecules from SMILES.",
     )
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (replaced)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/demo"),
+        help="run folder (replaced: new, empty or an earlier demo's)",
+    )
     p.add_argument("--target", default="gap")
-    p.add_argument("--subset", type=int, default=20_000)
-    p.add_argument("--minutes", type=float, default=3.0, help="training budget")
+    p.add_argument("--subset", type=positive_int, default=20_000)
+    p.add_argument("--minutes", type=positive_float, default=3.0, help="training budget")
     p.add_argument(
         "--prune-minutes",
-        type=float,
+        type=nonneg_float,
         default=1.0,
         help="attention-AutoPrune budget (gates, then fine-tuning, distilled from the dense "
         "model); 0 skips pruning",
     )
     p.add_argument(
         "--sparsity",
-        type=float,
+        type=open_fraction,
         default=0.5,
         help="fraction of each block's kernel removed (filter channels and filter-network "
         "hidden units)",
     )
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=threads_int, default=None)
     p.set_defaults(run=run_demo)
+
+
+DEMO_MARKER = ".chemprune-demo"
+
+
+def _replace_demo_folder(out: Path) -> None:
+    """Empty ``out`` for a new demo run, if it is a demo's (or empty); refuse anything else."""
+    if out.exists():
+        if not out.is_dir():
+            raise FileExistsError(f"--out {out} is a file; give a folder")
+        if any(out.iterdir()) and not (out / DEMO_MARKER).exists():
+            raise FileExistsError(
+                f"--out {out} holds files that `chemprune demo` did not write; the demo replaces "
+                "its folder, so give an empty or new one"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / DEMO_MARKER).write_text("made by chemprune demo; replaced by the next demo run\n")
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -60,6 +91,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from chemprune.train import TrainSettings, train
 
     set_threads(args.threads)
+    _replace_demo_folder(args.out)
     t0 = time.perf_counter()
     steps = 4 if args.prune_minutes > 0 else 3
     print(
@@ -67,8 +99,6 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     data, split, source = load_dataset_and_split(None, args.subset, seed=0)
     print(f"      {source}; train/val/test = {split.sizes}")
-    if args.out.exists():
-        shutil.rmtree(args.out)
     settings = TrainSettings(
         target=args.target,
         hidden_channels=64,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
+
+from chemprune.cli.options import positive_int, threads_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, type=Path, help="checkpoint (.pt)")
     p.add_argument("--split", default="test", choices=["val", "test"])
     p.add_argument(
-        "--limit", type=int, default=None, help="only the first N molecules of the split"
+        "--limit", type=positive_int, default=None, help="only the first N molecules of the split"
     )
     p.add_argument(
         "--data-dir",
@@ -25,8 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="folder of the qm9-format CSVs the model was trained on",
     )
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--threads", type=threads_int, default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
         "--runtime",
@@ -68,6 +71,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_model(
         with_runtime(model, args.runtime), mset, indices, batch_size=args.batch_size
     )
+    if not all(math.isfinite(float(metrics[k])) for k in ("mae", "rmse")):
+        raise CliError(
+            f"model file {args.model} gave non-finite predictions on the {args.split} split "
+            f"(MAE {metrics['mae']}); its weights may be damaged"
+        )
     result = {
         "model": str(args.model),
         "target": target["name"],
@@ -77,7 +85,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         **metrics,
     }
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
     else:
         print(
             f"{target['name']} on {metrics['n']} {args.split} molecules: "

@@ -20,7 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from chemprune.export import export_torchscript
+    from chemprune.runfolder import check_output_path
 
+    check_output_path(args.out, inputs=[("--model", args.model)])
     meta = export_torchscript(args.model, args.out)
     t = meta["target"]
     print(

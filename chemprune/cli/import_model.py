@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from chemprune.cli.options import finite_float, positive_float, positive_int, seed_int
+
 DESCRIPTION = """Turn a trained PyTorch Geometric SchNet into a chemprune checkpoint with
 identical outputs, so that evaluate, predict, prune and export take it. --weights is the file of
 its state_dict (torch.save(model.state_dict(), PATH)); the widths are read from it, while what a
@@ -17,13 +19,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="import a PyG SchNet", description=DESCRIPTION)
     p.add_argument("--weights", required=True, type=Path, help="PyG SchNet state_dict file")
     p.add_argument("--target", required=True, help="QM9 target it predicts (gap, U0, ...)")
-    p.add_argument("--cutoff", type=float, default=10.0, help="PyG's cutoff (default 10.0)")
+    p.add_argument(
+        "--cutoff", type=positive_float, default=10.0, help="PyG's cutoff (default 10.0)"
+    )
     p.add_argument("--readout", choices=["add", "mean"], default="add")
-    p.add_argument("--mean", type=float, default=None, help="PyG's mean (if it was set)")
-    p.add_argument("--std", type=float, default=None, help="PyG's std (if it was set)")
+    p.add_argument("--mean", type=finite_float, default=None, help="PyG's mean (if it was set)")
+    p.add_argument("--std", type=positive_float, default=None, help="PyG's std (if it was set)")
     p.add_argument("--data-dir", type=Path, default=None, help="qm9-format CSV folder")
-    p.add_argument("--subset", type=int, default=None, help="molecules in the recorded split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the recorded split")
+    p.add_argument(
+        "--subset", type=positive_int, default=None, help="molecules in the recorded split"
+    )
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the recorded split")
     p.add_argument("--out", required=True, type=Path, help="chemprune checkpoint to write")
     p.set_defaults(run=run_import)
 
@@ -37,8 +43,10 @@ def run_import(args: argparse.Namespace) -> int:
     from chemprune.data.batching import MoleculeSet
     from chemprune.data.targets import get_target
     from chemprune.interop.pyg import from_pyg, make_pyg_schnet, pyg_widths_from_state
+    from chemprune.runfolder import check_output_path
     from chemprune.train_state import split_dict, target_dict
 
+    check_output_path(args.out, inputs=[("--weights", args.weights)])
     target = get_target(args.target)
     state = load_weights_file(args.weights)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
+
+from chemprune.cli.options import positive_int, seed_int, threads_int
 
 DESCRIPTION = """Predict the model's target for molecules given as SMILES (3D structure by RDKit
 ETKDG embedding and MMFF relaxation) or structure files (XYZ or anything ASE reads). A molecule
 that cannot be used (invalid SMILES, failed embedding, malformed file, element outside H, C, N, O,
-F) gets a one-line error on stderr; the others are still predicted, and the exit code is 1."""
+F, atoms on top of each other, too large) gets a one-line error on stderr; the others are still
+predicted, and the exit code is 1. The fragments of a multi-fragment SMILES (a salt, 'C.C') are
+embedded one by one and placed apart, beyond the model's cutoff (or refused: --fragments
+refuse)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,10 +49,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="XYZ or other ASE-readable file, all frames (repeatable)",
     )
-    p.add_argument("--seed", type=int, default=0xF00D, help="seed of the RDKit embedding")
+    p.add_argument("--seed", type=seed_int, default=0xF00D, help="seed of the RDKit embedding")
+    p.add_argument(
+        "--fragments",
+        choices=("separate", "refuse"),  # chemprune.chem.structures.FRAGMENT_MODES
+        default="separate",
+        help="a multi-fragment SMILES: embed its fragments apart, out of each other's reach "
+        "(default), or refuse it",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per molecule")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--threads", type=threads_int, default=None)
     p.add_argument(
         "--runtime",
         choices=("eager", "torchscript"),
@@ -75,6 +88,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if not (args.smiles or args.smiles_file or args.structures):
         raise CliError("nothing to predict: give --smiles, --smiles-file or --xyz")
     model, ckpt = load_model(args.model)
+    model_cutoff = model.cutoff
     target = ckpt["target"]
     model = with_runtime(model, args.runtime)
 
@@ -86,9 +100,13 @@ def run_predict(args: argparse.Namespace) -> int:
             inputs += [(smi, name) for smi, name in read_smiles_file(f)]
         except StructureError as err:
             items.append(("file", str(f), err))
+    gap = max(10.0, 2.0 * float(model_cutoff))
     for smi, name in inputs:
         try:
-            items.append(("smiles", smi, smiles_to_structure(smi, seed=args.seed)))
+            struct = smiles_to_structure(
+                smi, seed=args.seed, fragments=args.fragments, fragment_gap=gap
+            )
+            items.append(("smiles", smi, struct))
         except StructureError as err:
             items.append(("smiles", smi, err))
         if name != smi and not isinstance(items[-1][2], Exception):
@@ -110,6 +128,11 @@ def run_predict(args: argparse.Namespace) -> int:
 
     failed = 0
     for i, (kind, label, obj) in enumerate(items):
+        if not isinstance(obj, Exception) and not math.isfinite(values[i]):
+            obj = FloatingPointError(
+                f"{label}: the model gave a non-finite value ({values[i]}); its weights may be "
+                "damaged"
+            )
         if isinstance(obj, Exception):
             failed += 1
             print(f"chemprune: error: {obj}", file=sys.stderr)
@@ -117,9 +140,16 @@ def run_predict(args: argparse.Namespace) -> int:
         record = {"smiles": label} if kind == "smiles" else {"file": label}
         if kind == "smiles" and obj.name != label:
             record["name"] = obj.name
+        if obj.fragments > 1:
+            record["fragments"] = obj.fragments
+            print(
+                f"chemprune: note: {label}: {obj.fragments} fragments, embedded apart "
+                f"({gap:g} A between them)",
+                file=sys.stderr,
+            )
         record.update(target=target["name"], value=values[i], unit=target["unit"])
         if args.json:
-            print(json.dumps(record))
+            print(json.dumps(record, allow_nan=False))
         else:
             shown = record.get("name", label)
             print(f"{shown}\t{target['name']} = {values[i]:.4f} {target['unit']}")

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from chemprune.cli.options import (
+    json_line,
+    nonneg_float,
+    open_fraction,
+    positive_float,
+    positive_int,
+    seed_int,
+    sparsity_float,
+    threads_int,
+)
 
 DESCRIPTION = """Prune a SchNet checkpoint trained by chemprune. Unstructured pruning (default)
 zeroes single weights; --structured removes whole units for real, so the saved model is smaller
@@ -62,11 +72,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", required=True, choices=PRUNERS.names())
     amount = p.add_mutually_exclusive_group(required=True)
     amount.add_argument(
-        "--sparsity", type=float, help="fraction of weights/channels to remove, in [0, 1)"
+        "--sparsity", type=sparsity_float, help="fraction of weights/channels to remove, in [0, 1)"
     )
     amount.add_argument(
         "--target-macs",
-        type=float,
+        type=open_fraction,
         help="structured only: keep at most this fraction of the MACs, in (0, 1); the sparsity "
         "is chosen to match",
     )
@@ -85,16 +95,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="interaction blocks to prune, e.g. 0,1,2 (default all)",
     )
-    p.add_argument("--finetune-minutes", type=float, default=0.0)
+    p.add_argument("--finetune-minutes", type=nonneg_float, default=0.0)
     p.add_argument(
         "--finetune-steps",
-        type=int,
+        type=positive_int,
         default=None,
         help="also stop after this many optimizer steps (gate training included)",
     )
     p.add_argument(
         "--lr",
-        type=float,
+        type=positive_float,
         default=1e-3,
         help="fine-tuning learning rate (default 1e-3: the peak rate of a typical SchNet "
         "training, i.e. learning-rate rewinding)",
@@ -105,7 +115,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="cosine",
         help="fine-tuning after removal: cosine from --lr to --min-lr (default) or constant",
     )
-    p.add_argument("--min-lr", type=float, default=1e-6, help="end of the cosine schedule")
+    p.add_argument("--min-lr", type=nonneg_float, default=1e-6, help="end of the cosine schedule")
     p.add_argument(
         "--gradual",
         action="store_true",
@@ -132,15 +142,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="weight of the per-block feature term (normalised squared difference)",
     )
     p.add_argument(
-        "--lam", type=float, default=None, help="AutoPrune: gate regularisation strength"
+        "--lam", type=nonneg_float, default=None, help="AutoPrune: gate regularisation strength"
     )
     p.add_argument(
         "--max-increase",
-        type=float,
+        type=nonneg_float,
         default=None,
         help="OLMP: allowed relative increase of the validation MAE (default 0.05)",
     )
-    p.add_argument("--budget", type=int, default=None, help="OLMP: candidate evaluations")
+    p.add_argument("--budget", type=positive_int, default=None, help="OLMP: candidate evaluations")
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -148,8 +158,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="folder of the qm9-format CSVs the model was trained on",
     )
     p.add_argument("--out", required=True, type=Path, help="where to write the pruned checkpoint")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--threads", type=threads_int, default=None)
     p.add_argument("--device", default="cpu", help="where to fine-tune: cpu (default), cuda, ...")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -185,8 +195,10 @@ def run_prune(args: argparse.Namespace) -> int:
     from chemprune.compress_schnet import prune_schnet, sparsity_for_macs, split_from_checkpoint
     from chemprune.data.batching import MoleculeSet
     from chemprune.prune.base import check_sparsity
+    from chemprune.runfolder import check_output_path
 
     set_threads(args.threads)
+    check_output_path(args.out, inputs=[("--model", args.model)])
     device = resolve_device(args.device)
     if args.sparsity is not None:
         try:
@@ -264,7 +276,7 @@ def run_prune(args: argparse.Namespace) -> int:
     )
     atomic_save(saved, args.out)
     if args.json:
-        print(json.dumps({**report, "out": str(args.out)}))
+        print(json_line({**report, "out": str(args.out)}))
     else:
         print(_table(report))
         kd = report["distill"]

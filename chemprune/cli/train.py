@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 from chemprune.cli._common import load_dataset_and_split
+from chemprune.cli.options import (
+    json_line,
+    momentum_float,
+    nonneg_float,
+    nonneg_int,
+    open_fraction,
+    positive_float,
+    positive_int,
+    seed_int,
+    threads_int,
+)
 
 DESCRIPTION = """Train SchNet on one QM9 target. The run folder gets last.pt (resumable state,
 saved atomically at every epoch end, every --checkpoint-every steps and on Ctrl-C/SIGTERM),
@@ -33,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data = p.add_argument_group("data")
     data.add_argument(
         "--subset",
-        type=int,
+        type=positive_int,
         default=None,
         help="use N random molecules split 80/10/10 (default: standard 110k/10k/rest)",
     )
@@ -45,22 +55,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     data.add_argument(
         "--seed",
-        type=int,
+        type=seed_int,
         default=0,
         help="seed of the split, the initialisation and the batch order",
     )
     model = p.add_argument_group("model")
-    model.add_argument("--hidden", type=int, default=128, help="atom-basis width")
-    model.add_argument("--filters", type=int, default=128, help="filter channels per block")
-    model.add_argument("--interactions", type=int, default=6)
-    model.add_argument("--gaussians", type=int, default=50)
-    model.add_argument("--cutoff", type=float, default=5.0, help="Angstrom")
+    model.add_argument("--hidden", type=positive_int, default=128, help="atom-basis width")
+    model.add_argument(
+        "--filters", type=positive_int, default=128, help="filter channels per block"
+    )
+    model.add_argument("--interactions", type=positive_int, default=6)
+    model.add_argument("--gaussians", type=positive_int, default=50)
+    model.add_argument("--cutoff", type=positive_float, default=5.0, help="Angstrom")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=100)
-    opt.add_argument("--batch-size", type=int, default=32)
-    opt.add_argument("--lr", type=float, default=5e-4)
+    opt.add_argument("--epochs", type=positive_int, default=100)
+    opt.add_argument("--batch-size", type=positive_int, default=32)
+    opt.add_argument("--lr", type=positive_float, default=5e-4)
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="sgd: with --momentum")
-    opt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    opt.add_argument("--momentum", type=momentum_float, default=0.9, help="SGD momentum")
     opt.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
@@ -71,41 +83,46 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     opt.add_argument(
         "--max-grad-norm",
-        type=float,
+        type=nonneg_float,
         default=0.0,
         help="clip the total gradient norm to this before each step (default 0: off; "
         "history.jsonl records the norms before clipping)",
     )
     opt.add_argument(
         "--warmup-steps",
-        type=int,
+        type=nonneg_int,
         default=0,
         help="cosine schedule: raise the LR linearly over this many first steps",
     )
-    opt.add_argument("--lr-factor", type=float, default=0.5, help="plateau schedule: LR factor")
     opt.add_argument(
-        "--lr-patience", type=int, default=5, help="plateau schedule: epochs without improvement"
+        "--lr-factor", type=open_fraction, default=0.5, help="plateau schedule: LR factor"
+    )
+    opt.add_argument(
+        "--lr-patience",
+        type=nonneg_int,
+        default=5,
+        help="plateau schedule: epochs without improvement",
     )
     opt.add_argument(
         "--min-lr",
-        type=float,
+        type=nonneg_float,
         default=1e-6,
         help="plateau: stop when the LR falls to this; cosine: the final LR",
     )
     run = p.add_argument_group("run")
     run.add_argument(
         "--max-minutes",
-        type=float,
+        type=positive_float,
         default=None,
         help="training-time budget for this call; the run stays resumable",
     )
     run.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=nonneg_int,
         default=500,
         help="also save last.pt every N steps (0: epoch ends only)",
     )
-    run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    run.add_argument("--threads", type=threads_int, default=None, help="torch CPU threads")
     run.add_argument(
         "--device", default="cpu", help="where to train: cpu (default), cuda, cuda:1, mps, ..."
     )
@@ -122,8 +139,10 @@ def _add_distributed_options(p: argparse.ArgumentParser) -> None:
     from chemprune.distributed.smoothout import SMOOTHOUT_SCHEDULES
 
     d = p.add_argument_group("several processes (torchrun, gloo)")
-    d.add_argument("--nproc", type=int, default=None, help="processes on this machine (default 1)")
-    d.add_argument("--nnodes", type=int, default=None, help="machines (default 1)")
+    d.add_argument(
+        "--nproc", type=positive_int, default=None, help="processes on this machine (default 1)"
+    )
+    d.add_argument("--nnodes", type=positive_int, default=None, help="machines (default 1)")
     d.add_argument(
         "--rdzv-endpoint",
         default=None,
@@ -132,7 +151,7 @@ def _add_distributed_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--rdzv-id", default="chemprune", help="job id shared by the machines")
     d.add_argument(
         "--max-restarts",
-        type=int,
+        type=nonneg_int,
         default=0,
         help="restart all processes up to N times after a failure; they resume from last.pt",
     )
@@ -144,7 +163,7 @@ def _add_distributed_options(p: argparse.ArgumentParser) -> None:
     )
     d.add_argument(
         "--terngrad-min-size",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="TernGrad: parameters with fewer than N values go in float32 (TernGrad's "
@@ -159,7 +178,7 @@ def _add_distributed_options(p: argparse.ArgumentParser) -> None:
     )
     d.add_argument(
         "--smoothout",
-        type=float,
+        type=nonneg_float,
         default=0.0,
         help="SmoothOut: uniform weight noise of this amplitude at each step (default 0: off)",
     )
@@ -170,7 +189,7 @@ def _add_distributed_options(p: argparse.ArgumentParser) -> None:
     )
     d.add_argument(
         "--smoothout-chunk",
-        type=int,
+        type=nonneg_int,
         default=0,
         metavar="N",
         help="SmoothOut: a new noise draw for every N molecules of a process's batch (the "
@@ -213,14 +232,13 @@ def _launch(args: argparse.Namespace, spec) -> int:
     """Re-run this command under torchrun with ``spec``'s processes; returns its exit code."""
     from chemprune.cli import CliError
     from chemprune.distributed.launch import launch
+    from chemprune.runfolder import RunLock
+    from chemprune.train_state import LOCK_HELD_ENV, check_new_run
 
     if str(args.device) != "cpu":
         raise CliError(f"--device {args.device}: several processes train on the CPU only (gloo)")
-    if not args.resume and (args.out / "last.pt").exists():
-        raise FileExistsError(
-            f"{args.out} already holds a run (last.pt); pass --resume to continue it or choose "
-            "another --out"
-        )
+    if not args.resume:
+        check_new_run(args.out)
     load_dataset_and_split(args.data_dir, args.subset, args.seed)  # cache and split, made once
     where = f"{spec.nnodes} machines, " if spec.nnodes > 1 else ""
     print(
@@ -229,7 +247,17 @@ def _launch(args: argparse.Namespace, spec) -> int:
         flush=True,
     )
     env = {WORLD_SIZE_ENV: str(spec.world_size)}
-    code = launch(spec, ["chemprune", *_argv_from_args(args)], env=env)
+    lock = None
+    # one machine: this launcher holds the lock for its workers, across restarts; with several
+    # machines the main rank locks the shared folder itself
+    if spec.nnodes == 1:
+        lock = RunLock(args.out, what="chemprune train (torchrun launcher)").acquire()
+        env[LOCK_HELD_ENV] = str(args.out.resolve())
+    try:
+        code = launch(spec, ["chemprune", *_argv_from_args(args)], env=env)
+    finally:
+        if lock is not None:
+            lock.release()
     if code != 0:
         raise CliError(f"distributed training failed: torchrun exited with code {code}", code)
     return 0
@@ -371,7 +399,7 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
     if not main:
         return 0
     if args.json:
-        print(json.dumps(summary))
+        print(json_line(summary))
     else:
         print(
             f"done ({summary['stopped']}): {summary['epochs_done']} epochs, best validation MAE "

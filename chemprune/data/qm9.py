@@ -262,6 +262,24 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+def _changed_sources(files: Sequence[Path], manifest: dict) -> list[str]:
+    """The source files whose contents differ from those the cache was built from (by size and
+    modification time first, by SHA-256 where those changed)."""
+    hashes, stats = manifest.get("source_files") or {}, manifest.get("source_stat") or {}
+    changed = []
+    for f in files:
+        if stats.get(f.name) == _stat(f):
+            continue
+        if hashes.get(f.name) != _sha256(f):
+            changed.append(f.name)
+    return changed
+
+
 def _save_cache(data: QM9Data, path: Path, manifest: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -286,7 +304,11 @@ def _save_cache(data: QM9Data, path: Path, manifest: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    mtmp = path.with_suffix(".json.tmp")
+    _write_manifest(path, manifest)
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    mtmp = path.with_suffix(f".json.{os.getpid()}.tmp")
     mtmp.write_text(json.dumps(manifest, indent=2))
     os.replace(mtmp, path.with_suffix(".json"))
 
@@ -326,19 +348,29 @@ def load_qm9(
         key = hashlib.sha256(str(Path(source_dir).resolve()).encode()).hexdigest()[:10]
         name = f"qm9_v{CACHE_VERSION}_{key}.npz"
     path = root / "qm9" / name
+    src = Path(source_dir) if source_dir is not None else qm9pack_data_dir()
+    files = [src / name for name in CSV_FILES]
+    missing = [str(f) for f in files if not f.exists()]
     if path.exists() and not rebuild:
         try:
             data = _load_cache(path)
             manifest = json.loads(path.with_suffix(".json").read_text())
             if manifest.get("num_molecules") != len(data):
                 raise QM9FormatError("manifest and cache disagree on the number of molecules")
-            return data
+            changed = [] if missing else _changed_sources(files, manifest)
+            if not changed:
+                stat = {f.name: _stat(f) for f in files if f.exists()}
+                if manifest.get("source_stat") != stat:  # same contents, touched: remember
+                    _write_manifest(path, dict(manifest, source_stat=stat))
+                return data
+            log.warning(
+                "QM9 cache %s was built from other versions of %s; rebuilding it",
+                path,
+                ", ".join(changed),
+            )
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, QM9FormatError) as err:
             log.warning("QM9 cache %s is unreadable (%s); rebuilding it", path, err)
 
-    src = Path(source_dir) if source_dir is not None else qm9pack_data_dir()
-    files = [src / name for name in CSV_FILES]
-    missing = [str(f) for f in files if not f.exists()]
     if missing:
         raise FileNotFoundError(f"QM9 source files not found: {', '.join(missing)}")
     pol = src / POLARIZABILITY_FILE
@@ -351,6 +383,7 @@ def load_qm9(
         "source": "qm9pack",
         "source_version": version,
         "source_files": {f.name: _sha256(f) for f in files},
+        "source_stat": {f.name: _stat(f) for f in files},
         "num_molecules": len(data),
         "num_atoms": int(len(data.z)),
         "cache_version": CACHE_VERSION,

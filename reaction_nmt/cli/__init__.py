@@ -2,7 +2,10 @@
 evaluate, predict, compress, distill.
 
 Exit codes: 0 success; 1 some inputs were invalid (the others were still processed);
-2 bad arguments, missing or malformed files, unusable checkpoints.
+2 bad arguments, missing or malformed files, unusable checkpoints, run folders in use; 70 an
+internal error (a bug: report it with the output of ``--debug``); 130 interrupted. Every failure
+is one line on stderr; ``reaction-nmt --debug ...`` (or ``CHEMPRUNE_DEBUG=1``) shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reaction-nmt", description="Reactant SMILES to product SMILES as translation."
     )
     p.add_argument("--version", action="version", version=f"reaction-nmt {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     t = sub.add_parser(
         "tokenize",
@@ -82,20 +86,46 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return (BackendError, CompressError, DataFormatError, DownloadError, PrepareError, PresetError)
 
 
+def _first_line(err: BaseException) -> str:
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in _PASS_THROUGH:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    debug = bool(args.debug or os.environ.get("CHEMPRUNE_DEBUG"))
     try:
         return args.func(args, extra) if args.command in _PASS_THROUGH else args.func(args)
-    except _expected_errors() as err:
-        print(f"reaction-nmt: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("reaction-nmt: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if debug:
+            raise
+        if isinstance(err, _expected_errors()):
+            print(f"reaction-nmt: error: {err}", file=sys.stderr)
+            return 2
+        if isinstance(err, UnicodeDecodeError):
+            print(f"reaction-nmt: error: an input is not UTF-8 text ({err})", file=sys.stderr)
+            return 2
+        if isinstance(err, (OSError, ValueError, KeyError, EOFError)):
+            msg = _first_line(err)
+            if isinstance(err, OSError) and err.filename and str(err.filename) not in msg:
+                msg = f"{err.filename}: {msg}"
+            print(f"reaction-nmt: error: {msg}", file=sys.stderr)
+            return 2
+        print(
+            f"reaction-nmt: internal error: {type(err).__name__}: {_first_line(err)} (a bug; run "
+            "with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return 70
 
 
 if __name__ == "__main__":  # pragma: no cover

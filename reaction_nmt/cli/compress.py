@@ -16,6 +16,17 @@ import time
 from pathlib import Path
 
 from chemprune.checkpoint import atomic_write_text
+from chemprune.cli.options import (
+    fraction,
+    nonneg_float,
+    nonneg_int,
+    open_fraction,
+    positive_float,
+    positive_int,
+    ramp_fraction,
+    seed_int,
+    threads_int,
+)
 
 STRATEGY_CHOICES = ("global", "layer", "type", "layer_type", "matrix", "none")
 
@@ -50,10 +61,12 @@ def add_compress(sub) -> None:
     p.add_argument("--metric", choices=("top1", "seq", "ppl"), default="top1",
                    help="top1: greedy decoding, canonical match; seq: teacher-forced exact "
                    "match (fast); ppl: perplexity")  # fmt: skip
-    p.add_argument("--max-top1-drop", type=float, default=1.0,
+    p.add_argument("--max-top1-drop", type=nonneg_float, default=1.0,
                    help="allowed validation top-1 loss in points (top1/seq)")  # fmt: skip
-    p.add_argument("--max-ppl-rise", type=float, default=0.05, help="allowed rise (ppl metric)")
-    p.add_argument("--target-sparsity", type=float, default=0.99,
+    p.add_argument(
+        "--max-ppl-rise", type=nonneg_float, default=0.05, help="allowed rise (ppl metric)"
+    )
+    p.add_argument("--target-sparsity", type=open_fraction, default=0.99,
                    help="the search is not rewarded beyond this sparsity")  # fmt: skip
     p.add_argument("--structured", default="", help="'heads', 'ff' or 'heads,ff'")
     p.add_argument(
@@ -63,39 +76,47 @@ def add_compress(sub) -> None:
         "--keep-ff", type=_keep, default=0.5, help="FF units kept per layer (N or fraction)"
     )
     p.add_argument("--storage", choices=("dense", "sparse", "sparse-int8"), default="sparse")
-    p.add_argument("--valid-limit", type=int, default=200, help="validation reactions used")
-    p.add_argument("--beam-size", type=int, default=1, help="beam of the top1 metric")
-    p.add_argument("--max-length", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--budget", type=int, default=40, help="nevergrad evaluations per search")
+    p.add_argument(
+        "--valid-limit", type=positive_int, default=200, help="validation reactions used"
+    )
+    p.add_argument("--beam-size", type=positive_int, default=1, help="beam of the top1 metric")
+    p.add_argument("--max-length", type=positive_int, default=300)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument(
+        "--budget", type=positive_int, default=40, help="nevergrad evaluations per search"
+    )
     p.add_argument(
         "--warm-start",
-        type=int,
+        type=nonneg_int,
         default=WARM_START,
         metavar="N",
         help="bisection evaluations before each search: the largest common threshold offset "
         f"that keeps the constraint, where the search starts (default {WARM_START}; 0: off)",
     )
-    p.add_argument("--rounds", type=int, default=1, help="retrain + search rounds after the first")
-    p.add_argument("--retrain-steps", type=int, default=0, help="masked retraining steps per round")
-    p.add_argument("--retrain-minutes", type=float, default=None, help="budget per round")
+    p.add_argument(
+        "--rounds", type=nonneg_int, default=1, help="retrain + search rounds after the first"
+    )
+    p.add_argument(
+        "--retrain-steps", type=nonneg_int, default=0, help="masked retraining steps per round"
+    )
+    p.add_argument("--retrain-minutes", type=positive_float, default=None, help="budget per round")
     p.add_argument("--teacher", type=Path, default=None,
                    help="retrain by word-level distillation from this checkpoint (e.g. --model "
                    "itself: the uncompressed model teaches the compressed one)")  # fmt: skip
-    p.add_argument("--kd-alpha", type=float, default=0.5,
+    p.add_argument("--kd-alpha", type=fraction, default=0.5,
                    help="weight of the teacher term in retraining (with --teacher)")  # fmt: skip
-    p.add_argument("--kd-temperature", type=float, default=2.0,
+    p.add_argument("--kd-temperature", type=positive_float, default=2.0,
                    help="soft-target temperature (with --teacher)")  # fmt: skip
-    p.add_argument("--gradual", type=float, default=None, metavar="SPARSITY",
+    p.add_argument("--gradual", type=open_fraction, default=None, metavar="SPARSITY",
                    help="every retraining round also prunes gradually (cubic ramp, Zhu & Gupta) "
                    "from the last search's sparsity to this one; the next search checks the "
                    "constraint")  # fmt: skip
-    p.add_argument("--gradual-ramp", type=float, default=0.75,
+    p.add_argument("--gradual-ramp", type=ramp_fraction, default=0.75,
                    help="share of a round's steps over which --gradual ramps")  # fmt: skip
-    p.add_argument("--gradual-every", type=int, default=25,
+    p.add_argument("--gradual-every", type=positive_int, default=25,
                    help="steps between mask updates of --gradual")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--threads", type=threads_int, default=None, help="torch CPU threads")
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.set_defaults(func=run_compress)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from chemprune.cli.options import nonneg_int, seed_int
 from reaction_nmt.formats import FORMATS, SPLITS, DataFormatError, csv_splits, split_files
 from reaction_nmt.prepare import MODES, PrepareError, prepare_corpora
 
@@ -26,9 +27,12 @@ def add_prepare(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--mode", choices=MODES, default="mixed", help="source layout")
     p.add_argument(
-        "--augment", type=int, default=0, help="extra random-SMILES sources per train reaction"
+        "--augment",
+        type=nonneg_int,
+        default=0,
+        help="extra random-SMILES sources per train reaction",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument(
         "--download",
         action="store_true",
@@ -95,7 +99,7 @@ def add_synth(sub) -> None:
         description="Reactions from RDKit templates over small building blocks, as CSV files.",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.set_defaults(func=run_synth)
 
 

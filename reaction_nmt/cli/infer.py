@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from chemprune.cli.options import positive_int, threads_int
+from reaction_nmt.formats import read_lines
 from reaction_nmt.prepare import PreparedData
 from reaction_nmt.scoring import format_table, read_nbest, score_predictions
 from reaction_nmt.tokenize import detokenize
@@ -15,11 +17,13 @@ from reaction_nmt.tokenize import detokenize
 
 def _beam_options(p: argparse.ArgumentParser, *, n_best: int = 5) -> None:
     p.add_argument("--model", type=Path, required=True, help="OpenNMT-py checkpoint")
-    p.add_argument("--beam-size", type=int, default=5)
-    p.add_argument("--n-best", type=int, default=n_best)
-    p.add_argument("--batch-size", type=int, default=64, help="sources per batch")
-    p.add_argument("--max-length", type=int, default=300, help="longest prediction in tokens")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--beam-size", type=positive_int, default=5)
+    p.add_argument("--n-best", type=positive_int, default=n_best)
+    p.add_argument("--batch-size", type=positive_int, default=64, help="sources per batch")
+    p.add_argument(
+        "--max-length", type=positive_int, default=300, help="longest prediction in tokens"
+    )
+    p.add_argument("--threads", type=threads_int, default=None, help="torch CPU threads")
 
 
 def _translator(args: argparse.Namespace):
@@ -29,6 +33,13 @@ def _translator(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.n_best > args.beam_size:
+        from reaction_nmt.backend import BackendError
+
+        raise BackendError(
+            f"--n-best {args.n_best} is larger than --beam-size {args.beam_size} (a beam keeps "
+            "only beam-size hypotheses)"
+        )
     return Translator(
         args.model,
         beam_size=args.beam_size,
@@ -41,7 +52,7 @@ def _translator(args: argparse.Namespace):
 def translate_file(args: argparse.Namespace, src: Path, out: Path) -> dict:
     """Translate a tokenised source file; ``n_best`` lines per source to ``out`` and the
     log-probabilities to ``out.scores``. Returns timing numbers."""
-    sources = [line.strip() for line in open(src) if line.strip()]
+    sources = [line.strip() for line in read_lines(src) if line.strip()]
     translator = _translator(args)
     start = time.perf_counter()
     results = translator.translate(sources)
@@ -74,9 +85,14 @@ def add_translate(sub) -> None:
 
 
 def run_translate(args: argparse.Namespace) -> int:
+    from chemprune.runfolder import check_output_path
+
     if not args.src.is_file():
         print(f"reaction-nmt: error: {args.src} does not exist", file=sys.stderr)
         return 2
+    inputs = [("--src", args.src), ("--model", args.model)]
+    check_output_path(args.out, inputs=inputs)
+    check_output_path(f"{args.out}.scores", flag="--out (its .scores file)", inputs=inputs)
     info = translate_file(args, args.src, args.out)
     print(
         f"translated {info['sources']} sources in {info['seconds']:.1f} s "
@@ -100,12 +116,12 @@ def add_evaluate(sub) -> None:
     p.add_argument("--model", type=Path)
     p.add_argument("--data", type=Path, help="prepared folder (with --model)")
     p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, help="only the first N sources (with --model)")
-    p.add_argument("--beam-size", type=int, default=5)
-    p.add_argument("--n-best", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-length", type=int, default=300)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--limit", type=positive_int, help="only the first N sources (with --model)")
+    p.add_argument("--beam-size", type=positive_int, default=5)
+    p.add_argument("--n-best", type=positive_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--max-length", type=positive_int, default=300)
+    p.add_argument("--threads", type=threads_int, default=None)
     p.add_argument("--json", type=Path, help="write the result as JSON here")
     p.add_argument("--out-dir", type=Path, help="where --model's predictions go")
     p.set_defaults(func=run_evaluate)
@@ -123,7 +139,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.limit:
             out_dir.mkdir(parents=True, exist_ok=True)
             for path, name in ((src, "src"), (tgt, "tgt")):
-                lines = open(path).readlines()[: args.limit]
+                lines = read_lines(path)[: args.limit]
                 (out_dir / f"{name}-{args.split}-first{args.limit}.txt").write_text("".join(lines))
             src = out_dir / f"src-{args.split}-first{args.limit}.txt"
             tgt = out_dir / f"tgt-{args.split}-first{args.limit}.txt"
@@ -139,7 +155,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             print(f"reaction-nmt: error: {path} does not exist", file=sys.stderr)
             return 2
-    target_lines = [detokenize(line) for line in open(targets) if line.strip()]
+    target_lines = [detokenize(line) for line in read_lines(targets) if line.strip()]
     nbest = [[detokenize(p) for p in group] for group in read_nbest(predictions, args.n_best)]
     result = score_predictions(target_lines, nbest)
     result["predictions"] = str(predictions)

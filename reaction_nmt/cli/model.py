@@ -6,10 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from chemprune.cli.options import positive_float, positive_int, threads_int
 from reaction_nmt.prepare import PreparedData
 from reaction_nmt.presets import PRESETS, build_config, parse_overrides, write_vocab
 
-RUN_INFO = "reaction_nmt.json"
+RUN_INFO = "reaction_nmt.json"  # reaction_nmt.runfolder.RUN_INFO (that module loads torch)
 
 
 def add_train(sub) -> None:
@@ -25,33 +26,42 @@ def add_train(sub) -> None:
     p.add_argument("--data", type=Path, required=True, help="folder written by 'prepare'")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, config)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="compact")
-    p.add_argument("--max-minutes", type=float, help="wall-clock budget; saves when it runs out")
+    p.add_argument(
+        "--max-minutes", type=positive_float, help="wall-clock budget; saves when it runs out"
+    )
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=threads_int, default=None, help="torch CPU threads")
     p.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace, extra: list[str]) -> int:
     import torch
 
-    from reaction_nmt import backend
+    from chemprune.runfolder import RunLock
+    from reaction_nmt.runfolder import check_new_run, check_resume
 
     if args.threads:
         torch.set_num_threads(args.threads)
     data = PreparedData(args.data)
+    overrides = parse_overrides(extra)
+    # everything is checked before the folder is touched: a refused resume rewrites nothing
+    if args.resume:
+        check_resume(args.out, preset=args.preset, data=args.data)
+    else:
+        check_new_run(args.out)
+    with RunLock(args.out, what="reaction-nmt train"):
+        return _train_locked(args, data, overrides)
+
+
+def _train_locked(args: argparse.Namespace, data: PreparedData, overrides: dict) -> int:
+    from reaction_nmt import backend
+    from reaction_nmt.runfolder import check_resume
+
     manifest = data.manifest
     train_files = [data.src("train"), data.tgt("train")]
-    overrides = parse_overrides(extra)
-    args.out.mkdir(parents=True, exist_ok=True)
     train_from = None
-    if args.resume:
-        found = backend.checkpoints(args.out)
-        if not found:
-            raise backend.BackendError(f"--resume: {args.out} has no checkpoint to resume from")
-        train_from = found[-1]
-    vocab = args.out / "vocab.txt"
-    if not (args.resume and vocab.is_file()):
-        write_vocab(train_files, vocab)
+    if args.resume:  # again, now that no other writer can change the folder
+        train_from = check_resume(args.out, preset=args.preset, data=args.data)
     config = build_config(
         preset=args.preset,
         data_dir=args.data,
@@ -59,6 +69,12 @@ def run_train(args: argparse.Namespace, extra: list[str]) -> int:
         overrides=overrides,
         train_from=train_from,
     )
+    bad = backend.unknown_options(config)  # before any file is written
+    if bad:
+        raise backend.BackendError(f"unknown OpenNMT-py option(s): {', '.join(bad)}")
+    vocab = args.out / "vocab.txt"
+    if not (args.resume and vocab.is_file()):
+        write_vocab(train_files, vocab)
     info = {
         "preset": args.preset,
         "overrides": overrides,
@@ -85,13 +101,16 @@ def add_average(sub) -> None:
         description="Element-wise mean of checkpoints (the last --last of --run, or --models).",
     )
     p.add_argument("--run", type=Path, help="run folder")
-    p.add_argument("--last", type=int, default=5, help="how many of the run's last checkpoints")
+    p.add_argument(
+        "--last", type=positive_int, default=5, help="how many of the run's last checkpoints"
+    )
     p.add_argument("--models", type=Path, nargs="+", help="explicit checkpoint files")
     p.add_argument("--out", type=Path, required=True, help="averaged checkpoint")
     p.set_defaults(func=run_average)
 
 
 def run_average(args: argparse.Namespace) -> int:
+    from chemprune.runfolder import check_output_path
     from reaction_nmt import backend
 
     if args.models:
@@ -102,6 +121,8 @@ def run_average(args: argparse.Namespace) -> int:
             raise backend.BackendError(f"{args.run} has no checkpoints")
     else:
         raise backend.BackendError("give --run or --models")
+    flag = "--models" if args.models else "--run"
+    check_output_path(args.out, inputs=[(f"{flag} ({p.name})", p) for p in paths])
     backend.average_checkpoints(paths, args.out)
     print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {args.out}")
     return 0

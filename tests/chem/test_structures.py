@@ -139,15 +139,15 @@ def test_unsupported_element_names_frame(tmp_path):
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("5\ncomment\nC 0 0 0\nO 1.4 0 0\nH 0 1 0\n", "expected 5"),
-        ("3\ncomment\nC 0 0 0\nO abc 0 0\nH 0 1 0\n", "abc"),
+        ("5\ncomment\nC 0 0 0\nO 1.4 0 0\nH 0 1 0\n", "declares 5 atoms but the file ends after 3"),
+        ("3\ncomment\nC 0 0 0\nO abc 0 0\nH 0 1 0\n", "could not read"),
         ("garbage\nmore\n", "header"),
     ],
 )
 def test_malformed_xyz(tmp_path, text, reason):
     path = tmp_path / "bad.xyz"
     path.write_text(text)
-    with pytest.raises(StructureError, match=f"could not read {path}") as info:
+    with pytest.raises(StructureError, match=str(path)) as info:
         read_structure_file(path)
     assert reason in str(info.value)
 

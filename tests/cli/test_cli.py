@@ -80,7 +80,7 @@ def test_bad_arguments_and_files(trained, tmp_path, qm9_dir):
     r = run_cli("evaluate", "--model", str(tmp_path / "none.pt"))
     assert r.returncode == 2 and "none.pt does not exist" in r.stderr
     r = run_cli("train", "--data-dir", str(qm9_dir), "--lr", "-1", "--out", str(tmp_path / "y"))
-    assert r.returncode == 2 and "--lr must be positive" in r.stderr
+    assert r.returncode == 2 and "argument --lr: must be a finite number > 0" in r.stderr
 
 
 @pytest.mark.data

@@ -109,3 +109,21 @@ def test_full_qm9_counts():
     assert data.num_atoms.max() == 29
     gap = data.target_values("gap")
     assert 6.8 < gap.mean() < 6.9
+
+
+def test_cache_rebuilt_when_the_source_csv_changes(qm9_dir, qm9_rows, tmp_path, caplog):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(qm9_dir, src)
+    first = load_qm9(tmp_path / "cache", source_dir=src)
+    assert len(first) == 240
+    qm9_rows.iloc[80:120].to_csv(src / "qm9_part2.csv", index=False)  # 40 molecules fewer
+    with caplog.at_level("WARNING"):
+        changed = load_qm9(tmp_path / "cache", source_dir=src)
+    assert len(changed) == 200 and "built from other versions of qm9_part2.csv" in caplog.text
+    caplog.clear()
+    (src / "qm9_part1.csv").touch()  # same contents, new time: reused, not rebuilt
+    with caplog.at_level("WARNING"):
+        assert len(load_qm9(tmp_path / "cache", source_dir=src)) == 200
+    assert "rebuilding" not in caplog.text

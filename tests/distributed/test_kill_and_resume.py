@@ -116,7 +116,8 @@ def test_only_rank_0_logs_and_writes(runs):
     assert out.count("epoch    1 ") == 1 and out.count("done (epochs done)") == 1
     assert out.count("chemprune train: gap,") == 1
     files = sorted(p.name for p in (runs["tmp"] / "ref").iterdir())
-    assert files == ["best.pt", "history.jsonl", "last.pt"]
+    assert files == [".lock", "best.pt", "history.jsonl", "last.pt"]
+    assert (runs["tmp"] / "ref" / ".lock").read_text() == ""  # released by the launcher
 
 
 def test_resume_on_one_process_is_refused_with_a_clear_error(runs):

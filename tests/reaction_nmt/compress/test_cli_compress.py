@@ -17,7 +17,10 @@ def run_cli(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="reaction-nmt")
     add_compress(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exit_:  # refused by the option types (message on stderr)
+        return exit_.code
     try:
         return args.func(args)
     except (*_expected_errors(), CompressError) as err:
@@ -54,13 +57,13 @@ def test_compress_structured_then_olmp(tiny_model, synthetic_data, tmp_path, cap
         (["--structured", "layers"], "--structured takes heads and/or ff"),
         (["--keep-heads", "9", "--structured", "heads"], "between 1 and 4"),
         (["--spec", "missing.yaml"], "does not exist"),
-        (["--max-top1-drop", "-1"], "must be >= 0"),
+        (["--max-top1-drop", "-1"], "argument --max-top1-drop: must be a finite number >= 0"),
         (["--strategy", "none"], "nothing to do"),
         (["--teacher", "m.pt"], "--teacher acts in retraining: give --retrain-steps"),
         (["--teacher", "m.pt", "--retrain-steps", "2"], "--teacher m.pt: no such file"),
         (["--kd-alpha", "0.9"], "--kd-alpha/--kd-temperature need --teacher"),
         (["--gradual", "0.8"], "--gradual prunes in OLMP's retraining rounds"),
-        (["--gradual", "1.2", "--retrain-steps", "2"], "target must be in [0, 1)"),
+        (["--gradual", "1.2", "--retrain-steps", "2"], "argument --gradual: must be a finite"),
         (["--gradual-every", "5"], "--gradual-ramp/--gradual-every need --gradual"),
     ],
 )
@@ -69,7 +72,8 @@ def test_bad_arguments(tiny_model, synthetic_data, tmp_path, capsys, extra, mess
             "--out", str(tmp_path / "x.pt"), "--valid-limit", "4", "--budget", "1",
             "--metric", "seq", *extra]  # fmt: skip
     assert run_cli(argv) == 2
-    assert message in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert message in captured.out + captured.err
     assert not (tmp_path / "x.pt").exists()
 
 

@@ -1,0 +1,173 @@
+"""Fuzz report: generated hostile inputs against every chemprune input surface, by outcome.
+
+Surfaces (the oracles and generators of :mod:`chemprune.fuzz`, driven by hypothesis):
+
+* ``smiles``: SMILES texts (drug-like molecules from hypothesis-rdkit, random strings over the
+  SMILES alphabet with Unicode look-alikes and whitespace, known molecules with a character
+  inserted) through ``smiles_to_structure``;
+* ``xyz``: XYZ-like files (wrong, negative, huge or textual counts, NaN/inf/1e39 and coincident
+  coordinates, odd elements, blank lines, stray bytes) through ``read_structure_file``;
+* ``model``: byte mutations (bit flips, truncations, insertions, zeroed runs) of a released
+  checkpoint through ``load_model``;
+* ``argv``: odd values of every numeric option of ``chemprune``'s commands through its parser.
+
+Outcomes: ok, refused (a one-line error of the surface's own kind), crash, wrong (accepted but
+not what the input says), hang, damaged (an input file changed). The goal (issue 22): no crash,
+wrong, hang or damaged case over >= 10,000 cases per surface. Prints a table, writes JSON (with
+up to 20 examples of every outcome but ok) and a PNG.
+
+    .venv/bin/python benchmarks/fuzz_report.py --cases 10000
+    .venv/bin/python benchmarks/fuzz_report.py --quick --out /tmp/f.json --plot /tmp/f.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SURFACES = ("smiles", "xyz", "model", "argv")
+
+
+def run_surface(name: str, cases: int, model_path: Path, seed: int) -> dict:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as hseed
+
+    from chemprune import fuzz
+
+    counts: Counter = Counter()
+    examples: dict[str, list] = {}
+    content = reference = None
+    if name == "model":
+        from chemprune.checkpoint import load_model
+
+        content = model_path.read_bytes()
+        reference = {k: v.clone() for k, v in load_model(model_path)[0].state_dict().items()}
+
+    def record(out, case) -> None:
+        counts[out.kind] += 1
+        if out.kind != "ok" and len(examples.setdefault(out.kind, [])) < 20:
+            examples[out.kind].append({"case": repr(case)[:300], "detail": out.detail})
+
+    strategy = {
+        "smiles": fuzz.smiles_texts(),
+        "xyz": fuzz.xyz_contents(),
+        "model": fuzz.mutations(len(content or b"")),
+        "argv": fuzz.argv_cases(),
+    }[name]
+
+    @hseed(seed)
+    @settings(max_examples=cases, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(strategy)
+    def drive(case):
+        if name == "smiles":
+            record(fuzz.smiles_case(case), case)
+        elif name == "xyz":
+            record(fuzz.xyz_case(case), case)
+        elif name == "model":
+            record(fuzz.model_case(fuzz.mutate(content, case), reference), case)
+        else:
+            record(fuzz.argv_case(*case), case[0])
+
+    t0 = time.perf_counter()
+    drive()
+    return {
+        "surface": name,
+        "cases": sum(counts.values()),
+        **{k: counts.get(k, 0) for k in fuzz.KINDS},
+        "seconds": time.perf_counter() - t0,
+        "examples": examples,
+    }
+
+
+def format_table(rows: list[dict]) -> str:
+    from chemprune.fuzz import KINDS
+
+    head = f"{'surface':<8} {'cases':>7} " + " ".join(f"{k:>8}" for k in KINDS) + f" {'s':>7}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        cells = " ".join(f"{r[k]:>8,d}" for k in KINDS)
+        lines.append(f"{r['surface']:<8} {r['cases']:>7,d} {cells} {r['seconds']:>7.0f}")
+    bad = sum(r[k] for r in rows for k in ("crash", "wrong", "hang", "damaged"))
+    lines.append(
+        f"goal (no crash, wrong, hang or damaged case): {'met' if bad == 0 else 'NOT met'}"
+    )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from chemprune.fuzz import KINDS
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    left = [0] * len(rows)
+    colors = {"ok": "#4c9a2a", "refused": "#7fa7d6", "crash": "#c0392b", "wrong": "#e67e22",
+              "hang": "#8e44ad", "damaged": "#000000"}  # fmt: skip
+    names = [r["surface"] for r in rows]
+    for k in KINDS:
+        vals = [r[k] / max(r["cases"], 1) for r in rows]
+        ax.barh(names, vals, left=left, color=colors[k], label=k)
+        left = [a + b for a, b in zip(left, vals, strict=True)]
+    ax.set_xlabel("share of generated cases")
+    ax.set_title(f"chemprune fuzz report ({rows[0]['cases']:,} cases per surface)")
+    ax.legend(ncol=3, fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", type=int, default=10_000, help="cases per surface")
+    p.add_argument("--surfaces", type=lambda s: s.split(","), default=list(SURFACES))
+    p.add_argument("--model", type=Path, default=ROOT / "models/schnet_gap_small_pruned.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="50 cases per surface")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/fuzz_report.json")
+    p.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/fuzz_report.png")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.cases = 50
+    from chemprune.checkpoint import atomic_write_text
+
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()
+    rows = []
+    for name in args.surfaces:
+        rows.append(run_surface(name, args.cases, args.model, args.seed))
+        print(f"{name}: {rows[-1]['cases']} cases in {rows[-1]['seconds']:.0f} s", flush=True)
+    text = format_table(rows)
+    print(text)
+    result = {
+        "benchmark": "fuzz_report",
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "loadavg_start": list(load0), "loadavg_end": list(os.getloadavg())},
+        "rows": rows,
+        "table": text,
+        "seconds": time.perf_counter() - t0,
+    }  # fmt: skip
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    plot(rows, args.plot)
+    print(f"wrote {args.out} and {args.plot}")
+    bad = sum(r[k] for r in rows for k in ("crash", "wrong", "hang", "damaged"))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Checked numeric option types for argparse: a bad value is a one-line usage error naming the
+flag (``argument --batch-size: must be an integer >= 1, got '0'``), never a traceback, a NaN
+that disables a check, or a negative number read as "all but N"."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Callable
+
+__all__ = [
+    "integer",
+    "number",
+    "positive_int",
+    "nonneg_int",
+    "positive_float",
+    "nonneg_float",
+    "fraction",
+    "open_fraction",
+    "finite_float",
+    "sparsity_float",
+    "momentum_float",
+    "ramp_fraction",
+    "seed_int",
+    "threads_int",
+    "json_line",
+    "MAX_SEED",
+    "MAX_THREADS",
+]
+
+MAX_SEED = 2**32 - 1  # numpy's and RDKit's seeds are 32-bit
+MAX_THREADS = 4 * (os.cpu_count() or 1) + 64
+
+
+def _fail(what: str, text: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+
+
+def integer(*, low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]`` (either bound optional)."""
+    what = "an integer" + (
+        f" in [{low}, {high}]"
+        if low is not None and high is not None
+        else f" >= {low}"
+        if low is not None
+        else f" <= {high}"
+        if high is not None
+        else ""
+    )
+
+    def parse(text: str) -> int:
+        try:
+            value = int(str(text).strip(), 10)
+        except ValueError:
+            raise _fail(what, text) from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise _fail(what, text)
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    return parse
+
+
+def number(
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Callable[[str], float]:
+    """An argparse type: a finite float in the interval (NaN and inf are refused)."""
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    what = "a finite number" + (" " + " and ".join(parts) if parts else "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(str(text).strip())
+        except ValueError:
+            raise _fail(what, text) from None
+        if not math.isfinite(value):
+            raise _fail(what, text)
+        if low is not None and (value < low or (low_open and value == low)):
+            raise _fail(what, text)
+        if high is not None and (value > high or (high_open and value == high)):
+            raise _fail(what, text)
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+positive_int = integer(low=1)
+nonneg_int = integer(low=0)
+positive_float = number(low=0.0, low_open=True)
+nonneg_float = number(low=0.0)
+fraction = number(low=0.0, high=1.0)  # [0, 1]
+open_fraction = number(low=0.0, high=1.0, low_open=True, high_open=True)  # (0, 1)
+seed_int = integer(low=0, high=MAX_SEED)
+threads_int = integer(low=1, high=MAX_THREADS)
+finite_float = number()
+sparsity_float = number(low=0.0, high=1.0, high_open=True)  # [0, 1)
+momentum_float = number(low=0.0, high=1.0, high_open=True)
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_line(obj) -> str:
+    """``obj`` as one line of strict JSON: a NaN or infinite number (e.g. the best validation
+    MAE of a run that finished no epoch) becomes ``null``, never the invalid ``NaN``."""
+    return json.dumps(_finite(obj), allow_nan=False, default=str)
+
+
+ramp_fraction = number(low=0.0, high=1.0, low_open=True)  # (0, 1]

@@ -1,0 +1,106 @@
+"""Property-based fuzzing of every input surface (chemprune.fuzz): no crash, hang, silently
+wrong answer or damaged file. A fast slice runs by default; ``-m slow`` runs >= 10,000 cases per
+surface (benchmarks/fuzz_report.py prints the same as a table)."""
+
+from __future__ import annotations
+
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+pytest.importorskip("hypothesis_rdkit")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from chemprune import fuzz  # noqa: E402
+
+FAST = {"smiles": 60, "xyz": 200, "model": 80, "argv": 300}
+SLOW = 10_000
+
+
+def _settings(n: int):
+    return settings(
+        max_examples=n, deadline=None, database=None, derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    import torch
+
+    from chemprune.checkpoint import atomic_save, model_checkpoint
+    from chemprune.models.schnet import SchNet
+
+    torch.manual_seed(0)
+    m = SchNet(hidden_channels=8, filter_channels=8, num_interactions=1, num_gaussians=8)
+    path = tmp_path_factory.mktemp("fuzz") / "m.pt"
+    target = {"name": "gap", "unit": "eV", "readout": "mean", "description": "gap"}
+    atomic_save(model_checkpoint(m, target=target), path)
+    return path.read_bytes(), {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def _check(out: fuzz.Outcome, case) -> None:
+    assert out.kind in ("ok", "refused"), f"{out.kind}: {out.detail} (case {case!r})"
+
+
+def _surface(name: str, n: int, checkpoint=None):
+    if name == "smiles":
+
+        @_settings(n)
+        @given(fuzz.smiles_texts())
+        def run(text):
+            _check(fuzz.smiles_case(text), text)
+
+    elif name == "xyz":
+
+        @_settings(n)
+        @given(fuzz.xyz_contents())
+        def run(content):
+            _check(fuzz.xyz_case(content), content)
+
+    elif name == "model":
+        content, reference = checkpoint
+
+        @_settings(n)
+        @given(fuzz.mutations(len(content)))
+        def run(ops):
+            _check(fuzz.model_case(fuzz.mutate(content, ops), reference), ops)
+
+    else:
+
+        @_settings(n)
+        @given(fuzz.argv_cases())
+        def run(case):
+            _check(fuzz.argv_case(*case), case[0])
+
+    run()
+
+
+@pytest.mark.parametrize("surface", list(FAST))
+def test_fuzz_fast_slice(surface, checkpoint):
+    _surface(surface, FAST[surface], checkpoint)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("surface", list(FAST))
+def test_fuzz_ten_thousand_cases(surface, checkpoint):
+    _surface(surface, SLOW, checkpoint)
+
+
+def test_oracles_catch_what_they_are_for(tmp_path, checkpoint):
+    """The oracles are not vacuous: a silent drop, a damaged load and a crash are reported."""
+    content, reference = checkpoint
+    other = {k: v + 1 for k, v in reference.items()}
+    assert fuzz.model_case(content, other).kind == "wrong"
+    assert fuzz.model_case(content, reference).kind == "ok"
+    assert fuzz.model_case(content[:100], reference).kind == "refused"
+    assert fuzz.xyz_case(b"2\n\nC 0 0 0\nC 0 0 0\n").kind == "refused"
+    assert fuzz.xyz_case(b"1\n\nC 0 0 0\n").kind == "ok"
+    assert fuzz.smiles_case("CCO").kind == "ok"
+    assert fuzz.smiles_case("C\u0421O").kind == "refused"
+    assert fuzz.argv_case(["train", "--out", "r", "--lr=nan"], {"lr": lambda v: v > 0}).kind == (
+        "refused"
+    )
+    assert fuzz.argv_case(["train", "--out", "r", "--lr=2"], {"lr": lambda v: v < 1}).kind == (
+        "wrong"
+    )
