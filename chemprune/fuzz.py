@@ -191,7 +191,11 @@ def argv_case(argv: list[str], checks: dict[str, Callable[[object], bool]]) -> O
         return Outcome("crash", f"{type(e).__name__}: {e}")
     for dest, ok in checks.items():
         value = getattr(args, dest, None)
-        if value is not None and not ok(value):
+        try:
+            good = value is None or bool(ok(value))
+        except Exception:  # noqa: BLE001 - e.g. a list where a number belongs
+            good = False
+        if not good:
             return Outcome("wrong", f"accepted --{dest.replace('_', '-')} {value!r}")
     return Outcome("ok")
 

@@ -41,13 +41,40 @@ def test_torchscript_runtime_equals_eager_on_real_molecules_and_forces(qm9_small
         torch.testing.assert_close(fb, fa, atol=1e-5, rtol=1e-5)
 
 
+def test_export_runtime_equals_eager_on_real_molecules_and_forces(qm9_small, pruned_model):
+    ms = MoleculeSet(qm9_small.z, qm9_small.pos, qm9_small.ptr)
+    fast = with_runtime(pruned_model, "export")
+    for idx in ([0], list(range(64))):
+        b = ms.collate(idx)
+        pos_a = b.pos.clone().requires_grad_(True)
+        pos_b = b.pos.clone().requires_grad_(True)
+        ya = pruned_model(b.z, pos_a, b.batch, num_molecules=b.num_molecules)
+        yb = fast(b.z, pos_b, b.batch, num_molecules=b.num_molecules)
+        torch.testing.assert_close(yb, ya, atol=1e-5, rtol=1e-5)
+        (fa,) = torch.autograd.grad(ya.sum(), pos_a)
+        (fb,) = torch.autograd.grad(yb.sum(), pos_b)
+        torch.testing.assert_close(fb, fa, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="atomic numbers must be in"):
+        fast(torch.tensor([0, 6]), torch.zeros(2, 3))
+
+
+def test_dense_radius_pairs_equal_the_padded_ones():
+    from chemprune.models.graph import dense_radius_pairs, radius_pairs
+
+    g = torch.Generator().manual_seed(0)
+    pos = torch.randn(60, 3, generator=g) * 3
+    batch = torch.repeat_interleave(torch.arange(5), torch.tensor([10, 5, 30, 1, 14]))
+    assert torch.equal(dense_radius_pairs(pos, batch, 5.0), radius_pairs(pos, batch, 5.0))
+
+
 def test_ase_calculator_runtimes_agree(pruned_model):
     results = {}
-    for runtime in ("eager", "torchscript"):
+    for runtime in ("eager", "torchscript", "export"):
         atoms = molecule("CH3CH2OH")
         atoms.calc = SchNetCalculator(pruned_model, runtime=runtime)
         results[runtime] = (atoms.get_potential_energy(), atoms.get_forces())
-    assert results["torchscript"][0] == pytest.approx(results["eager"][0], abs=1e-5)
-    np.testing.assert_allclose(results["torchscript"][1], results["eager"][1], atol=1e-5)
+    for runtime in ("torchscript", "export"):
+        assert results[runtime][0] == pytest.approx(results["eager"][0], abs=1e-5)
+        np.testing.assert_allclose(results[runtime][1], results["eager"][1], atol=1e-5)
     with pytest.raises(ValueError, match="unknown runtime 'onnx'"):
         with_runtime(pruned_model, "onnx")

@@ -213,6 +213,12 @@ def smiles_to_structure(
         )
     if mol.GetNumAtoms() == 0:
         raise StructureError(f"invalid SMILES {shown}: no atoms")
+    queries = [b.GetIdx() + 1 for b in mol.GetBonds() if b.HasQuery()]
+    queries += [a.GetIdx() + 1 for a in mol.GetAtoms() if a.HasQuery()]
+    if queries:  # '~' and friends: a pattern (SMARTS), not one molecule
+        raise StructureError(
+            f"invalid SMILES {shown}: holds a query ('~' any-bond or similar), not a molecule"
+        )
     check_elements([a.GetAtomicNum() for a in mol.GetAtoms()], f"SMILES {shown}")
     try:
         with _capture_rdkit():
@@ -229,9 +235,16 @@ def smiles_to_structure(
             "at 300 atoms, minutes at 600); give a structure file instead"
         )
     mapping: list[tuple[int, ...]] = []
-    parts = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=True, fragsMolAtomMapping=mapping)
-    if len(parts) == 1:
+    if len(Chem.GetMolFrags(mol)) == 1:
         parts, mapping = (mol,), [tuple(range(mol.GetNumAtoms()))]
+    else:
+        try:
+            parts = Chem.GetMolFrags(
+                mol, asMols=True, sanitizeFrags=True, fragsMolAtomMapping=mapping
+            )
+        except Exception as err:  # a fragment that does not sanitize on its own
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise StructureError(f"invalid SMILES {shown}: {reason}") from None
     if len(parts) > 1 and fragments == "refuse":
         raise StructureError(
             f"SMILES {shown} has {len(parts)} disconnected fragments; give one molecule per "

@@ -44,8 +44,9 @@ class CliError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     from chemprune import __version__
     from chemprune.cli import demo, evaluate, export, import_model, predict, prune, train
+    from chemprune.cli.options import CheckedParser
 
-    parser = argparse.ArgumentParser(
+    parser = CheckedParser(
         prog="chemprune",
         description="Train, evaluate and use SchNet models for QM9 properties.",
     )

@@ -26,6 +26,7 @@ __all__ = [
     "seed_int",
     "threads_int",
     "json_line",
+    "CheckedParser",
     "MAX_SEED",
     "MAX_THREADS",
 ]
@@ -125,3 +126,21 @@ def json_line(obj) -> str:
 
 
 ramp_fraction = number(low=0.0, high=1.0, low_open=True)  # (0, 1]
+
+
+class CheckedParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that refuses a single-value option left without its value.
+
+    Python 3.11's argparse takes ``--lr=--`` as an empty list without calling the option's
+    type (found by ``tests/test_fuzz.py``); the value then fails far from the command line.
+    Sub-parsers made with ``add_subparsers`` inherit this class.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extra = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            plain = type(action) is argparse._StoreAction  # not append, count, ...
+            if plain and action.nargs is None and action.type is not None and action.option_strings:
+                if isinstance(getattr(ns, action.dest, None), list):
+                    self.error(f"argument {'/'.join(action.option_strings)}: expected one value")
+        return ns, extra

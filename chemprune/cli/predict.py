@@ -62,10 +62,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=threads_int, default=None)
     p.add_argument(
         "--runtime",
-        choices=("eager", "torchscript"),
+        choices=("eager", "torchscript", "export"),  # chemprune.runtime.RUNTIMES
         default="eager",
-        help="eager PyTorch (default) or a frozen TorchScript graph (same values, faster for "
-        "small batches; compiled once per call)",
+        help="eager PyTorch (default), a frozen TorchScript graph (same values, faster for "
+        "small batches) or the torch.export program; compiled once per call",
     )
     p.set_defaults(run=run_predict)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["radius_pairs", "full_edge_index", "pad_positions"]
+__all__ = ["radius_pairs", "dense_radius_pairs", "full_edge_index", "pad_positions"]
 
 
 def _counts_from_batch(batch: Tensor, num_graphs: int | None = None) -> Tensor:
@@ -68,6 +68,19 @@ def radius_pairs(pos: Tensor, batch: Tensor, cutoff: float) -> Tensor:
     idx = mask.nonzero()
     offset = ptr[idx[:, 0]]
     return torch.stack([offset + idx[:, 1], offset + idx[:, 2]])
+
+
+def dense_radius_pairs(pos: Tensor, batch: Tensor, cutoff: float) -> Tensor:
+    """:func:`radius_pairs` over all ``N x N`` atom pairs of the batch at once: the same pairs (up to
+    rounding at exactly the cutoff, where the cosine cutoff is zero) in the same order, with no data-dependent Python branch or size, so ``torch.export`` can trace
+    it for any number of atoms. Memory and time are ``O(N^2)`` in the batch's atoms (fine for a
+    molecule or a few dozen; :func:`radius_pairs` is for training batches)."""
+    p = pos.detach()
+    d2 = ((p.unsqueeze(1) - p.unsqueeze(0)) ** 2).sum(-1)
+    idx = torch.arange(pos.size(0), device=pos.device)
+    mask = (batch.unsqueeze(1) == batch.unsqueeze(0)) & (idx.unsqueeze(1) < idx.unsqueeze(0))
+    mask = mask & (d2 < cutoff * cutoff)
+    return mask.nonzero().t()
 
 
 def full_edge_index(pairs: Tensor) -> Tensor:

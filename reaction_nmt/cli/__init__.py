@@ -25,9 +25,10 @@ _PASS_THROUGH = {"train", "distill"}
 
 def build_parser() -> argparse.ArgumentParser:
     from chemprune import __version__
+    from chemprune.cli.options import CheckedParser
     from reaction_nmt.cli import compress, data, distill, infer, model
 
-    p = argparse.ArgumentParser(
+    p = CheckedParser(
         prog="reaction-nmt", description="Reactant SMILES to product SMILES as translation."
     )
     p.add_argument("--version", action="version", version=f"reaction-nmt {__version__}")

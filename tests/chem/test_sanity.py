@@ -115,3 +115,10 @@ def test_structure_file_frame_limit(tmp_path):
     assert len(read_structure_file(path)) == 4
     with pytest.raises(StructureError, match="more than 3 structures in one file"):
         read_structure_file(path, limits=Limits(max_molecules=3))
+
+
+def test_query_smiles_refused():
+    """'c1cccc~c1' (found by the fuzzer) made RDKit raise from inside the fragment split."""
+    for smi in ("c1cccc~c1", "C~C"):
+        with pytest.raises(StructureError, match="holds a query"):
+            smiles_to_structure(smi)

@@ -43,3 +43,13 @@ def test_json_line_never_writes_nan():
     line = json_line({"a": float("nan"), "b": [1.0, float("inf")], "c": "x"})
     assert json.loads(line) == {"a": None, "b": [1.0, None], "c": "x"}
     assert "NaN" not in line and "Infinity" not in line
+
+
+def test_an_option_without_its_value_is_refused():
+    from chemprune.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["train", "--out", "r", "--lr=--"])  # argparse 3.11: lr = []
+    assert exit_.value.code == 2
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["predict", "--model=--"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from chemprune.checkpoint import load_model
@@ -141,7 +142,7 @@ def test_export_runs_without_chemprune(trained, qm9_dir, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     ts = tmp_path / "model.ts"
-    r = run_cli("export", "--model", str(pruned), "--out", str(ts))
+    r = run_cli("export", "--model", str(pruned), "--out", str(ts), "--format", "torchscript")
     assert r.returncode == 0, r.stderr
     import subprocess
     import sys
@@ -169,3 +170,51 @@ def test_export_runs_without_chemprune(trained, qm9_dir, tmp_path):
         8,
         8,
     ]
+
+
+def test_export_program_runs_without_chemprune_with_forces(trained, tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    prog = tmp_path / "model.pt2"
+    r = run_cli("export", "--model", str(trained), "--out", str(tmp_path / "model.ts"))
+    assert r.returncode == 2 and "a torch.export program is a .pt2 file" in r.stderr
+    r = run_cli("export", "--model", str(trained), "--out", str(prog))
+    assert r.returncode == 0, r.stderr
+    assert "checked against the eager model" in r.stdout
+    model, _ = load_model(trained)
+    # three molecules of different sizes in one batch, and a lone atom
+    g = torch.Generator().manual_seed(3)
+    cases = [
+        (torch.tensor([6, 6, 8, 1, 1, 1, 1, 1, 1, 8, 1, 1, 7, 1, 1, 1]),
+         torch.tensor([0] * 9 + [1] * 3 + [2] * 4)),
+        (torch.tensor([6]), torch.tensor([0])),
+    ]  # fmt: skip
+    want = []
+    for z, batch in cases:
+        pos = (torch.randn(len(z), 3, generator=g) * 1.3).requires_grad_(True)
+        y = model(z, pos, batch)
+        (f,) = torch.autograd.grad(y.sum(), pos)
+        want.append((z.tolist(), pos.detach().tolist(), batch.tolist(), y.tolist(), f.tolist()))
+    code = (
+        "import sys, json; sys.modules['chemprune'] = None\n"  # any chemprune import would fail
+        "import torch\n"
+        f"e = {{'chemprune.json': ''}}\n"
+        f"m = torch.export.load({str(prog)!r}, extra_files=e).module()\n"
+        f"out = []\n"
+        f"for z, pos, batch, _, _ in {want!r}:\n"
+        "    pos = torch.tensor(pos, requires_grad=True)\n"
+        "    y = m(torch.tensor(z), pos, torch.tensor(batch))\n"
+        "    (f,) = torch.autograd.grad(y.sum(), pos)\n"
+        "    out.append((y.tolist(), f.tolist()))\n"
+        "print(json.dumps({'out': out, 'meta': json.loads(e['chemprune.json'])}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert got["meta"]["format"] == "export" and got["meta"]["target"]["name"] == "gap"
+    for (y, f), (*_, wy, wf) in zip(got["out"], want, strict=True):
+        np.testing.assert_allclose(y, wy, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(f, wf, rtol=1e-5, atol=1e-5)
