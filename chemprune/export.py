@@ -59,9 +59,7 @@ class ExportableSchNet(nn.Module):
     def forward(self, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
         m = self.model
         pairs = dense_radius_pairs(pos, batch, m.cutoff)
-        h = m.atom_features(z, pos, batch, pairs)
-        y = m.lin2(m.act(m.lin1(h))).squeeze(-1)
-        y = y * m.std + m.mean + m.atomref.index_select(0, z)
+        y = m.atom_outputs(m.atom_features(z, pos, batch, pairs), z)
         n = batch.max().item() + 1
         torch._check(n >= 1)
         out = y.new_zeros(n).index_add(0, batch, y)

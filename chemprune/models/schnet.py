@@ -347,6 +347,11 @@ class SchNet(nn.Module):
             h = h + blk(h, pairs, rbf, fcut)
         return h
 
+    def atom_outputs(self, h: Tensor, z: Tensor) -> Tensor:
+        """Each atom's contribution ``[N]`` in the target's unit (head, scale, atom reference)."""
+        y = self.lin2(self.act(self.lin1(h))).squeeze(-1)
+        return y * self.std + self.mean + self.atomref.index_select(0, z)
+
     def forward(
         self,
         z: Tensor,
@@ -380,9 +385,7 @@ class SchNet(nn.Module):
             raise ValueError("expected z [N], pos [N, 3], batch [N]; got batch " + str(batch.shape))
         if z.numel() > 0 and (int(z.min()) < 1 or int(z.max()) >= self.max_z):
             raise ValueError("atomic numbers must be in [1, " + str(self.max_z - 1) + "]")
-        h = self.atom_features(z, pos, batch, pairs)
-        y = self.lin2(self.act(self.lin1(h))).squeeze(-1)
-        y = y * self.std + self.mean + self.atomref.index_select(0, z)
+        y = self.atom_outputs(self.atom_features(z, pos, batch, pairs), z)
         if num_molecules is None:
             num_molecules = int(batch[-1]) + 1 if batch.numel() else 0
         out = y.new_zeros(num_molecules).index_add(0, batch, y)
