@@ -133,6 +133,7 @@ class CheckedParser(argparse.ArgumentParser):
 
     Python 3.11's argparse takes ``--lr=--`` as an empty list without calling the option's
     type (found by ``tests/test_fuzz.py``); the value then fails far from the command line.
+    (A type may return a list, as ``--blocks 0,1`` does; only the empty one is refused.)
     Sub-parsers made with ``add_subparsers`` inherit this class.
     """
 
@@ -141,6 +142,7 @@ class CheckedParser(argparse.ArgumentParser):
         for action in self._actions:
             plain = type(action) is argparse._StoreAction  # not append, count, ...
             if plain and action.nargs is None and action.type is not None and action.option_strings:
-                if isinstance(getattr(ns, action.dest, None), list):
+                value = getattr(ns, action.dest, None)
+                if isinstance(value, list) and not value and action.default != []:
                     self.error(f"argument {'/'.join(action.option_strings)}: expected one value")
         return ns, extra
