@@ -9,7 +9,9 @@ Surfaces (the oracles and generators of :mod:`chemprune.fuzz`, driven by hypothe
   coordinates, odd elements, blank lines, stray bytes) through ``read_structure_file``;
 * ``model``: byte mutations (bit flips, truncations, insertions, zeroed runs) of a released
   checkpoint through ``load_model``;
-* ``argv``: odd values of every numeric option of ``chemprune``'s commands through its parser.
+* ``argv``: odd values of every numeric option of ``chemprune``'s commands through its parser;
+* ``reaction``: reaction inputs (those SMILES texts joined by '.', '>', spaces) through
+  ``reaction-nmt predict``'s ``prepare_input``.
 
 Outcomes: ok, refused (a one-line error of the surface's own kind), crash, wrong (accepted but
 not what the input says), hang, damaged (an input file changed). The goal (issue 22): no crash,
@@ -33,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SURFACES = ("smiles", "xyz", "model", "argv")
+SURFACES = ("smiles", "xyz", "model", "argv", "reaction")
 
 
 def run_surface(name: str, cases: int, model_path: Path, seed: int) -> dict:
@@ -61,6 +63,7 @@ def run_surface(name: str, cases: int, model_path: Path, seed: int) -> dict:
         "xyz": fuzz.xyz_contents(),
         "model": fuzz.mutations(len(content or b"")),
         "argv": fuzz.argv_cases(),
+        "reaction": fuzz.reaction_texts(),
     }[name]
 
     @hseed(seed)
@@ -74,6 +77,8 @@ def run_surface(name: str, cases: int, model_path: Path, seed: int) -> dict:
             record(fuzz.xyz_case(case), case)
         elif name == "model":
             record(fuzz.model_case(fuzz.mutate(content, case), reference), case)
+        elif name == "reaction":
+            record(fuzz.reaction_case(case), case)
         else:
             record(fuzz.argv_case(*case), case[0])
 

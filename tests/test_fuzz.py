@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from chemprune import fuzz  # noqa: E402
 
-FAST = {"smiles": 60, "xyz": 200, "model": 80, "argv": 300}
+FAST = {"smiles": 60, "xyz": 200, "model": 80, "argv": 300, "reaction": 150}
 SLOW = 10_000
 
 
@@ -66,6 +66,13 @@ def _surface(name: str, n: int, checkpoint=None):
         def run(ops):
             _check(fuzz.model_case(fuzz.mutate(content, ops), reference), ops)
 
+    elif name == "reaction":
+
+        @_settings(n)
+        @given(fuzz.reaction_texts())
+        def run(text):
+            _check(fuzz.reaction_case(text), text)
+
     else:
 
         @_settings(n)
@@ -98,6 +105,8 @@ def test_oracles_catch_what_they_are_for(tmp_path, checkpoint):
     assert fuzz.xyz_case(b"1\n\nC 0 0 0\n").kind == "ok"
     assert fuzz.smiles_case("CCO").kind == "ok"
     assert fuzz.smiles_case("C\u0421O").kind == "refused"
+    assert fuzz.reaction_case("CC(=O)Cl.NCC").kind == "ok"
+    assert fuzz.reaction_case("CC(=O)Cl NCC").kind == "refused"
     assert fuzz.argv_case(["train", "--out", "r", "--lr=nan"], {"lr": lambda v: v > 0}).kind == (
         "refused"
     )
