@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,55 @@ __all__ = [
 # this (resolved) run folder for them, across restarts.
 LOCK_HELD_ENV = "CHEMPRUNE_RUN_LOCK_HELD"
 RUN_FILES = ("last.pt", "best.pt", "history.jsonl")
+
+
+@dataclass
+class TrainSettings:
+    """Everything that defines a run (saved in ``last.pt`` and checked on resume)."""
+
+    target: str = "gap"
+    hidden_channels: int = 128
+    filter_channels: int = 128
+    num_interactions: int = 6
+    num_gaussians: int = 50
+    cutoff: float = 5.0
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 5e-4
+    optimizer: str = "adam"  # "adam" or "sgd" (with momentum, e.g. to compare gradient codecs)
+    momentum: float = 0.9  # SGD only
+    lr_schedule: str = "plateau"  # or "cosine" (see chemprune.optim)
+    warmup_steps: int = 0  # cosine only: linear warm-up steps
+    lr_factor: float = 0.5  # plateau only
+    lr_patience: int = 5  # plateau only
+    min_lr: float = 1e-6
+    max_grad_norm: float = 0.0  # clip the total gradient norm to this (0: no clipping)
+    seed: int = 0
+    eval_batch_size: int = 256
+    comm_hook: str = "allreduce"  # gradient exchange between processes (see chemprune.distributed)
+    terngrad_min_size: int = 1  # TernGrad: parameters with fewer values go in float32
+    terngrad_fp32: str = ""  # TernGrad: comma-separated globs of parameters sent in float32
+    smoothout: float = 0.0  # SmoothOut noise amplitude (0: off)
+    smoothout_adaptive: bool = False  # amplitude relative to each filter's norm
+    smoothout_chunk: int = 0  # SmoothOut: one draw per this many molecules (0: per rank and step)
+    smoothout_schedule: str = "constant"  # SmoothOut amplitude over the run (or anneal, tanh)
+
+    # Settings that may change when resuming (a longer budget, more epochs).
+    resumable_changes: tuple[str, ...] = field(default=("epochs",), repr=False)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {
+            "hidden_channels": self.hidden_channels,
+            "filter_channels": self.filter_channels,
+            "num_interactions": self.num_interactions,
+            "num_gaussians": self.num_gaussians,
+            "cutoff": self.cutoff,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("resumable_changes")
+        return d
 
 
 @contextlib.contextmanager
