@@ -35,7 +35,6 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SURFACES = ("smiles", "xyz", "model", "argv", "reaction")
 
 
 def run_surface(name: str, cases: int, model_path: Path, seed: int) -> dict:
@@ -46,41 +45,23 @@ def run_surface(name: str, cases: int, model_path: Path, seed: int) -> dict:
 
     counts: Counter = Counter()
     examples: dict[str, list] = {}
-    content = reference = None
+    model = None
     if name == "model":
         from chemprune.checkpoint import load_model
 
-        content = model_path.read_bytes()
-        reference = {k: v.clone() for k, v in load_model(model_path)[0].state_dict().items()}
-
-    def record(out, case) -> None:
-        counts[out.kind] += 1
-        if out.kind != "ok" and len(examples.setdefault(out.kind, [])) < 20:
-            examples[out.kind].append({"case": repr(case)[:300], "detail": out.detail})
-
-    strategy = {
-        "smiles": fuzz.smiles_texts(),
-        "xyz": fuzz.xyz_contents(),
-        "model": fuzz.mutations(len(content or b"")),
-        "argv": fuzz.argv_cases(),
-        "reaction": fuzz.reaction_texts(),
-    }[name]
+        state = load_model(model_path)[0].state_dict()
+        model = (model_path.read_bytes(), {k: v.clone() for k, v in state.items()})
+    strategy, judge = fuzz.surface(name, model=model)
 
     @hseed(seed)
     @settings(max_examples=cases, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(strategy)
     def drive(case):
-        if name == "smiles":
-            record(fuzz.smiles_case(case), case)
-        elif name == "xyz":
-            record(fuzz.xyz_case(case), case)
-        elif name == "model":
-            record(fuzz.model_case(fuzz.mutate(content, case), reference), case)
-        elif name == "reaction":
-            record(fuzz.reaction_case(case), case)
-        else:
-            record(fuzz.argv_case(*case), case[0])
+        out = judge(case)
+        counts[out.kind] += 1
+        if out.kind != "ok" and len(examples.setdefault(out.kind, [])) < 20:
+            examples[out.kind].append({"case": repr(case)[:300], "detail": out.detail})
 
     t0 = time.perf_counter()
     drive()
@@ -137,7 +118,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=10_000, help="cases per surface")
-    p.add_argument("--surfaces", type=lambda s: s.split(","), default=list(SURFACES))
+    p.add_argument("--surfaces", type=lambda s: s.split(","), default=None)
     p.add_argument("--model", type=Path, default=ROOT / "models/schnet_gap_small_pruned.pt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="50 cases per surface")
@@ -146,12 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.cases = 50
+    from chemprune import fuzz
     from chemprune.checkpoint import atomic_write_text
 
     t0 = time.perf_counter()
     load0 = os.getloadavg()
     rows = []
-    for name in args.surfaces:
+    for name in args.surfaces or fuzz.SURFACES:
         rows.append(run_surface(name, args.cases, args.model, args.seed))
         print(f"{name}: {rows[-1]['cases']} cases in {rows[-1]['seconds']:.0f} s", flush=True)
     text = format_table(rows)

@@ -38,6 +38,8 @@ __all__ = [
     "model_case",
     "reaction_case",
     "argv_case",
+    "SURFACES",
+    "surface",
 ]
 
 KINDS = ("ok", "refused", "crash", "wrong", "hang", "damaged")
@@ -97,7 +99,7 @@ def smiles_case(text: str, *, limit: float = 60.0) -> Outcome:
 
     def run() -> Outcome:
         s = smiles_to_structure(text, max_attempts=1)
-        expected = _formula(s.name)
+        expected = _elements(s.name, hydrogens=True)
         got = Counter(int(z) for z in s.z)
         if expected is not None and got != expected:
             return Outcome("wrong", f"{text!r}: atoms {dict(got)} != parsed {dict(expected)}")
@@ -112,16 +114,20 @@ def smiles_case(text: str, *, limit: float = 60.0) -> Outcome:
     return _judge(run, (StructureError,), limit)
 
 
-def _formula(smiles: str) -> Counter | None:
-    """Element counts (hydrogens included) of an independent RDKit parse, or None."""
+def _elements(smiles: str, *, hydrogens: bool) -> Counter | None:
+    """Element counts of an independent RDKit parse of each '.'-separated part (with implicit
+    hydrogens made explicit, or heavy atoms only), or None if a part does not parse."""
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        return None
-    mol = Chem.AddHs(mol)
-    return Counter(a.GetAtomicNum() for a in mol.GetAtoms())
+    counts: Counter = Counter()
+    for part in (p for p in smiles.split(".") if p):
+        mol = Chem.MolFromSmiles(part)
+        if mol is None:
+            return None
+        mol = Chem.AddHs(mol) if hydrogens else mol
+        counts.update(a.GetAtomicNum() for a in mol.GetAtoms())
+    return counts
 
 
 # ---------------------------------------------------------------------- structure files
@@ -142,8 +148,6 @@ def xyz_case(content: bytes, *, suffix: str = ".xyz", limit: float = 20.0) -> Ou
                     check_geometry(f.z, f.pos, f.name)
                 except StructureError as err:
                     return Outcome("wrong", f"accepted a frame the checks refuse: {err}")
-                if not np.isfinite(np.asarray(f.pos, dtype=np.float32)).all():
-                    return Outcome("wrong", f"{f.name}: float32 coordinates not finite")
             return Outcome("ok")
 
         out = _judge(run, (StructureError,), limit)
@@ -189,27 +193,13 @@ def reaction_case(text: str, *, limit: float = 20.0) -> Outcome:
 
     def run() -> Outcome:
         source = detokenize(prepare_input(text, mode="mixed"))
-        want = _heavy_atoms(text.strip().replace(">", "."))
-        got = _heavy_atoms(source)
+        want = _elements(text.strip().replace(">", "."), hydrogens=False)
+        got = _elements(source, hydrogens=False)
         if want is None or got is None or want != got:
             return Outcome("wrong", f"{text!r} became {source!r}")
         return Outcome("ok")
 
     return _judge(run, (InvalidInput,), limit)
-
-
-def _heavy_atoms(smiles: str) -> Counter | None:
-    from rdkit import Chem, RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
-    parts = [p for p in smiles.split(".") if p]
-    counts: Counter = Counter()
-    for part in parts:
-        mol = Chem.MolFromSmiles(part)
-        if mol is None:
-            return None
-        counts.update(a.GetAtomicNum() for a in mol.GetAtoms())
-    return counts
 
 
 # ---------------------------------------------------------------------- command lines
@@ -413,3 +403,28 @@ def argv_cases():
     return st.tuples(entry, value).map(
         lambda t: ([*t[0][0].split(), f"{t[0][1][0]}={t[1]}"], {t[0][1][1]: t[0][1][2]})
     )
+
+
+# ---------------------------------------------------------------------- surfaces
+SURFACES = ("smiles", "xyz", "model", "argv", "reaction")
+
+
+def surface(name: str, *, model: tuple[bytes, dict] | None = None):
+    """``(strategy, judge)`` of one surface: hypothesis draws a case from ``strategy``,
+    ``judge(case)`` returns its :class:`Outcome`. ``model`` is ``(checkpoint bytes, its
+    state_dict)`` for the ``model`` surface."""
+    if name == "model":
+        if model is None:
+            raise ValueError("the model surface needs model=(checkpoint bytes, state_dict)")
+        content, reference = model
+        return mutations(len(content)), lambda ops: model_case(mutate(content, ops), reference)
+    table = {
+        "smiles": (smiles_texts, smiles_case),
+        "xyz": (xyz_contents, xyz_case),
+        "argv": (argv_cases, lambda case: argv_case(*case)),
+        "reaction": (reaction_texts, reaction_case),
+    }
+    if name not in table:
+        raise ValueError(f"unknown fuzz surface {name!r}; choose from {', '.join(SURFACES)}")
+    strategy, judge = table[name]
+    return strategy(), judge

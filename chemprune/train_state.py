@@ -21,6 +21,7 @@ from chemprune.distributed.context import DistContext, WorldSizeError
 from chemprune.runfolder import RunLock
 
 __all__ = [
+    "TrainSettings",
     "target_dict",
     "split_dict",
     "SignalGuard",

@@ -86,8 +86,6 @@ def read_lines(path: Path | str) -> list[str]:
         with open_text(path) as fh:
             return fh.readlines()
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError) as err:
-        if isinstance(err, DataFormatError):
-            raise
         raise _unreadable(path, err) from None
 
 

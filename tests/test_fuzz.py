@@ -39,57 +39,25 @@ def checkpoint(tmp_path_factory):
     return path.read_bytes(), {k: v.clone() for k, v in m.state_dict().items()}
 
 
-def _check(out: fuzz.Outcome, case) -> None:
-    assert out.kind in ("ok", "refused"), f"{out.kind}: {out.detail} (case {case!r})"
-
-
 def _surface(name: str, n: int, checkpoint=None):
-    if name == "smiles":
+    strategy, judge = fuzz.surface(name, model=checkpoint)
 
-        @_settings(n)
-        @given(fuzz.smiles_texts())
-        def run(text):
-            _check(fuzz.smiles_case(text), text)
-
-    elif name == "xyz":
-
-        @_settings(n)
-        @given(fuzz.xyz_contents())
-        def run(content):
-            _check(fuzz.xyz_case(content), content)
-
-    elif name == "model":
-        content, reference = checkpoint
-
-        @_settings(n)
-        @given(fuzz.mutations(len(content)))
-        def run(ops):
-            _check(fuzz.model_case(fuzz.mutate(content, ops), reference), ops)
-
-    elif name == "reaction":
-
-        @_settings(n)
-        @given(fuzz.reaction_texts())
-        def run(text):
-            _check(fuzz.reaction_case(text), text)
-
-    else:
-
-        @_settings(n)
-        @given(fuzz.argv_cases())
-        def run(case):
-            _check(fuzz.argv_case(*case), case[0])
+    @_settings(n)
+    @given(strategy)
+    def run(case):
+        out = judge(case)
+        assert out.kind in ("ok", "refused"), f"{out.kind}: {out.detail} (case {case!r})"
 
     run()
 
 
-@pytest.mark.parametrize("surface", list(FAST))
+@pytest.mark.parametrize("surface", fuzz.SURFACES)
 def test_fuzz_fast_slice(surface, checkpoint):
     _surface(surface, FAST[surface], checkpoint)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("surface", list(FAST))
+@pytest.mark.parametrize("surface", fuzz.SURFACES)
 def test_fuzz_ten_thousand_cases(surface, checkpoint):
     _surface(surface, SLOW, checkpoint)
 
@@ -110,6 +78,8 @@ def test_oracles_catch_what_they_are_for(tmp_path, checkpoint):
     assert fuzz.argv_case(["train", "--out", "r", "--lr=nan"], {"lr": lambda v: v > 0}).kind == (
         "refused"
     )
+    with pytest.raises(ValueError, match="needs model="):
+        fuzz.surface("model")
     assert fuzz.argv_case(["train", "--out", "r", "--lr=2"], {"lr": lambda v: v < 1}).kind == (
         "wrong"
     )

@@ -25,35 +25,30 @@ def pruned_model(qm9_small):
     return m.eval()
 
 
-def test_torchscript_runtime_equals_eager_on_real_molecules_and_forces(qm9_small, pruned_model):
-    ms = MoleculeSet(qm9_small.z, qm9_small.pos, qm9_small.ptr)
-    fast = compile_for_inference(pruned_model)
-    assert pruned_model.training is False and isinstance(fast, torch.jit.ScriptModule)
-    for idx in ([0], list(range(64)), list(range(100, 240))):
+def _assert_equal_to_eager(model, fast, ms, batches) -> None:
+    for idx in batches:
         b = ms.collate(idx)
         pos_a = b.pos.clone().requires_grad_(True)
         pos_b = b.pos.clone().requires_grad_(True)
-        ya = pruned_model(b.z, pos_a, b.batch, num_molecules=b.num_molecules)
+        ya = model(b.z, pos_a, b.batch, num_molecules=b.num_molecules)
         yb = fast(b.z, pos_b, b.batch, num_molecules=b.num_molecules)
         torch.testing.assert_close(yb, ya, atol=1e-5, rtol=1e-5)
         (fa,) = torch.autograd.grad(ya.sum(), pos_a)
         (fb,) = torch.autograd.grad(yb.sum(), pos_b)
         torch.testing.assert_close(fb, fa, atol=1e-5, rtol=1e-5)
+
+
+def test_torchscript_runtime_equals_eager_on_real_molecules_and_forces(qm9_small, pruned_model):
+    ms = MoleculeSet(qm9_small.z, qm9_small.pos, qm9_small.ptr)
+    fast = compile_for_inference(pruned_model)
+    assert pruned_model.training is False and isinstance(fast, torch.jit.ScriptModule)
+    _assert_equal_to_eager(pruned_model, fast, ms, ([0], list(range(64)), list(range(100, 240))))
 
 
 def test_export_runtime_equals_eager_on_real_molecules_and_forces(qm9_small, pruned_model):
     ms = MoleculeSet(qm9_small.z, qm9_small.pos, qm9_small.ptr)
     fast = with_runtime(pruned_model, "export")
-    for idx in ([0], list(range(64))):
-        b = ms.collate(idx)
-        pos_a = b.pos.clone().requires_grad_(True)
-        pos_b = b.pos.clone().requires_grad_(True)
-        ya = pruned_model(b.z, pos_a, b.batch, num_molecules=b.num_molecules)
-        yb = fast(b.z, pos_b, b.batch, num_molecules=b.num_molecules)
-        torch.testing.assert_close(yb, ya, atol=1e-5, rtol=1e-5)
-        (fa,) = torch.autograd.grad(ya.sum(), pos_a)
-        (fb,) = torch.autograd.grad(yb.sum(), pos_b)
-        torch.testing.assert_close(fb, fa, atol=1e-5, rtol=1e-5)
+    _assert_equal_to_eager(pruned_model, fast, ms, ([0], list(range(64))))
     with pytest.raises(ValueError, match="atomic numbers must be in"):
         fast(torch.tensor([0, 6]), torch.zeros(2, 3))
 

@@ -26,6 +26,7 @@ __all__ = [
     "check_atom_count",
     "check_geometry",
     "closest_pair",
+    "symbol",
 ]
 
 # Every character of the OpenSMILES grammar (atoms, bonds, branches, rings, charges, chirality,
@@ -89,7 +90,10 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def _symbol(z: int) -> str:
+def symbol(z: int) -> str:
+    """Element symbol of atomic number ``z`` for messages (``X (dummy atom)`` for 0)."""
+    if z == 0:
+        return "X (dummy atom)"
     return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}"
 
 
@@ -184,21 +188,21 @@ def check_geometry(
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
         raise StructureError(
-            f"{name}: non-finite coordinates (atom {i + 1} of {len(z)}, {_symbol(int(z[i]))})"
+            f"{name}: non-finite coordinates (atom {i + 1} of {len(z)}, {symbol(int(z[i]))})"
         )
     big = np.abs(pos).max(axis=1) > limits.max_coordinate
     if big.any():
         i = int(np.flatnonzero(big)[0])
         raise StructureError(
             f"{name}: coordinate {np.abs(pos[i]).max():.3g} A of atom {i + 1} "
-            f"({_symbol(int(z[i]))}) is beyond +/-{limits.max_coordinate:.3g} A, where the "
+            f"({symbol(int(z[i]))}) is beyond +/-{limits.max_coordinate:.3g} A, where the "
             "model's float32 arithmetic loses bond-length precision"
         )
     if limits.min_distance > 0 and len(z) > 1:
         i, j, d = closest_pair(pos)
         if d < limits.min_distance:
             raise StructureError(
-                f"{name}: atoms {i + 1} ({_symbol(int(z[i]))}) and {j + 1} ({_symbol(int(z[j]))}) "
+                f"{name}: atoms {i + 1} ({symbol(int(z[i]))}) and {j + 1} ({symbol(int(z[j]))}) "
                 f"are {d:.3f} A apart (closer than {limits.min_distance:g} A): coincident or "
                 "overlapping atoms"
             )

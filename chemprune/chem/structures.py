@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ase.data import chemical_symbols
 
 from chemprune.chem.sanity import (
     DEFAULT_LIMITS,
@@ -25,6 +24,7 @@ from chemprune.chem.sanity import (
     check_atom_count,
     check_geometry,
     check_smiles_text,
+    symbol,
 )
 from chemprune.data.targets import ELEMENTS
 
@@ -59,12 +59,6 @@ class Structure:
     fragments: int = 1
 
 
-def _symbol(z: int) -> str:
-    if z == 0:
-        return "X (dummy atom)"
-    return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}"
-
-
 def check_elements(z: Iterable[int], name: str, allowed: Sequence[str] = ELEMENTS) -> None:
     """Raise if any atom is of an element the models were not trained on.
 
@@ -78,7 +72,7 @@ def check_elements(z: Iterable[int], name: str, allowed: Sequence[str] = ELEMENT
             O, F)"``, the offending symbols sorted alphabetically.
     """
     allowed_set = set(allowed)
-    bad = sorted({_symbol(int(zi)) for zi in np.asarray(z).reshape(-1)} - allowed_set)
+    bad = sorted({symbol(int(zi)) for zi in np.asarray(z).reshape(-1)} - allowed_set)
     if bad:
         raise StructureError(
             f"{name}: element(s) {', '.join(bad)} not supported "
@@ -213,9 +207,7 @@ def smiles_to_structure(
         )
     if mol.GetNumAtoms() == 0:
         raise StructureError(f"invalid SMILES {shown}: no atoms")
-    queries = [b.GetIdx() + 1 for b in mol.GetBonds() if b.HasQuery()]
-    queries += [a.GetIdx() + 1 for a in mol.GetAtoms() if a.HasQuery()]
-    if queries:  # '~' and friends: a pattern (SMARTS), not one molecule
+    if any(x.HasQuery() for x in (*mol.GetBonds(), *mol.GetAtoms())):  # '~': a pattern
         raise StructureError(
             f"invalid SMILES {shown}: holds a query ('~' any-bond or similar), not a molecule"
         )
@@ -277,13 +269,19 @@ def _first_line(err: BaseException) -> str:
     return re.sub(r"^ase\.io\.\w+:\s*", "", line)
 
 
-def _check_file(path: Path, kind: str) -> None:
+def _check_file(path: Path, kind: str, limits: Limits = DEFAULT_LIMITS) -> None:
     if not path.exists():
         raise StructureError(f"{kind} {path} does not exist")
     if path.is_dir():
         raise StructureError(f"{kind} {path} is a directory")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise StructureError(f"{kind} {path} is empty")
+    if size > limits.max_file_bytes:
+        raise StructureError(
+            f"{kind} {path} is {size / 2**20:,.0f} MiB, more than the limit of "
+            f"{limits.max_file_bytes / 2**20:,.0f} MiB"
+        )
 
 
 XYZ_SUFFIXES = (".xyz", ".extxyz")
@@ -357,12 +355,7 @@ def read_structure_file(
     from ase.io.formats import UnknownFileTypeError
 
     p = Path(path)
-    _check_file(p, "structure file")
-    if p.stat().st_size > limits.max_file_bytes:
-        raise StructureError(
-            f"structure file {p} is {p.stat().st_size / 2**20:,.0f} MiB, more than the limit of "
-            f"{limits.max_file_bytes / 2**20:,.0f} MiB"
-        )
+    _check_file(p, "structure file", limits)
     if p.suffix.lower() in XYZ_SUFFIXES:
         try:
             _scan_xyz(p, limits)
@@ -395,13 +388,8 @@ def read_structure_file(
         pos = np.asarray(atoms.positions, dtype=np.float64)
         if z.size == 0:
             raise StructureError(f"{label}: contains no atoms")
-        bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
-        if bad.size:
-            raise StructureError(
-                f"{label}: non-finite coordinates (atom {int(bad[0]) + 1} of {z.size})"
-            )
         check_elements(z, label)
-        check_geometry(z, pos, label, limits)
+        check_geometry(z, pos, label, limits)  # atom count, finite float32 coordinates, overlaps
         name = f"{p}#{k}" if many else str(p)
         out.append(Structure(name=name, z=z, pos=pos.copy(), source=str(p)))
     return out
@@ -425,12 +413,7 @@ def read_smiles_file(
         StructureError: missing, empty or undecodable file, or one with no SMILES lines.
     """
     p = Path(path)
-    _check_file(p, "SMILES file")
-    if p.stat().st_size > limits.max_file_bytes:
-        raise StructureError(
-            f"SMILES file {p} is {p.stat().st_size / 2**20:,.0f} MiB, more than the limit of "
-            f"{limits.max_file_bytes / 2**20:,.0f} MiB"
-        )
+    _check_file(p, "SMILES file", limits)
     try:
         text = p.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as err:

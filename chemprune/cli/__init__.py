@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from chemprune.cli.failures import EXIT_INTERNAL, EXIT_USAGE, report
+
 # Small CPU steps are ~60x slower with OpenMP spin-waiting (see README); set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -27,9 +29,7 @@ __all__ = [
 ]
 
 EXIT_PARTIAL = 1
-EXIT_USAGE = 2
 EXIT_DIVERGED = 3
-EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 
@@ -86,13 +86,6 @@ def resolve_device(name: str):
     return device
 
 
-def _first_line(err: BaseException) -> str:
-    if isinstance(err, KeyError) and err.args:
-        return str(err.args[0])
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -106,22 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if debug:
             raise
-        if isinstance(err, CliError):
-            print(f"chemprune: error: {err}", file=sys.stderr)
-            return err.code
-        if isinstance(err, (OSError, ValueError, KeyError, FloatingPointError)):
-            # expected failures: bad files, values, paths; the message names them
-            msg = _first_line(err)
-            if isinstance(err, OSError) and err.filename and str(err.filename) not in msg:
-                msg = f"{err.filename}: {msg}"
-            print(f"chemprune: error: {msg}", file=sys.stderr)
-            return EXIT_USAGE
-        print(
-            f"chemprune: internal error: {type(err).__name__}: {_first_line(err)} (a bug; run "
-            "with --debug for the traceback and report it)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL
+        return report("chemprune", err, own=(CliError,))
 
 
 if __name__ == "__main__":  # pragma: no cover

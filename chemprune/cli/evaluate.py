@@ -53,8 +53,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from chemprune.runtime import with_runtime
 
     set_threads(args.threads)
-    if args.limit is not None and args.limit < 1:
-        raise CliError(f"--limit must be >= 1, got {args.limit}")
     model, ckpt = load_model(args.model)
     split = ckpt.get("data", {}).get("split")
     if not split or args.split not in split:

@@ -20,8 +20,7 @@ __all__ = [
     "fraction",
     "open_fraction",
     "finite_float",
-    "sparsity_float",
-    "momentum_float",
+    "below_one",
     "ramp_fraction",
     "seed_int",
     "threads_int",
@@ -105,8 +104,8 @@ open_fraction = number(low=0.0, high=1.0, low_open=True, high_open=True)  # (0, 
 seed_int = integer(low=0, high=MAX_SEED)
 threads_int = integer(low=1, high=MAX_THREADS)
 finite_float = number()
-sparsity_float = number(low=0.0, high=1.0, high_open=True)  # [0, 1)
-momentum_float = number(low=0.0, high=1.0, high_open=True)
+below_one = number(low=0.0, high=1.0, high_open=True)  # [0, 1): a sparsity, a momentum
+ramp_fraction = number(low=0.0, high=1.0, low_open=True)  # (0, 1]
 
 
 def _finite(obj):
@@ -123,9 +122,6 @@ def json_line(obj) -> str:
     """``obj`` as one line of strict JSON: a NaN or infinite number (e.g. the best validation
     MAE of a run that finished no epoch) becomes ``null``, never the invalid ``NaN``."""
     return json.dumps(_finite(obj), allow_nan=False, default=str)
-
-
-ramp_fraction = number(low=0.0, high=1.0, low_open=True)  # (0, 1]
 
 
 class CheckedParser(argparse.ArgumentParser):

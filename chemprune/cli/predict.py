@@ -88,9 +88,9 @@ def run_predict(args: argparse.Namespace) -> int:
     if not (args.smiles or args.smiles_file or args.structures):
         raise CliError("nothing to predict: give --smiles, --smiles-file or --xyz")
     model, ckpt = load_model(args.model)
-    model_cutoff = model.cutoff
     target = ckpt["target"]
-    model = with_runtime(model, args.runtime)
+    gap = max(10.0, 2.0 * model.cutoff)  # fragments beyond the model's reach (read before
+    model = with_runtime(model, args.runtime)  # a frozen runtime hides the attribute)
 
     # (kind, label, structure or error) in input order
     items: list[tuple[str, str, object]] = []
@@ -100,7 +100,6 @@ def run_predict(args: argparse.Namespace) -> int:
             inputs += [(smi, name) for smi, name in read_smiles_file(f)]
         except StructureError as err:
             items.append(("file", str(f), err))
-    gap = max(10.0, 2.0 * float(model_cutoff))
     for smi, name in inputs:
         try:
             struct = smiles_to_structure(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from chemprune.cli._common import load_dataset_and_split
 from chemprune.cli.options import (
+    below_one,
     json_line,
-    momentum_float,
     nonneg_float,
     nonneg_int,
     open_fraction,
@@ -72,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--batch-size", type=positive_int, default=32)
     opt.add_argument("--lr", type=positive_float, default=5e-4)
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="sgd: with --momentum")
-    opt.add_argument("--momentum", type=momentum_float, default=0.9, help="SGD momentum")
+    opt.add_argument("--momentum", type=below_one, default=0.9, help="SGD momentum")
     opt.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
@@ -271,27 +271,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     get_target(args.target)  # fail fast on an unknown target
-    for name in ("epochs", "batch_size", "hidden", "filters", "interactions"):
-        if getattr(args, name) < 1:
-            raise CliError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.lr <= 0:
-        raise CliError(f"--lr must be positive, got {args.lr}")
-    if args.max_minutes is not None and args.max_minutes <= 0:
-        raise CliError(f"--max-minutes must be positive, got {args.max_minutes}")
+    # (each option's own range is checked by its type, chemprune.cli.options; these are the
+    # combinations)
     if args.comm_hook != "terngrad" and (args.terngrad_min_size != 1 or args.terngrad_fp32):
         raise CliError("--terngrad-min-size/--terngrad-fp32 need --comm-hook terngrad")
-    if args.terngrad_min_size < 1:
-        raise CliError(f"--terngrad-min-size must be >= 1, got {args.terngrad_min_size}")
-    if args.smoothout < 0:
-        raise CliError(f"--smoothout must be >= 0, got {args.smoothout}")
-    if args.smoothout_chunk < 0:
-        raise CliError(f"--smoothout-chunk must be >= 0 molecules, got {args.smoothout_chunk}")
     if args.smoothout_schedule != "constant" and args.smoothout == 0:
         raise CliError("--smoothout-schedule needs --smoothout > 0")
-    if args.max_grad_norm < 0:
-        raise CliError(f"--max-grad-norm must be >= 0 (0: off), got {args.max_grad_norm}")
-    if args.warmup_steps < 0:
-        raise CliError(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
     if args.warmup_steps and args.lr_schedule != "cosine":
         raise CliError("--warmup-steps needs --lr-schedule cosine")
     device = resolve_device(args.device)

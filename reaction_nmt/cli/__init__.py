@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from chemprune.cli.failures import report
+
 # OpenMP spin-waiting makes small CPU steps ~60x slower (ENVIRONMENT.md, trap 7).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -87,13 +89,6 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return (BackendError, CompressError, DataFormatError, DownloadError, PrepareError, PresetError)
 
 
-def _first_line(err: BaseException) -> str:
-    if isinstance(err, KeyError) and err.args:
-        return str(err.args[0])
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -109,24 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if debug:
             raise
-        if isinstance(err, _expected_errors()):
-            print(f"reaction-nmt: error: {err}", file=sys.stderr)
-            return 2
-        if isinstance(err, UnicodeDecodeError):
-            print(f"reaction-nmt: error: an input is not UTF-8 text ({err})", file=sys.stderr)
-            return 2
-        if isinstance(err, (OSError, ValueError, KeyError, EOFError)):
-            msg = _first_line(err)
-            if isinstance(err, OSError) and err.filename and str(err.filename) not in msg:
-                msg = f"{err.filename}: {msg}"
-            print(f"reaction-nmt: error: {msg}", file=sys.stderr)
-            return 2
-        print(
-            f"reaction-nmt: internal error: {type(err).__name__}: {_first_line(err)} (a bug; run "
-            "with --debug for the traceback and report it)",
-            file=sys.stderr,
-        )
-        return 70
+        return report("reaction-nmt", err, own=_expected_errors())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,30 +38,30 @@ def run_train(args: argparse.Namespace, extra: list[str]) -> int:
     import torch
 
     from chemprune.runfolder import RunLock
-    from reaction_nmt.runfolder import check_new_run, check_resume
+    from reaction_nmt.runfolder import check_new_run
 
     if args.threads:
         torch.set_num_threads(args.threads)
     data = PreparedData(args.data)
     overrides = parse_overrides(extra)
-    # everything is checked before the folder is touched: a refused resume rewrites nothing
-    if args.resume:
-        check_resume(args.out, preset=args.preset, data=args.data)
-    else:
-        check_new_run(args.out)
+    if not args.resume:
+        check_new_run(args.out)  # before the lock creates the folder
     with RunLock(args.out, what="reaction-nmt train"):
         return _train_locked(args, data, overrides)
 
 
 def _train_locked(args: argparse.Namespace, data: PreparedData, overrides: dict) -> int:
     from reaction_nmt import backend
-    from reaction_nmt.runfolder import check_resume
+    from reaction_nmt.runfolder import check_new_run, check_resume
 
     manifest = data.manifest
     train_files = [data.src("train"), data.tgt("train")]
     train_from = None
-    if args.resume:  # again, now that no other writer can change the folder
+    # checked while no other writer can change the folder, before anything in it is rewritten
+    if args.resume:
         train_from = check_resume(args.out, preset=args.preset, data=args.data)
+    else:
+        check_new_run(args.out)
     config = build_config(
         preset=args.preset,
         data_dir=args.data,

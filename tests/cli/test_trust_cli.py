@@ -22,6 +22,10 @@ def test_predict_multi_fragment_and_lookalike_smiles(trained):
     assert "C.C: 2 fragments, embedded apart" in r.stderr
     # two non-interacting methanes: the mean-readout gap equals one methane's
     assert two["value"] == pytest.approx(one["value"], abs=1e-3)
+    r = run_cli("predict", "--model", str(trained), "--smiles", "C.C", "--runtime", "torchscript",
+                "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["value"] == pytest.approx(two["value"], abs=1e-5)
     r = run_cli(
         "predict", "--model", str(trained), "--fragments", "refuse", "--smiles", "C.C",
         "--smiles", "C\u0421O", "--smiles", "CCO",
