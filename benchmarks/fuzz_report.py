@@ -11,12 +11,18 @@ Surfaces (the oracles and generators of :mod:`chemprune.fuzz`, driven by hypothe
   checkpoint through ``load_model``;
 * ``argv``: odd values of every numeric option of ``chemprune``'s commands through its parser;
 * ``reaction``: reaction inputs (those SMILES texts joined by '.', '>', spaces) through
-  ``reaction-nmt predict``'s ``prepare_input``.
+  ``reaction-nmt predict``'s ``prepare_input``;
+* ``corpus``: CSV/TSV corpora (plain, gzipped, or a .gz name on plain text; reaction columns
+  under known and unknown names; split values right and wrong; cells with spaces, quotes,
+  delimiters, CXSMILES extensions, stray bytes) through ``reaction-nmt prepare``;
+* ``reaction_model``: byte mutations of the released reaction model (sparse-int8) and of its
+  dense form, as ``reaction-nmt`` writes them, through the loader behind predict/evaluate.
 
 Outcomes: ok, refused (a one-line error of the surface's own kind), crash, wrong (accepted but
 not what the input says), hang, damaged (an input file changed). The goal (issue 22): no crash,
 wrong, hang or damaged case over >= 10,000 cases per surface. Prints a table, writes JSON (with
-up to 20 examples of every outcome but ok) and a PNG.
+up to 20 examples of every outcome but ok) and a PNG. Rows of surfaces not run this time are
+kept from the existing JSON, each with its own command and timestamp (``--fresh`` drops them).
 
     .venv/bin/python benchmarks/fuzz_report.py --cases 10000
     .venv/bin/python benchmarks/fuzz_report.py --quick --out /tmp/f.json --plot /tmp/f.png
@@ -37,7 +43,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_surface(name: str, cases: int, model_path: Path, seed: int) -> dict:
+def _reaction_model_reference(path: Path) -> tuple[bytes, dict]:
+    """The released file itself, or (``dense:`` prefix) its dense form written to a temporary
+    file by the project's own writer."""
+    import tempfile
+
+    from chemprune import fuzz
+    from reaction_nmt.compress.storage import load_model, save_model
+
+    if not str(path).startswith("dense:"):
+        return fuzz.reaction_model_reference(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        dense = Path(tmp) / "dense.pt"
+        save_model(load_model(Path(str(path)[6:])), dense, "dense")
+        return fuzz.reaction_model_reference(dense)
+
+
+def run_surface(name: str, cases: int, model_path: Path, seed: int, label: str = "") -> dict:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hseed
 
@@ -51,6 +73,8 @@ def run_surface(name: str, cases: int, model_path: Path, seed: int) -> dict:
 
         state = load_model(model_path)[0].state_dict()
         model = (model_path.read_bytes(), {k: v.clone() for k, v in state.items()})
+    elif name == "reaction_model":
+        model = _reaction_model_reference(model_path)
     strategy, judge = fuzz.surface(name, model=model)
 
     @hseed(seed)
@@ -66,7 +90,10 @@ def run_surface(name: str, cases: int, model_path: Path, seed: int) -> dict:
     t0 = time.perf_counter()
     drive()
     return {
-        "surface": name,
+        "surface": label or name,
+        "model": str(model_path) if model is not None else None,
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "cases": sum(counts.values()),
         **{k: counts.get(k, 0) for k in fuzz.KINDS},
         "seconds": time.perf_counter() - t0,
@@ -77,11 +104,11 @@ def run_surface(name: str, cases: int, model_path: Path, seed: int) -> dict:
 def format_table(rows: list[dict]) -> str:
     from chemprune.fuzz import KINDS
 
-    head = f"{'surface':<8} {'cases':>7} " + " ".join(f"{k:>8}" for k in KINDS) + f" {'s':>7}"
+    head = f"{'surface':<20} {'cases':>7} " + " ".join(f"{k:>8}" for k in KINDS) + f" {'s':>7}"
     lines = [head, "-" * len(head)]
     for r in rows:
         cells = " ".join(f"{r[k]:>8,d}" for k in KINDS)
-        lines.append(f"{r['surface']:<8} {r['cases']:>7,d} {cells} {r['seconds']:>7.0f}")
+        lines.append(f"{r['surface']:<20} {r['cases']:>7,d} {cells} {r['seconds']:>7.0f}")
     bad = sum(r[k] for r in rows for k in ("crash", "wrong", "hang", "damaged"))
     lines.append(
         f"goal (no crash, wrong, hang or damaged case): {'met' if bad == 0 else 'NOT met'}"
@@ -120,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=10_000, help="cases per surface")
     p.add_argument("--surfaces", type=lambda s: s.split(","), default=None)
     p.add_argument("--model", type=Path, default=ROOT / "models/schnet_gap_small_pruned.pt")
+    p.add_argument("--reaction-model", type=Path, default=ROOT / "models/uspto50k_compact.pt")
+    p.add_argument("--fresh", action="store_true", help="drop rows of surfaces not run now")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="50 cases per surface")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/fuzz_report.json")
@@ -133,9 +162,19 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     load0 = os.getloadavg()
     rows = []
-    for name in args.surfaces or fuzz.SURFACES:
-        rows.append(run_surface(name, args.cases, args.model, args.seed))
+    names = args.surfaces or [*fuzz.SURFACES[:-1], "reaction_model", "reaction_model_dense"]
+    for name in names:
+        surface, path = name, args.model
+        if name == "reaction_model":
+            path = args.reaction_model
+        elif name == "reaction_model_dense":
+            surface, path = "reaction_model", Path(f"dense:{args.reaction_model}")
+        rows.append(run_surface(surface, args.cases, path, args.seed, label=name))
         print(f"{name}: {rows[-1]['cases']} cases in {rows[-1]['seconds']:.0f} s", flush=True)
+    if not args.fresh and args.out.is_file():
+        done = {r["surface"] for r in rows}
+        kept = [r for r in json.loads(args.out.read_text())["rows"] if r["surface"] not in done]
+        rows = kept + rows
     text = format_table(rows)
     print(text)
     result = {

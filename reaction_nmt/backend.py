@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import logging
 import os
+import pickle
 import re
 import time
 import warnings
@@ -216,10 +217,25 @@ def load_checkpoint(path: Path) -> dict:
     try:
         with _onmt_loads():
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise BackendError(
+            f"cannot load model {path}: it holds objects that are not allowed in a weights-only "
+            "load (not an OpenNMT-py or reaction-nmt model?)"
+        ) from None
     except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
-        raise BackendError(f"cannot load model {path}: {type(err).__name__}: {err}") from None
+        text = str(err).strip()
+        first = text.splitlines()[0][:200] if text else "no detail"
+        raise BackendError(
+            f"cannot load model {path} (truncated or corrupted?): {type(err).__name__}: {first}"
+        ) from None
     if not isinstance(ckpt, dict) or not {"model", "generator", "vocab", "opt"} <= set(ckpt):
         raise BackendError(f"{path} is not an OpenNMT-py checkpoint (no model/vocab/opt keys)")
+    from reaction_nmt.integrity import IntegrityError, verify
+
+    try:
+        verify(ckpt, path)
+    except IntegrityError as err:
+        raise BackendError(str(err)) from None
     return ckpt
 
 
@@ -257,8 +273,9 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
             for k, v in first[part].items()
         }
     from chemprune.checkpoint import atomic_save
+    from reaction_nmt.integrity import stamp
 
-    return atomic_save(avg, out)
+    return atomic_save(stamp(avg), out)
 
 
 class Translator:

@@ -12,7 +12,8 @@ Formats:
 * ``liu-tokenized``: ``src-*.txt`` (``<RX_n>`` class token + tokenised product) with the
   matching ``tgt-*.txt`` (tokenised reactants) of the Liu split (retrosynthesis direction; read
   tgt -> src for forward prediction).
-* ``csv``: a CSV with a header and a reaction-SMILES column (or a reactants and a product column).
+* ``csv``: a CSV with a header and a reaction-SMILES column (or a reactants and a product column);
+  tab-separated when the file is named ``*.tsv`` or ``*.tab`` (plain or gzipped).
 """
 
 from __future__ import annotations
@@ -179,6 +180,28 @@ def _read_liu_tokenized(path: Path) -> Iterator[Record]:
             raise DataFormatError(f"{path} and {tgt_path.name} have different numbers of lines")
 
 
+def csv_delimiter(path: Path) -> str:
+    """Tab for ``*.tsv`` / ``*.tab`` (plain or gzipped), comma otherwise."""
+    name = Path(path).name.lower().removesuffix(".gz")
+    return "\t" if name.endswith((".tsv", ".tab")) else ","
+
+
+def _csv_reaction(rxn: str, where: str) -> Record:
+    """A reaction cell: one reaction SMILES, optionally followed by a CXSMILES extension
+    (``|f:...|``, fragment grouping, not needed here); any other space inside is refused, since
+    what follows it would otherwise be silently dropped."""
+    rxn = rxn.strip()
+    head, _, rest = rxn.partition(" ")
+    rest = rest.strip()
+    if rest and not (rest.startswith("|") and rest.endswith("|") and not any(
+        ch.isspace() for ch in rest
+    )):  # fmt: skip
+        return Record(where, error=f"space inside the reaction SMILES: {rxn[:80]!r}")
+    if any(ch.isspace() for ch in head):
+        return Record(where, error=f"whitespace inside the reaction SMILES: {rxn[:80]!r}")
+    return _split_reaction(head, where)
+
+
 REACTION_COLUMNS = ("rxn_smiles", "reaction_smiles", "reaction", "rxn", "smiles")
 
 
@@ -192,7 +215,7 @@ def _read_csv(
     split: str | None = None,
 ) -> Iterator[Record]:
     with open_text(path) as fh:
-        reader = csv.DictReader(fh)
+        reader = csv.DictReader(fh, delimiter=csv_delimiter(path))
         header = reader.fieldnames or []
         if reactants_column or product_column:
             missing = [c for c in (reactants_column, product_column) if c not in header]
@@ -221,20 +244,28 @@ def _read_csv(
                 if not reactants or not product:
                     yield Record(where, error="empty reactants or product")
                     continue
+                if any(ch.isspace() for ch in reactants + product):
+                    yield Record(where, error=f"whitespace inside a SMILES: {reactants[:40]!r} "
+                                 f"/ {product[:40]!r}")  # fmt: skip
+                    continue
                 yield Record(where, reactants=reactants, products=product)
             else:
-                rxn = (row[reaction_column] or "").strip()
-                fields = rxn.split()
-                yield _split_reaction(fields[0] if fields else "", where, " ".join(fields[1:]))
+                yield _csv_reaction(row[reaction_column] or "", where)
 
 
 def csv_splits(path: Path, split_column: str) -> list[str]:
     """The standard split names (train/valid/test) that occur in a CSV's split column."""
-    with open_text(Path(path)) as fh:
-        reader = csv.DictReader(fh)
-        if split_column not in (reader.fieldnames or []):
-            raise DataFormatError(f"{path}: no split column {split_column!r}")
-        seen = {row[split_column] for row in reader}
+    path = Path(path)
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a directory, not a csv file")
+    try:
+        with open_text(path) as fh:
+            reader = csv.DictReader(fh, delimiter=csv_delimiter(path))
+            if split_column not in (reader.fieldnames or []):
+                raise DataFormatError(f"{path}: no split column {split_column!r}")
+            seen = {row[split_column] for row in reader}
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError, csv.Error) as err:
+        raise _unreadable(path, err) from None
     return [s for s in SPLITS if s in seen]
 
 

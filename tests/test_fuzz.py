@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from chemprune import fuzz  # noqa: E402
 
 FAST = {"smiles": 60, "xyz": 200, "model": 80, "argv": 300, "reaction": 150}
+MOLECULAR = tuple(FAST)  # corpus and reaction-model files: tests/reaction_nmt/test_fuzz_reaction.py
 SLOW = 10_000
 
 
@@ -51,13 +52,13 @@ def _surface(name: str, n: int, checkpoint=None):
     run()
 
 
-@pytest.mark.parametrize("surface", fuzz.SURFACES)
+@pytest.mark.parametrize("surface", MOLECULAR)
 def test_fuzz_fast_slice(surface, checkpoint):
     _surface(surface, FAST[surface], checkpoint)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("surface", fuzz.SURFACES)
+@pytest.mark.parametrize("surface", MOLECULAR)
 def test_fuzz_ten_thousand_cases(surface, checkpoint):
     _surface(surface, SLOW, checkpoint)
 

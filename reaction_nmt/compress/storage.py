@@ -124,7 +124,8 @@ def densify(obj: dict) -> dict:
     """A normal OpenNMT-py checkpoint from a sparse dict (keys in their original order)."""
     if not is_sparse(obj):
         raise CompressError("not a sparse reaction-nmt model")
-    out = {k: v for k, v in obj.items() if k not in ("format", "sparse", "order", *_PARTS)}
+    skip = ("format", "sparse", "order", "integrity", *_PARTS)
+    out = {k: v for k, v in obj.items() if k not in skip}
     resolved: dict[str, Tensor] = {}
     pending = []
     for part in _PARTS:

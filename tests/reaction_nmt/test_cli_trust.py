@@ -132,3 +132,49 @@ def test_run_info_name_agrees():
     from reaction_nmt.runfolder import RUN_INFO as RUN_INFO_2
 
     assert RUN_INFO == RUN_INFO_2
+
+
+def _flip_weight_byte(path, tmp_path):
+    """``path`` with one byte inside a weight tensor changed (the zip stays readable)."""
+    import torch
+
+    from reaction_nmt.backend import _onmt_loads
+
+    with _onmt_loads():
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    key = next(k for k, t in ckpt["model"].items() if t.numel() > 100 and t.is_floating_point())
+    probe = ckpt["model"][key].reshape(-1)[:4].clone()
+    raw = bytearray(path.read_bytes())
+    needle = probe.numpy().tobytes()
+    at = raw.find(needle)
+    assert at > 0
+    raw[at + 1] ^= 0x10
+    out = tmp_path / "flipped.pt"
+    out.write_bytes(bytes(raw))
+    return out
+
+
+def test_written_models_carry_a_checksum_and_damage_is_refused(tiny_run, tmp_path, capsys):
+    import torch
+
+    from reaction_nmt.backend import _onmt_loads, load_checkpoint
+    from reaction_nmt.integrity import digest
+
+    avg = tmp_path / "avg.pt"
+    assert main(["average", "--run", str(tiny_run), "--last", "2", "--out", str(avg)]) == 0
+    capsys.readouterr()
+    ckpt = load_checkpoint(avg)
+    assert ckpt["integrity"]["digest"] == digest(ckpt)
+    flipped = _flip_weight_byte(avg, tmp_path)
+    assert main(["predict", "--model", str(flipped), "CCO"]) == 2
+    err = _err(capsys)
+    assert f"model {flipped} is corrupted" in err and len(err.strip().splitlines()) == 1
+    # the trainer's own checkpoints carry no checksum, but NaN weights are still refused
+    with _onmt_loads():
+        raw = torch.load(tiny_run / "model_step_10.pt", map_location="cpu", weights_only=True)
+    key = next(k for k, t in raw["model"].items() if t.is_floating_point())
+    raw["model"][key] = torch.full_like(raw["model"][key], float("nan"))
+    nan = tmp_path / "nan.pt"
+    torch.save(raw, nan)
+    assert main(["predict", "--model", str(nan), "CCO"]) == 2
+    assert f"model {nan} holds non-finite weights (NaN or inf) in {key}" in _err(capsys)

@@ -144,3 +144,31 @@ def test_missing_inputs_are_named(tmp_path):
         read_records("mapped", tmp_path / "nope.txt")
     with pytest.raises(DataFormatError, match="has no liu-smi files"):
         split_files("liu-smi", tmp_path)
+
+
+def test_csv_reaction_cell_with_a_space_is_rejected_not_cut(tmp_path):
+    """'A>>B O' used to lose ' O' silently (the rest of the cell was read as edits); a
+    CXSMILES extension after the space is fragment grouping and may go."""
+    csv = tmp_path / "r.csv"
+    csv.write_text(
+        "reaction\n"
+        "CC(=O)Cl.NCC>>CC(=O)NCC O\n"
+        "CC(=O)Cl.NCC>>CC(=O)NCC |f:0.1|\n"
+        "CC(=O)Cl.N CC>>CC(=O)NCC\n"
+    )
+    records = list(read_records("csv", csv))
+    assert "space inside the reaction SMILES" in records[0].error
+    assert records[1].error is None and records[1].products == "CC(=O)NCC"
+    assert records[2].error  # no reaction without a space in it
+    both = tmp_path / "b.csv"
+    both.write_text("reactants,product\nCC(=O)Cl.NCC,CC(=O)NCC O\n")
+    rec = next(iter(read_records("csv", both, reactants_column="reactants",
+                                 product_column="product")))  # fmt: skip
+    assert "whitespace inside a SMILES" in rec.error
+
+
+def test_tsv_is_read_tab_separated(tmp_path):
+    tsv = tmp_path / "r.tsv"
+    tsv.write_text("reaction\tsplit\nCC(=O)Cl.NCC>>CC(=O)NCC\ttrain\nCCO>>CC=O\ttest\n")
+    records = list(read_records("csv", tsv, split_column="split", split="train"))
+    assert [r.products for r in records] == ["CC(=O)NCC"]

@@ -1,0 +1,164 @@
+"""Fuzz surfaces of the molecular side: SMILES texts, structure files, model files."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from chemprune.fuzz.oracle import Outcome, elements, judge
+
+__all__ = ["smiles_case", "xyz_case", "model_case", "smiles_texts", "xyz_contents"]
+
+
+# ---------------------------------------------------------------------- SMILES
+def smiles_case(text: str, *, limit: float = 60.0) -> Outcome:
+    """``smiles_to_structure(text)``: refused, or a structure whose atoms are exactly the
+    parsed molecule's (with hydrogens) in a geometry that passes the sanity checks."""
+    from chemprune.chem.sanity import StructureError, check_geometry
+    from chemprune.chem.structures import smiles_to_structure
+
+    def run() -> Outcome:
+        s = smiles_to_structure(text, max_attempts=1)
+        expected = elements(s.name, hydrogens=True)
+        got = Counter(int(z) for z in s.z)
+        if expected is not None and got != expected:
+            return Outcome("wrong", f"{text!r}: atoms {dict(got)} != parsed {dict(expected)}")
+        if s.name != text.strip():
+            return Outcome("wrong", f"{text!r} predicted as {s.name!r}")
+        try:
+            check_geometry(s.z, s.pos, s.name)
+        except StructureError as err:  # accepted, but a geometry the checks refuse
+            return Outcome("wrong", f"accepted a geometry the checks refuse: {err}")
+        return Outcome("ok")
+
+    return judge(run, (StructureError,), limit)
+
+
+# ---------------------------------------------------------------------- structure files
+def xyz_case(content: bytes, *, suffix: str = ".xyz", limit: float = 20.0) -> Outcome:
+    """``read_structure_file`` on a file holding ``content``: refused, or frames that pass the
+    geometry checks; the file is unchanged either way."""
+    from chemprune.chem.sanity import StructureError, check_geometry
+    from chemprune.chem.structures import read_structure_file
+
+    with tempfile.TemporaryDirectory(prefix="fuzz_xyz_") as tmp:
+        path = Path(tmp) / f"case{suffix}"
+        path.write_bytes(content)
+
+        def run() -> Outcome:
+            frames = read_structure_file(path)
+            for f in frames:
+                try:
+                    check_geometry(f.z, f.pos, f.name)
+                except StructureError as err:
+                    return Outcome("wrong", f"accepted a frame the checks refuse: {err}")
+            return Outcome("ok")
+
+        out = judge(run, (StructureError,), limit)
+        if path.read_bytes() != content:
+            return Outcome("damaged", "the structure file changed")
+    return out
+
+
+# ---------------------------------------------------------------------- model files
+def model_case(content: bytes, reference: dict, *, limit: float = 20.0) -> Outcome:
+    """``load_model`` on ``content`` (a mutated copy of a checkpoint whose state_dict is
+    ``reference``): refused, or a model whose weights are exactly the reference's."""
+    import torch
+
+    from chemprune.checkpoint import CheckpointError, load_model
+
+    with tempfile.TemporaryDirectory(prefix="fuzz_model_") as tmp:
+        path = Path(tmp) / "model.pt"
+        path.write_bytes(content)
+
+        def run() -> Outcome:
+            model, _ = load_model(path)
+            state = model.state_dict()
+            if set(state) != set(reference):
+                return Outcome("wrong", "loaded other tensors than the checkpoint's")
+            for k, v in reference.items():
+                if not torch.equal(state[k], v):
+                    return Outcome("wrong", f"loaded with a changed tensor {k}")
+            return Outcome("ok")
+
+        out = judge(run, (CheckpointError, FileNotFoundError), limit)
+        if path.read_bytes() != content:
+            return Outcome("damaged", "the model file changed")
+    return out
+
+
+# ---------------------------------------------------------------------- generators
+# (hypothesis strategies; hypothesis and hypothesis-rdkit come with the "test" extra)
+LOOKALIKES = "\u0421\u0441\u041e\u043e\u039d\u00a0\u200b\u2212\uff23\u0410"
+SEEDS = ("CCO", "c1ccccc1", "C.C", "CC(=O)O", "C#N", "O=C=O", "C1CC1", "[NH4+]", "F", "OCC.O")
+_ATOMS = ("C", "H", "O", "N", "F", "Cl", "X", "Xx", "", "6", "c")
+
+
+def smiles_texts():
+    """SMILES-like texts: drug-like molecules (hypothesis-rdkit), random strings over the SMILES
+    alphabet with look-alikes and whitespace, and known molecules with one character changed."""
+    from hypothesis import strategies as st
+    from hypothesis_rdkit import mols
+
+    from chemprune.chem.sanity import SMILES_CHARACTERS
+
+    alphabet = "".join(sorted(SMILES_CHARACTERS)) + LOOKALIKES + " \t\n"
+    from rdkit import Chem
+
+    def edit(seed_pos_char):
+        seed, pos, char = seed_pos_char
+        pos = pos % (len(seed) + 1)
+        return seed[:pos] + char + seed[pos:]
+
+    return st.one_of(
+        mols(n_connected_components=st.integers(1, 2), max_rotatable_bonds=st.just(4)).map(
+            Chem.MolToSmiles
+        ),
+        st.text(alphabet=alphabet, max_size=30),
+        st.tuples(st.sampled_from(SEEDS), st.integers(0, 20), st.sampled_from(alphabet)).map(edit),
+        st.sampled_from(SEEDS),
+    )
+
+
+def xyz_contents():
+    """XYZ-like files: count lines (right, wrong, negative, huge, text), comments, atom lines
+    with odd elements and coordinates (NaN, inf, 1e39, coincident), blank lines, stray bytes."""
+    from hypothesis import strategies as st
+
+    coord = st.one_of(
+        st.floats(-6, 6, allow_nan=False),
+        st.sampled_from([0.0, 1e-7, 1e39, -1e300, float("nan"), float("inf")]),
+    )
+    atom = st.tuples(st.sampled_from(_ATOMS), coord, coord, coord).map(
+        lambda a: f"{a[0]} {a[1]!r} {a[2]!r} {a[3]!r}".strip()
+    )
+
+    def frame(parts):
+        count, comment, atoms, blank = parts
+        n = len(atoms) if count == "right" else count
+        lines = [str(n), comment, *atoms] + ([""] if blank else [])
+        return "\n".join(lines) + "\n"
+
+    count = st.one_of(st.just("right"), st.integers(-3, 40), st.just(10**12), st.just("x"))
+    frames = st.lists(
+        st.tuples(count, st.text(max_size=10).filter(lambda t: "\n" not in t and "\r" not in t),
+                  st.lists(atom, max_size=8), st.booleans()),
+        min_size=0, max_size=3,
+    )  # fmt: skip
+    junk = st.binary(max_size=8)
+    hostile = st.tuples(frames, junk, st.booleans()).map(
+        lambda t: (
+            "".join(frame(f) for f in t[0]).encode("utf-8", "surrogatepass")
+            + (t[1] if t[2] else b"")
+        )
+    )
+    shift = st.floats(-50, 50, allow_nan=False)
+    water = st.tuples(shift, shift, st.floats(0.2, 3.0)).map(
+        lambda t: (
+            f"3\nwater\nO {t[0]} {t[1]} 0\nH {t[0] + 0.96 * t[2] / 3} {t[1]} 0\n"
+            f"H {t[0]} {t[1] + 0.96 * t[2] / 3} 0\n"
+        ).encode()
+    )  # O-H from 0.064 to 0.96 A: refused below the 0.5 A limit, used above
+    return st.one_of(hostile, water)
