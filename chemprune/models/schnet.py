@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chemprune.models.graph import radius_pairs
+from chemprune.models.lowrank import LowRankLinear, apply_low_rank, low_rank_manifest
 
 __all__ = [
     "ShiftedSoftplus",
@@ -87,7 +88,10 @@ def cosine_cutoff(dist: Tensor, cutoff: float) -> Tensor:
     return c * (dist < cutoff).to(c.dtype)
 
 
-def _xavier_(lin: nn.Linear) -> None:
+def _xavier_(lin: nn.Linear | LowRankLinear) -> None:
+    if isinstance(lin, LowRankLinear):
+        lin.reset_parameters()
+        return
     nn.init.xavier_uniform_(lin.weight)
     if lin.bias is not None:
         nn.init.zeros_(lin.bias)
@@ -217,6 +221,8 @@ class SchNet(nn.Module):
         mean, std: the per-atom output is ``out * std + mean`` before readout (standardisation).
         atomref: optional ``[max_z]`` per-element reference added to each atom's output.
         head_channels: width of the output MLP's hidden layer (defaults to ``hidden // 2``).
+        low_rank: linear layers stored as two thinner ones (module name -> rank), as low-rank
+            decomposition (:mod:`chemprune.prune.lowrank`) leaves them.
     """
 
     def __init__(
@@ -235,6 +241,7 @@ class SchNet(nn.Module):
         std: float = 1.0,
         atomref: Tensor | Sequence[float] | None = None,
         head_channels: int | None = None,
+        low_rank: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         if readout not in ("sum", "mean"):
@@ -283,6 +290,9 @@ class SchNet(nn.Module):
             ref[: ref_in.numel()] = ref_in
         self.register_buffer("atomref", ref)
         self.reset_parameters()
+        if low_rank:
+            apply_low_rank(self, dict(low_rank))
+            self.reset_parameters()
 
     # ------------------------------------------------------------------ structure
     @property
@@ -312,6 +322,7 @@ class SchNet(nn.Module):
             "readout": self.readout,
             "max_z": self.max_z,
             "head_channels": self.lin1.out_features,
+            **({"low_rank": ranks} if (ranks := low_rank_manifest(self)) else {}),
         }
 
     @classmethod
@@ -401,5 +412,7 @@ class SchNet(nn.Module):
             f"{self.__class__.__name__}(hidden_channels={self.hidden_channels}, "
             f"filter_channels={fs}, num_interactions={len(self.interactions)}, "
             f"num_gaussians={self.num_gaussians}, cutoff={self.cutoff:g}, "
-            f"readout={self.readout!r}, params={sum(p.numel() for p in self.parameters()):,})"
+            f"readout={self.readout!r}, "
+            + (f"low_rank={ranks}, " if (ranks := low_rank_manifest(self)) else "")
+            + f"params={sum(p.numel() for p in self.parameters()):,})"
         )

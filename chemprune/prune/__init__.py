@@ -10,11 +10,14 @@ from chemprune.prune.attention import AttentionPruner
 from chemprune.prune.autoprune import AutoPrunePruner
 from chemprune.prune.base import PRUNERS, Pruner, Schedule, register_pruner, select_units
 from chemprune.prune.dependency import channel_groups, input_groups
+from chemprune.prune.force import ForcePruner
 from chemprune.prune.groups import PruningGroup, Slot, weight_groups
+from chemprune.prune.lowrank import LowRankLinear, decompose, low_rank_manifest
 from chemprune.prune.magnitude import MagnitudePruner
 from chemprune.prune.masks import apply_masks, get_masks, load_masked_state_dict, remove_masks
 from chemprune.prune.olmp import OLMPPruner
 from chemprune.prune.shrink import resize_to, shape_manifest, shrink
+from chemprune.prune.ssl import SSLPruner
 
 __all__ = [
     "PRUNERS", "Pruner", "Schedule", "register_pruner", "select_units",
@@ -22,5 +25,6 @@ __all__ = [
     "apply_masks", "get_masks", "remove_masks", "load_masked_state_dict",
     "shrink", "shape_manifest", "resize_to",
     "count_parameters", "layer_stats", "summarize",
-    "MagnitudePruner", "OLMPPruner", "AutoPrunePruner", "AttentionPruner",
+    "MagnitudePruner", "OLMPPruner", "AutoPrunePruner", "AttentionPruner", "SSLPruner",
+    "ForcePruner", "LowRankLinear", "decompose", "low_rank_manifest",
 ]  # fmt: skip

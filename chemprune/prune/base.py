@@ -125,6 +125,9 @@ class Pruner(ABC):
     """
 
     name: str = "base"
+    #: what ``sparsity`` removes: ``"units"`` (weights or channels, masked, then ``shrink``) or
+    #: ``"rank"`` (directions of each layer, projected, then the engine's ``factorize``)
+    unit: str = "units"
 
     def __init__(
         self,

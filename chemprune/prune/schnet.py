@@ -20,6 +20,10 @@ declared here:
   model: zeroing column ``k`` of the embedding and row ``k`` (+ bias) of every block's ``out``
   keeps ``h_k = 0`` everywhere; shrinking also removes column ``k`` of every ``in2f`` and of the
   output head's first layer.
+* ``depth``: each interaction block as one unit (kind ``block``: all of its parameters). A
+  block is a residual update ``h <- h + v``, so a block whose output layer is zero changes
+  nothing, and :func:`remove_blocks` deletes it: the model keeps fewer blocks, and its
+  ``config()`` (so every checkpoint) records the number and the widths of those left.
 * ``weight``: every Linear weight, unstructured.
 
 Structured kinds combine with ``+`` (``"filter+atom_basis"``); ``blocks`` limits the per-block
@@ -28,14 +32,25 @@ kinds, while ``atom_basis`` always spans the whole model.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
 
 from chemprune.models.schnet import SchNet
-from chemprune.prune.groups import PruningGroup, Slot, weight_groups
+from chemprune.prune.groups import PruningGroup, Slot, get_param, weight_groups
 
-__all__ = ["schnet_groups", "expand_kind", "SCHNET_GROUP_KINDS", "COMPOSITE_KINDS"]
+__all__ = [
+    "schnet_groups",
+    "expand_kind",
+    "remove_blocks",
+    "SCHNET_GROUP_KINDS",
+    "COMPOSITE_KINDS",
+]
 
-SCHNET_GROUP_KINDS = ("kernel", "filter", "filter_hidden", "interaction", "atom_basis", "weight")
+SCHNET_GROUP_KINDS = (
+    "kernel", "filter", "filter_hidden", "interaction", "atom_basis", "depth", "weight",
+)  # fmt: skip
 #: composite kinds and the kinds they stand for
 COMPOSITE_KINDS = {"kernel": ("filter", "filter_hidden")}
 
@@ -87,6 +102,8 @@ def schnet_groups(
     for b in chosen:
         blk = model.interactions[b]
         p = f"interactions.{b}"
+        if "depth" in kinds:
+            groups.append(_depth_group(model, b))
         if "filter" in kinds:
             groups.append(
                 PruningGroup(
@@ -140,6 +157,55 @@ def schnet_groups(
                 )
             )
     return groups
+
+
+def _depth_group(model: SchNet, b: int) -> PruningGroup:
+    """Block ``b`` as one unit: every weight and bias of its Linear layers, whole."""
+    p = f"interactions.{b}"
+    slots = []
+    for name, module in model.interactions[b].named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        where = f"{p}.{name}"
+        for attr in ("weight", "bias"):
+            if getattr(module, attr, None) is not None:
+                rows = get_param(model, Slot(where, attr), original=True).shape[0]
+                slots.append(Slot(where, attr, 0, rows))
+    return PruningGroup(
+        name=f"{p}.depth", kind="block", size=1, mask_slots=tuple(slots), tags=("depth",)
+    )
+
+
+@torch.no_grad()
+def remove_blocks(model: SchNet, groups: Sequence[PruningGroup] | None = None) -> list[int]:
+    """Delete the interaction blocks that contribute nothing, in place; returns their indices.
+
+    A block is removed when its ``depth`` group in ``groups`` is masked off, or (without
+    groups) when its output layer's weight and bias are exactly zero, so that ``h + v = h``.
+    At least one block is kept. Groups of the model made before the removal name blocks by
+    their old indices: make new ones afterwards.
+    """
+    from chemprune.prune.masks import alive_units, get_masks, remove_masks
+
+    n = len(model.interactions)
+    dead: list[int] = []
+    if groups is not None:
+        masks = get_masks(model)
+        depth = {g.name: g for g in groups if g.kind == "block" and "depth" in g.tags}
+        dead = [b for b in range(n) if f"interactions.{b}.depth" in depth
+                and not bool(alive_units(model, depth[f"interactions.{b}.depth"], masks).any())]  # fmt: skip
+    else:
+        for b, blk in enumerate(model.interactions):
+            if not bool(blk.out.weight.any()) and not bool(blk.out.bias.any()):
+                dead.append(b)
+    if len(dead) == n:
+        raise ValueError(f"every one of the {n} interaction blocks would go; keep at least one")
+    if not dead:
+        return []
+    remove_masks(model)
+    kept = [blk for b, blk in enumerate(model.interactions) if b not in dead]
+    model.interactions = nn.ModuleList(kept)
+    return dead
 
 
 def _atom_basis_group(model: SchNet) -> PruningGroup:

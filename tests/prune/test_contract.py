@@ -11,6 +11,13 @@ from chemprune.prune import PRUNERS, Pruner, channel_groups, count_parameters, s
 from chemprune.registry import Registry
 from tests.prune.conftest import tiny_mlp
 
+MASKING = [n for n in PRUNERS.names() if PRUNERS.get(n).unit == "units"]
+RANK = [n for n in PRUNERS.names() if PRUNERS.get(n).unit == "rank"]
+
+
+def test_every_engine_is_under_one_of_the_contracts():
+    assert sorted(MASKING + RANK) == sorted(PRUNERS.names()) and RANK == ["force"]
+
 
 def make(name: str, groups, sparsity: float) -> Pruner:
     return PRUNERS.get(name)(groups=groups, sparsity=sparsity)
@@ -26,7 +33,7 @@ def train_a_bit(model: nn.Module, pruner: Pruner, steps: int = 5) -> None:
         opt.step()
 
 
-@pytest.mark.parametrize("name", PRUNERS.names())
+@pytest.mark.parametrize("name", MASKING)
 def test_unstructured_target_reached_and_kept(name):
     torch.manual_seed(0)
     model = tiny_mlp()
@@ -39,7 +46,7 @@ def test_unstructured_target_reached_and_kept(name):
     assert zeros == pytest.approx(0.6 * n, abs=2)
 
 
-@pytest.mark.parametrize("name", PRUNERS.names())
+@pytest.mark.parametrize("name", MASKING)
 def test_structured_shrink_equals_masked(name):
     torch.manual_seed(0)
     model = tiny_mlp()
@@ -53,6 +60,34 @@ def test_structured_shrink_equals_masked(name):
     kept = (model[0].out_features, model[2].out_features)
     assert min(kept) >= 1 and 12 <= sum(kept) <= 13  # half of 24 channels (at least 1 per layer)
     assert model[2].in_features == kept[0] and model[4].in_features == kept[1]
+
+
+@pytest.mark.parametrize("name", RANK)
+def test_rank_target_reached_kept_and_factorized(name):
+    """A rank engine's sparsity is the share of each layer's rank removed: reached by apply,
+    restored by the schedule after training moves the weights, and made physical by
+    factorize with the same function."""
+    from chemprune.prune import Schedule
+    from chemprune.prune.lowrank import LowRankLinear
+
+    torch.manual_seed(0)
+    model = tiny_mlp()
+    groups = weight_groups(model)
+    pruner = PRUNERS.get(name)(groups=groups, sparsity=0.75, schedule=Schedule(begin=5))
+    ranks = pruner.apply(model)
+    assert ranks == {"0": 2, "2": 2, "4": 1}  # full ranks 10, 8, 3 (75% of 10 rounds to 8)
+    train_a_bit(model, pruner)
+    assert torch.linalg.matrix_rank(model[0].weight) > 2  # training moved off the subspace
+    assert pruner.step(model, 5)
+    for i, r in ((0, 2), (2, 2), (4, 1)):
+        assert int(torch.linalg.matrix_rank(model[i].weight, atol=1e-5)) == r
+    x = torch.randn(9, 10)
+    before = model(x)
+    split = pruner.factorize(model)
+    assert split == {"0": (10, 2), "2": (8, 2), "4": (3, 1)}
+    assert isinstance(model[0], LowRankLinear) and model[0].rank == 2
+    torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-5)
+    assert count_parameters(model)[0] < 10 * 16 + 16 * 8
 
 
 @pytest.mark.parametrize("name", PRUNERS.names())

@@ -1,0 +1,78 @@
+"""A linear layer stored as two thinner ones (``in -> rank -> out``): what low-rank
+decomposition (:mod:`chemprune.prune.lowrank`) produces, and how a saved model's low-rank
+layers are rebuilt (:func:`apply_low_rank` from the :func:`low_rank_manifest` a checkpoint
+records)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import Tensor, nn
+
+__all__ = ["LowRankLinear", "low_rank_manifest", "apply_low_rank", "set_module"]
+
+
+class LowRankLinear(nn.Module):
+    """``second(first(x))`` with ``first: in -> rank`` (no bias) and ``second: rank -> out``."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True):
+        super().__init__()
+        if not 1 <= rank <= min(in_features, out_features):
+            raise ValueError(
+                f"rank must be in [1, {min(in_features, out_features)}] for a "
+                f"{in_features} -> {out_features} layer, got {rank}"
+            )
+        self.first = nn.Linear(in_features, rank, bias=False)
+        self.second = nn.Linear(rank, out_features, bias=bias)
+
+    @property
+    def in_features(self) -> int:
+        return self.first.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.second.out_features
+
+    @property
+    def rank(self) -> int:
+        return self.first.out_features
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.second.bias
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.first.weight)
+        nn.init.xavier_uniform_(self.second.weight)
+        if self.second.bias is not None:
+            nn.init.zeros_(self.second.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.second(self.first(x))
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, rank={self.rank}, out={self.out_features}"
+
+
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, module)
+
+
+def low_rank_manifest(model: nn.Module) -> dict[str, int]:
+    """``{module name: rank}`` of every :class:`LowRankLinear` in ``model``."""
+    return {n: m.rank for n, m in model.named_modules() if isinstance(m, LowRankLinear)}
+
+
+def apply_low_rank(model: nn.Module, manifest: Mapping[str, int]) -> nn.Module:
+    """Give a freshly built model the recorded low-rank layers (fresh weights, right shapes),
+    ready for ``load_state_dict``."""
+    for name, rank in manifest.items():
+        layer = model.get_submodule(name)
+        if not isinstance(layer, nn.Linear):
+            raise KeyError(f"{name} is a {type(layer).__name__}, not an nn.Linear to decompose")
+        new = LowRankLinear(layer.in_features, layer.out_features, int(rank),
+                            bias=layer.bias is not None)  # fmt: skip
+        set_module(model, name, new.to(device=layer.weight.device, dtype=layer.weight.dtype))
+    return model
