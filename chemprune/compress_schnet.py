@@ -27,11 +27,10 @@ from chemprune.prune import (
     AutoPrunePruner,
     Schedule,
     remove_masks,
-    shrink,
     summarize,
 )
 from chemprune.prune.attention import schnet_filter_profiles
-from chemprune.prune.schnet import schnet_groups
+from chemprune.prune.schnet import schnet_groups, schnet_layer_groups, shrink_schnet
 
 __all__ = ["split_from_checkpoint", "prune_schnet", "model_stats", "sparsity_for_macs"]
 
@@ -157,6 +156,8 @@ def prune_schnet(
     distill_output_weight: float = 1.0,
     distill_feature_weight: float = 1.0,
     gradual: bool = False,
+    rank_energy: float | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Prune ``model`` in place; returns a report (widths, params, MACs, MAE before/after).
 
@@ -179,6 +180,18 @@ def prune_schnet(
             once: during the first half of the budget the sparsity ramps up (cubic, over 60% of
             that half, masks recomputed every 10 steps), as the gated engines' gates close; the
             second half fine-tunes the final masks. Needs ``finetune_steps``.
+        rank_energy: engines whose unit is a layer's rank (``force``): instead of ``sparsity``,
+            keep in every layer the rank that holds this share of its squared singular values
+            (after the regularised first half); ``kind`` then names layer families
+            (``atomwise``, ``filter_network``, joined by '+').
+        threshold: ``ssl``: instead of ``sparsity``, remove every unit (channel, block) whose
+            group norm fell to at most this after the regularised first half (the learned
+            sparsity).
+
+    Engines that train first (``ssl``, ``force``: ``trains_first``) spend the first half of the
+    budget training with their regularizer, as the gated engines train their gates; ``ssl``
+    with ``depth`` groups removes whole interaction blocks, ``force`` splits each layer into
+    two thinner ones before the fine-tuning.
     """
     if distill not in DISTILL_MODES:
         raise ValueError(f"distill must be one of {DISTILL_MODES}, got {distill!r}")
@@ -188,10 +201,19 @@ def prune_schnet(
         raise ValueError(f"gradual removal is for engines without gates or search, not {method}")
     if gradual and not finetune_steps:
         raise ValueError("gradual removal needs a step budget (finetune_steps)")
-    groups = schnet_groups(model, kind, blocks=blocks)
-    if kind != "weight":
+    by_rank = engine_cls.unit == "rank"
+    if rank_energy is not None and not by_rank:
+        raise ValueError(f"--rank-energy is for engines that remove rank (force), not {method}")
+    if threshold is not None and method != "ssl":
+        raise ValueError(f"a norm threshold is for structured sparsity learning, not {method}")
+    if by_rank:
+        kind = "atomwise+filter_network" if kind == "weight" else kind
+        groups = schnet_layer_groups(model, kind, blocks=blocks)
+    else:
+        groups = schnet_groups(model, kind, blocks=blocks)
+    if kind != "weight" and not by_rank:
         for g in groups:
-            if round(sparsity * g.size) >= g.size:
+            if g.kind != "block" and round(sparsity * g.size) >= g.size:
                 raise ValueError(
                     f"sparsity {sparsity} would leave {g.name} with no channel ({g.size} channels); "
                     f"use a sparsity below {1 - 1 / g.size:.3f}"
@@ -200,7 +222,7 @@ def prune_schnet(
     before_val = evaluate_model(model, data, val_idx)
     before = model_stats(model, data, val_idx)
     options = dict(engine_options or {})
-    scope = "layer" if kind != "weight" else "global"
+    scope = "layer" if kind != "weight" or by_rank else "global"
     if method == "olmp":
         probe = val_idx[: min(len(val_idx), 1000)]
         dense_probe = evaluate_model(model, data, probe)["mae"]
@@ -227,6 +249,8 @@ def prune_schnet(
             options.setdefault("rank_gates", True)
             ramp = 500 if finetune_steps is None else max(1, int(0.6 * (finetune_steps // 2)))
             options.setdefault("schedule", Schedule(begin=0, end=ramp, power=3.0))
+        if engine_cls.trains_first:  # applied once, after the regularised first half
+            options.setdefault("schedule", Schedule(begin=2**62))
         if gradual:
             ramp = max(1, int(0.6 * (finetune_steps // 2)))
             options.setdefault("schedule", Schedule(begin=0, end=ramp, every=10, power=3.0))
@@ -243,14 +267,17 @@ def prune_schnet(
             adapter=True if "atom_basis" in kind.split("+") else None,
         )
     tune: dict[str, Any] = {}
-    if gated or gradual:  # gates that close, or masks that grow, over the first half
+    shaping = engine_cls.trains_first
+    extra: dict[str, Any] = {}
+    if gated or gradual or shaping:  # gates that close, masks that grow, weights that shape
         if gated:
             engine.attach(model)
         first = None if finetune_steps is None else finetune_steps // 2
         cap = "" if first is None else f" (at most {first} steps)"
-        what = "training gates" if gated else "removing units gradually"
+        what = ("training gates" if gated else "removing units gradually" if gradual
+                else f"training with the {method} regularizer")  # fmt: skip
         log(f"{method}: {what} for {finetune_minutes / 2:g} min{cap}")
-        tune["gated" if gated else "gradual"] = phase = finetune(
+        tune["gated" if gated else "gradual" if gradual else "regularized"] = phase = finetune(
             model,
             data,
             split.train,
@@ -270,6 +297,11 @@ def prune_schnet(
         if gated:
             tune["gate_sparsity"] = engine.gate_sparsity()
             engine.apply(model, sparsity)
+        elif rank_energy is not None:
+            engine.project(model, engine.ranks_for_energy(model, rank_energy))
+        elif threshold is not None:
+            extra["learned_sparsity"] = engine.learned_sparsity(model, threshold)
+            engine.threshold(model, threshold)
         else:
             engine.apply(model)  # the final sparsity, whatever the time budget allowed
         remaining = finetune_minutes / 2
@@ -278,6 +310,9 @@ def prune_schnet(
         engine.apply(model)
         remaining = finetune_minutes
         steps_left = finetune_steps
+    if by_rank:  # two thinner layers for each projected one, fine-tuned as such
+        extra["ranks"] = dict(engine.ranks)
+        extra["low_rank"] = {k: list(v) for k, v in engine.factorize(model).items()}
     masked_val = evaluate_model(model, data, val_idx)
     log(
         f"pruned with {method}: val MAE {before_val['mae']:.4f} -> {masked_val['mae']:.4f} before fine-tuning"
@@ -302,8 +337,10 @@ def prune_schnet(
         )
     if kd is not None:
         kd.close()
-    if kind != "weight":
-        shrink(model, groups)
+    if by_rank:
+        pass
+    elif kind != "weight":
+        extra["blocks_removed"] = shrink_schnet(model, groups)["blocks_removed"]
     else:
         remove_masks(model)
     after_val = evaluate_model(model, data, val_idx)
@@ -324,6 +361,7 @@ def prune_schnet(
         "lr_schedule": lr_schedule,
         "distill": kd.settings() if kd is not None else {"mode": "none"},
         "gradual": gradual,
+        **extra,
     }
     if not math.isfinite(after_val["mae"]):
         raise FloatingPointError("the pruned model predicts non-finite values")

@@ -21,9 +21,14 @@ zeroes single weights; --structured removes whole units for real, so the saved m
 and faster: the continuous-filter kernel of every interaction block (kernel, the default: its
 filter channels and its filter network's hidden units together), the filter channels alone
 (filter), the hidden units alone (filter_hidden), the blocks' atom-wise layer (interaction) or
-the atom-basis width (atom_basis), alone or joined by '+' (kernel+atom_basis). Say how much
-with --sparsity (fraction of units removed in every group) or --target-macs (fraction of the
-multiply-accumulates to keep).
+the atom-basis width (atom_basis), whole interaction blocks (depth), alone or joined by '+'
+(kernel+atom_basis). Say how much with --sparsity (fraction of units removed in every group;
+of the blocks for depth) or --target-macs (fraction of the multiply-accumulates to keep).
+--method ssl (structured sparsity learning) first trains with a group lasso over those units
+for half the budget (--strength), then removes the weakest (--sparsity) or every unit it drove
+below --threshold; --method force trains with force regularisation toward low rank, then splits
+every linear layer of --layers into two thinner ones at --sparsity of its rank or at the rank
+that keeps --rank-energy of its energy. A second call on the pruned file composes methods.
 The pruned model is fine-tuned for --finetune-minutes (and/or --finetune-steps) on the
 checkpoint's own training split and saved with its new widths; predict/evaluate use it
 unchanged. During gate training and fine-tuning the dense model teaches the pruned one
@@ -54,6 +59,26 @@ def _structured(text: str) -> str:
     return text
 
 
+def _layers(text: str) -> str:
+    from chemprune.prune.schnet import LAYER_FAMILIES
+
+    if not text or any(part not in LAYER_FAMILIES for part in text.split("+")):
+        raise argparse.ArgumentTypeError(
+            f"--layers takes {', '.join(LAYER_FAMILIES)} or both joined by '+', got {text!r}"
+        )
+    return text
+
+
+def _energy(text: str) -> float:
+    try:
+        e = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < e <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share in (0, 1], got {text!r}")
+    return e
+
+
 def _weight(text: str) -> float:
     try:
         w = float(text)
@@ -75,6 +100,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--sparsity", type=below_one, help="fraction of weights/channels to remove, in [0, 1)"
     )
     amount.add_argument(
+        "--rank-energy",
+        type=_energy,
+        help="force: keep in every layer the rank holding this share of its squared singular "
+        "values, in (0, 1]",
+    )
+    amount.add_argument(
         "--target-macs",
         type=open_fraction,
         help="structured only: keep at most this fraction of the MACs, in (0, 1); the sparsity "
@@ -88,6 +119,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=_structured,
         help="remove whole units: kernel (default: filter channels + filter-network hidden "
         "units), filter, filter_hidden, interaction, atom_basis, or several joined by '+'",
+    )
+    p.add_argument(
+        "--layers",
+        default="atomwise+filter_network",
+        type=_layers,
+        help="force: the linear layers made low-rank in every block: atomwise (in2f, f2out, "
+        "out), filter_network, or both joined by '+' (default)",
+    )
+    p.add_argument(
+        "--strength",
+        type=nonneg_float,
+        default=None,
+        help="ssl: group-lasso weight (default 1e-4); force: the force's weight (default 1e-3)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=nonneg_float,
+        default=None,
+        help="ssl: remove every unit whose group norm is at most this after the regularised "
+        "phase (the learned sparsity) instead of --sparsity's share",
     )
     p.add_argument(
         "--blocks",
@@ -166,6 +217,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_prune)
 
 
+def _ranks(low_rank: dict | None) -> str:
+    if not low_rank:
+        return "-"
+    ranks = [r for _, r in low_rank.values()]
+    return f"{len(ranks)} layers, rank {min(ranks)}-{max(ranks)}"
+
+
 def _table(report: dict) -> str:
     b, a = report["before"], report["after"]
     rows = [
@@ -177,6 +235,8 @@ def _table(report: dict) -> str:
             str(a["filter_hidden_channels"]),
         ),
         ("interaction widths", str(b["interaction_channels"]), str(a["interaction_channels"])),
+        ("interaction blocks", str(len(b["filter_channels"])), str(len(a["filter_channels"]))),
+        ("low-rank layers", "-", _ranks(report.get("low_rank"))),
         ("parameters", f"{b['params']:,}", f"{a['params']:,}"),
         ("nonzero parameters", f"{b['nonzero_params']:,}", f"{a['nonzero_params']:,}"),
         ("MACs (batch of 64)", f"{b['macs_per_batch64']:,}", f"{a['macs_per_batch64']:,}"),
@@ -200,8 +260,19 @@ def run_prune(args: argparse.Namespace) -> int:
     check_output_path(args.out, inputs=[("--model", args.model)])
     device = resolve_device(args.device)
     # (each option's own range is checked by its type; these are the combinations)
-    if args.sparsity is None and args.structured is None:
+    from chemprune.prune import PRUNERS
+
+    by_rank = PRUNERS.get(args.method).unit == "rank"
+    if args.target_macs is not None and args.structured is None:
         raise CliError("--target-macs needs --structured (unstructured zeros save no MACs)")
+    if args.rank_energy is not None and not by_rank:
+        raise CliError(f"--rank-energy is for --method force, not {args.method}")
+    if args.threshold is not None and args.method != "ssl":
+        raise CliError(f"--threshold is for --method ssl, not {args.method}")
+    if by_rank and args.structured is not None:
+        raise CliError(f"--method {args.method} makes layers low-rank: say which with --layers")
+    if args.structured and "depth" in args.structured.split("+") and args.target_macs:
+        raise CliError("--target-macs cannot count blocks: give --sparsity with depth")
     if args.min_lr > args.lr:
         raise CliError(f"--min-lr must be in [0, --lr], got {args.min_lr}")
     model, ckpt = load_model(args.model)
@@ -210,7 +281,9 @@ def run_prune(args: argparse.Namespace) -> int:
     target = ckpt["target"]
     mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target["name"]))
     sparsity = args.sparsity
-    if sparsity is None:
+    if sparsity is None and args.target_macs is None:
+        sparsity = 0.0  # the amount comes from --rank-energy
+    elif sparsity is None:
         sparsity = sparsity_for_macs(
             model,
             mset.collate(split.val[:64]),
@@ -227,13 +300,17 @@ def run_prune(args: argparse.Namespace) -> int:
         options["max_increase"] = args.max_increase
     if args.budget is not None:
         options["budget"] = args.budget
+    if args.strength is not None:
+        if args.method not in ("ssl", "force"):
+            raise CliError(f"--strength is for --method ssl or force, not {args.method}")
+        options["strength"] = args.strength
     report = prune_schnet(
         model,
         mset.to(device),
         split,
         method=args.method,
         sparsity=sparsity,
-        kind=args.structured or "weight",
+        kind=args.layers if by_rank else args.structured or "weight",
         blocks=args.blocks,
         finetune_minutes=args.finetune_minutes,
         finetune_steps=args.finetune_steps,
@@ -244,6 +321,8 @@ def run_prune(args: argparse.Namespace) -> int:
         distill_output_weight=args.distill_output_weight,
         distill_feature_weight=args.distill_feature_weight,
         gradual=args.gradual,
+        rank_energy=args.rank_energy,
+        threshold=args.threshold,
         engine_options=options,
         seed=args.seed,
         progress=not args.no_progress,

@@ -128,6 +128,9 @@ class Pruner(ABC):
     #: what ``sparsity`` removes: ``"units"`` (weights or channels, masked, then ``shrink``) or
     #: ``"rank"`` (directions of each layer, projected, then the engine's ``factorize``)
     unit: str = "units"
+    #: whether ``regularize`` shapes the weights during a first training phase before
+    #: ``apply`` (structured sparsity, force regularisation): pipelines give it that phase
+    trains_first: bool = False
 
     def __init__(
         self,

@@ -62,6 +62,8 @@ class ForcePruner(Pruner):
 
     unit = "rank"
 
+    trains_first = True
+
     def __init__(
         self,
         *,

@@ -44,6 +44,9 @@ __all__ = [
     "schnet_groups",
     "expand_kind",
     "remove_blocks",
+    "shrink_schnet",
+    "schnet_layer_groups",
+    "LAYER_FAMILIES",
     "SCHNET_GROUP_KINDS",
     "COMPOSITE_KINDS",
 ]
@@ -159,6 +162,33 @@ def schnet_groups(
     return groups
 
 
+#: layer families of SchNet for the rank engines (``--layers``), module names per block
+LAYER_FAMILIES = {
+    "atomwise": ("in2f", "f2out", "out"),
+    "filter_network": ("filter_network.lin1", "filter_network.lin2"),
+}
+
+
+def schnet_layer_groups(
+    model: SchNet, families: str = "atomwise+filter_network", *, blocks: Iterable[int] | None = None
+) -> list[PruningGroup]:
+    """``weight`` groups of the interaction blocks' linear layers of the given families
+    (``atomwise``: in2f, f2out, out; ``filter_network``: its two layers; joined by '+'), for
+    engines whose unit is a layer's rank. Layers already decomposed are left out."""
+    parts = families.split("+")
+    unknown = [f for f in parts if f not in LAYER_FAMILIES]
+    if unknown or not parts:
+        raise ValueError(
+            f"unknown layer family {families!r}; use {', '.join(LAYER_FAMILIES)} (or both "
+            "joined by '+')"
+        )
+    n = len(model.interactions)
+    chosen = range(n) if blocks is None else sorted(set(blocks))
+    names = {f"interactions.{b}.{layer}" for b in chosen for f in parts
+             for layer in LAYER_FAMILIES[f]}  # fmt: skip
+    return [g for g in weight_groups(model) if g.name in names]
+
+
 def _depth_group(model: SchNet, b: int) -> PruningGroup:
     """Block ``b`` as one unit: every weight and bias of its Linear layers, whole."""
     p = f"interactions.{b}"
@@ -185,7 +215,7 @@ def remove_blocks(model: SchNet, groups: Sequence[PruningGroup] | None = None) -
     At least one block is kept. Groups of the model made before the removal name blocks by
     their old indices: make new ones afterwards.
     """
-    from chemprune.prune.masks import alive_units, get_masks, remove_masks
+    from chemprune.prune.masks import alive_units, get_masks
 
     n = len(model.interactions)
     dead: list[int] = []
@@ -202,10 +232,55 @@ def remove_blocks(model: SchNet, groups: Sequence[PruningGroup] | None = None) -
         raise ValueError(f"every one of the {n} interaction blocks would go; keep at least one")
     if not dead:
         return []
-    remove_masks(model)
     kept = [blk for b, blk in enumerate(model.interactions) if b not in dead]
     model.interactions = nn.ModuleList(kept)
     return dead
+
+
+def shrink_schnet(model: SchNet, groups: Sequence[PruningGroup]) -> dict:
+    """Remove what the masks of ``groups`` switched off, for real: the interaction blocks whose
+    ``depth`` group is off, then the channels of the other structured groups (masks baked).
+    Returns ``{"blocks_removed": [...], "widths": {group: (before, after)}}``."""
+    from chemprune.prune.masks import alive_units, get_masks
+    from chemprune.prune.shrink import shrink
+
+    masks = get_masks(model)
+    dead = {g.name.rsplit(".", 1)[0] for g in groups if g.kind == "block" and "depth" in g.tags
+            and not bool(alive_units(model, g, masks).any())}  # fmt: skip
+    live = [g for g in groups if g.kind != "block" and not any(
+        g.name.startswith(d + ".") for d in dead)]  # fmt: skip
+    removed = remove_blocks(model, groups) if dead else []
+    widths = shrink(model, _renumbered(live, removed))
+    return {"blocks_removed": removed, "widths": widths}
+
+
+def _renumbered(groups: Sequence[PruningGroup], removed: Sequence[int]) -> list[PruningGroup]:
+    """``groups`` with block indices in their names and slots shifted past removed blocks."""
+    if not removed:
+        return list(groups)
+    import dataclasses
+    import re
+
+    def block(text: str) -> int | None:
+        m = re.match(r"interactions\.(\d+)(\.|$)", text)
+        return int(m.group(1)) if m else None
+
+    def shift(text: str) -> str:
+        b = block(text)
+        if b is None:
+            return text
+        return re.sub(r"^interactions\.\d+", f"interactions.{b - sum(r < b for r in removed)}",
+                      text)  # fmt: skip
+
+    def moved(slots):
+        return tuple(dataclasses.replace(s, module=shift(s.module)) for s in slots
+                     if block(s.module) not in removed)  # fmt: skip
+
+    return [
+        dataclasses.replace(g, name=shift(g.name), slots=moved(g.slots),
+                            mask_slots=moved(g.mask_slots))
+        for g in groups
+    ]  # fmt: skip
 
 
 def _atom_basis_group(model: SchNet) -> PruningGroup:

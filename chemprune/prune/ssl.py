@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from chemprune.prune.base import Pruner, Schedule, register_pruner
+from chemprune.prune.base import Pruner, Schedule, check_sparsity, register_pruner, select_units
 from chemprune.prune.groups import PruningGroup, get_param
 from chemprune.prune.masks import apply_masks, group_masks
 
@@ -97,6 +97,8 @@ class SSLPruner(Pruner):
         size_weighted: scale each unit's penalty by the square root of its number of entries
             (groups of different sizes then feel comparable pressure).
     """
+
+    trains_first = True
 
     def __init__(
         self,
@@ -175,6 +177,28 @@ class SSLPruner(Pruner):
         """Fraction of each group's units at or below ``threshold`` (nothing is masked)."""
         scores = self.score(model)
         return {g.name: float((scores[g.name] <= threshold).float().mean()) for g in self.groups}
+
+    def apply(self, model: nn.Module, sparsity: float | None = None) -> dict[str, Tensor]:
+        """Mask the lowest-norm units to reach ``sparsity``. ``block`` groups (whole layers or
+        SchNet blocks, one unit each) compete with each other instead: the ``round(sparsity *
+        blocks)`` weakest go, and one block at least stays."""
+        target = self.sparsity if sparsity is None else check_sparsity(sparsity)
+        scores = self.score(model)
+        blocks = [g for g in self.groups if g.kind == "block"]
+        others = [g for g in self.groups if g.kind != "block"]
+        keep: dict[PruningGroup, Tensor] = {}
+        if others:
+            picked = {g.name: scores[g.name] for g in others}
+            keep.update(select_units(picked, others, target, scope=self.scope))
+        if blocks:
+            norms = torch.stack([scores[g.name].reshape(()) for g in blocks])
+            k = min(int(round(target * len(blocks))), len(blocks) - 1)
+            dead = set(torch.argsort(norms, stable=True)[:k].tolist())
+            for i, g in enumerate(blocks):
+                keep[g] = torch.tensor([i not in dead], device=norms.device)
+        masks = group_masks(model, keep)
+        apply_masks(model, masks)
+        return masks
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", strength={self.strength:g})"

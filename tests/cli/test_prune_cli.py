@@ -218,3 +218,42 @@ def test_export_program_runs_without_chemprune_with_forces(trained, tmp_path):
     for (y, f), (*_, wy, wf) in zip(got["out"], want, strict=True):
         np.testing.assert_allclose(y, wy, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(f, wf, rtol=1e-5, atol=1e-5)
+
+
+def _prune(trained, qm9_dir, out, *extra):
+    return run_cli(
+        "prune", "--model", str(trained), "--data-dir", str(qm9_dir), "--finetune-steps", "20",
+        "--finetune-minutes", "5", "--out", str(out), "--json", "--no-progress", "--threads", "1",
+        *extra,
+    )  # fmt: skip
+
+
+def test_ssl_removes_a_block_and_force_splits_layers_and_they_compose(trained, qm9_dir, tmp_path):
+    """ssl with depth: a third of the 2 blocks rounds to one block removed (and half of each
+    kernel); force on the result: every atom-wise layer split at the rank holding 60% of its
+    energy (tiny layers: only a low rank saves work). Both files predict and evaluate unchanged."""
+    ssl = tmp_path / "ssl.pt"
+    r = _prune(trained, qm9_dir, ssl, "--method", "ssl", "--structured", "kernel+depth",
+               "--sparsity", "0.5", "--strength", "1e-3")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.splitlines()[-1])
+    assert len(report["blocks_removed"]) == 1 and report["finetune"]["regularized"]["steps"] == 10
+    model, ckpt = load_model(ssl)
+    assert ckpt["config"]["num_interactions"] == 1 and len(model.interactions) == 1
+    low = tmp_path / "low.pt"
+    r = _prune(ssl, qm9_dir, low, "--method", "force", "--rank-energy", "0.6",
+               "--layers", "atomwise")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.splitlines()[-1])
+    model, ckpt = load_model(low)
+    assert report["low_rank"], report["ranks"]
+    assert set(report["low_rank"]) == set(ckpt["config"]["low_rank"])
+    assert all(r < full for full, r in report["low_rank"].values())
+    for out in (ssl, low):
+        r = run_cli("predict", "--model", str(out), "--smiles", "CCO", "--json")
+        assert r.returncode == 0 and np.isfinite(json.loads(r.stdout)["value"])
+    r = _prune(trained, qm9_dir, tmp_path / "x.pt", "--method", "magnitude", "--rank-energy", "0.9")
+    assert r.returncode == 2 and "--rank-energy is for --method force" in r.stderr
+    r = _prune(trained, qm9_dir, tmp_path / "x.pt", "--method", "force", "--sparsity", "0.5",
+               "--structured")  # fmt: skip
+    assert r.returncode == 2 and "say which with --layers" in r.stderr

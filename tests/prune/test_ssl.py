@@ -9,7 +9,7 @@ from torch import nn
 from chemprune.data.batching import MoleculeSet
 from chemprune.models.schnet import SchNet
 from chemprune.prune import SSLPruner, channel_groups, shrink, weight_groups
-from chemprune.prune.schnet import remove_blocks, schnet_groups
+from chemprune.prune.schnet import remove_blocks, schnet_groups, shrink_schnet
 from chemprune.prune.ssl import group_lasso, unit_norms
 from tests.prune.conftest import tiny_mlp
 
@@ -122,7 +122,7 @@ def test_depth_a_block_driven_to_zero_is_removed_and_the_model_rebuilds(schnet_a
     assert pruner.learned_sparsity(m, 0.0) == {g.name: float(i == 1) for i, g in enumerate(groups)}
     pruner.threshold(m, 0.0)
     masked = m(b.z, b.pos, b.batch)
-    assert remove_blocks(m, groups) == [1]
+    assert shrink_schnet(m, groups) == {"blocks_removed": [1], "widths": {}}
     assert len(m.interactions) == 2 and m.config()["num_interactions"] == 2
     torch.testing.assert_close(m(b.z, b.pos, b.batch), masked, atol=1e-5, rtol=1e-5)
     path = tmp_path / "m.pt"
@@ -142,3 +142,44 @@ def test_depth_combines_with_widths_and_contract_kinds(schnet_and_batch):
     assert kinds == ["block", "channel"] and len(groups) == 9
     with pytest.raises(ValueError, match="strength must be"):
         SSLPruner(groups=groups, sparsity=0.0, strength=-1)
+
+
+def test_depth_and_widths_shrink_together_and_renumber(schnet_and_batch):
+    """Block 0 removed, the kernels of the others halved, the atom basis kept whole: the
+    remaining groups are renumbered past the removed block, and the function is unchanged."""
+    m, b = schnet_and_batch
+    groups = schnet_groups(m, "kernel+atom_basis+depth")
+    pruner = SSLPruner(groups=groups, sparsity=0.0, strength=1e-3)
+    keep = {g: torch.ones(g.size, dtype=torch.bool) for g in groups}
+    for g in groups:
+        if g.name == "interactions.0.depth":
+            keep[g] = torch.tensor([False])
+        elif g.name.endswith("filters") or g.name.endswith("filter_hidden"):
+            keep[g] = torch.arange(g.size) % 2 == 0
+    from chemprune.prune.masks import apply_masks, group_masks
+
+    apply_masks(m, group_masks(m, keep))
+    masked = m(b.z, b.pos, b.batch)
+    report = shrink_schnet(m, groups)
+    assert report["blocks_removed"] == [0]
+    assert m.config()["num_interactions"] == 2 and m.config()["filter_channels"] == [6, 6]
+    assert report["widths"]["interactions.0.filters"] == (12, 6)  # old block 1, renumbered
+    torch.testing.assert_close(m(b.z, b.pos, b.batch), masked, atol=1e-5, rtol=1e-5)
+    assert pruner.apply  # the engine exists for these groups
+
+
+def test_ssl_apply_removes_the_weakest_blocks_and_keeps_one(schnet_and_batch):
+    m, _ = schnet_and_batch
+    groups = schnet_groups(m, "depth")
+    with torch.no_grad():
+        m.interactions[2].out.weight.mul_(1e-3)
+        for p in m.interactions[2].parameters():
+            p.mul_(1e-3)
+    pruner = SSLPruner(groups=groups, sparsity=0.3, strength=0.0)  # round(0.9) = 1 block
+    pruner.apply(m)
+    from chemprune.prune.masks import alive_units
+
+    alive = [bool(alive_units(m, g).any()) for g in groups]
+    assert alive == [True, True, False]
+    SSLPruner(groups=groups, sparsity=0.99, strength=0.0).apply(m)
+    assert sum(bool(alive_units(m, g).any()) for g in groups) == 1
