@@ -85,9 +85,13 @@ from chemprune.train import TrainSettings, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ("attention", "autoprune", "magnitude", "random")
+#: issue 20's rows: structured sparsity learning of the kernels and of the depth (blocks), force
+#: regularisation + low rank of the atom-wise layers (their sparsity: the share of each rank)
+LEARNED = ("ssl", "ssl_depth", "force")
 CONTROLS = ("dense_continued", "scratch_b", "torch_pruning")
-METHODS = (*ENGINES, *CONTROLS)
+METHODS = (*ENGINES, *LEARNED, *CONTROLS)
 MARKERS = {"attention": "o", "autoprune": "s", "magnitude": "^", "random": "v"}
+MARKERS |= {"ssl": "<", "ssl_depth": ">", "force": "*"}
 MARKERS |= {"torch_pruning": "D", "scratch_b": "P", "dense_continued": "X"}
 
 
@@ -167,6 +171,26 @@ def run_engine(method: str, sparsity: float, dense: SchNet, mset, split, args):
         distill_output_weight=args.distill_output_weight,
         distill_feature_weight=args.distill_feature_weight, **tune_options(args),
         gradual=args.gradual and method in ("magnitude", "random"),
+    )  # fmt: skip
+    report.pop("before", None)
+    return model, report
+
+
+def run_learned(method: str, sparsity: float, dense: SchNet, mset, split, args):
+    """ssl (kernel groups), ssl_depth (whole blocks: ``sparsity`` of them) or force (atom-wise
+    layers at ``sparsity`` of their rank, or ``--rank-energy``), the same budget: the first
+    half trains with the regularizer, the second fine-tunes what is left."""
+    model = copy.deepcopy(dense).to(mset.device)
+    engine, kind = {"ssl": ("ssl", "kernel"), "ssl_depth": ("ssl", "depth"),
+                    "force": ("force", args.force_layers)}[method]  # fmt: skip
+    strength = args.ssl_strength if engine == "ssl" else args.force_strength
+    energy = args.rank_energy if engine == "force" else None
+    report = prune_schnet(
+        model, mset, split, method=engine, sparsity=0.0 if energy else sparsity, kind=kind,
+        engine_options={"strength": strength}, progress=False, log=log, distill=args.distill,
+        distill_output_weight=args.distill_output_weight,
+        distill_feature_weight=args.distill_feature_weight, rank_energy=energy,
+        **tune_options(args),
     )  # fmt: skip
     report.pop("before", None)
     return model, report
@@ -256,6 +280,10 @@ def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) ->
             todo.append((method, 0.0))
         elif method == "torch_pruning":
             todo += [(method, s) for s in args.tp_ratios]
+        elif method == "ssl_depth":
+            todo.append((method, args.depth_sparsity))
+        elif method == "force" and args.rank_energy:
+            todo.append((method, args.rank_energy))
         else:
             todo += [(method, s) for s in args.sparsities]
     rows = []
@@ -271,6 +299,8 @@ def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) ->
         try:
             if method in ENGINES:
                 model, rep = run_engine(method, sp, dense, mset, split, args)
+            elif method in LEARNED:
+                model, rep = run_learned(method, sp, dense, mset, split, args)
             elif method == "dense_continued":
                 model, rep = run_dense_continued(dense, mset, split, args)
             elif method == "scratch_b":
@@ -435,7 +465,7 @@ def format_table(results: list[dict]) -> str:
             lines.append(f"  {key}: {value:+.4f}")
     lines.append(
         "(test MAE in the target's unit; speedups vs the dense parent, same process; sparsity = "
-        "share of kernel units removed (torch_pruning: of every width); dense_continued and "
+        "share of kernel units removed (torch_pruning: of every width; ssl_depth: of the blocks; force: of each atom-wise rank); dense_continued and "
         "scratch_b are the controls)"
     )
     return "\n".join(lines)
@@ -534,6 +564,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--filters", type=int, default=None, help="default 128")
     p.add_argument("--interactions", type=int, default=None, help="default 6")
     p.add_argument("--lam", type=float, default=1e-4, help="AutoPrune/attention gate strength")
+    p.add_argument("--ssl-strength", type=float, default=1e-4, help="ssl rows: group lasso")
+    p.add_argument("--depth-sparsity", type=float, default=1 / 3,
+                   help="ssl_depth: share of the blocks removed (default 1/3: 2 of 6)")  # fmt: skip
+    p.add_argument("--force-strength", type=float, default=1e-3, help="force row: its weight")
+    p.add_argument("--force-layers", default="atomwise", help="force row: layer families")
+    p.add_argument("--rank-energy", type=float, default=None,
+                   help="force row: keep the rank holding this energy (instead of the "
+                   "sparsities; the row's sparsity column then shows it)")  # fmt: skip
     p.add_argument("--threads", type=int, default=2, help="training and fine-tuning threads")
     p.add_argument(
         "--time-threads", type=lambda s: [int(x) for x in s.split(",")], default=[2, 1],
