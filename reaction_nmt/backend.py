@@ -12,11 +12,9 @@ rebuild, and data-loader workers must be off (``num_workers: 0``, set by every p
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
-import pickle
 import re
 import time
 import warnings
@@ -26,6 +24,11 @@ from pathlib import Path
 
 import torch
 import yaml
+
+from reaction_nmt.errors import BackendError
+from reaction_nmt.modelfile import load_checkpoint, onmt_loads
+
+_onmt_loads = onmt_loads  # the older private name
 
 __all__ = [
     "BackendError",
@@ -41,16 +44,6 @@ __all__ = [
 ]
 
 _CKPT = re.compile(r"_step_(\d+)\.pt$")
-
-
-class BackendError(RuntimeError):
-    """Training or translation cannot run (bad checkpoint, bad option, missing files)."""
-
-
-def _onmt_loads():
-    """Weights-only loads may rebuild ``argparse.Namespace`` (OpenNMT-py's ``opt``) inside this
-    block only, so the rest of the process (chemprune's checkpoints) keeps refusing it."""
-    return torch.serialization.safe_globals([argparse.Namespace])
 
 
 def _setup() -> None:
@@ -208,42 +201,11 @@ def train(
     )
 
 
-def load_checkpoint(path: Path) -> dict:
-    """An OpenNMT-py checkpoint, loaded with ``weights_only=True``; clear error otherwise."""
-    _setup()
-    path = Path(path)
-    if not path.is_file():
-        raise BackendError(f"model {path} does not exist")
-    try:
-        with _onmt_loads():
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise BackendError(
-            f"cannot load model {path}: it holds objects that are not allowed in a weights-only "
-            "load (not an OpenNMT-py or reaction-nmt model?)"
-        ) from None
-    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
-        text = str(err).strip()
-        first = text.splitlines()[0][:200] if text else "no detail"
-        raise BackendError(
-            f"cannot load model {path} (truncated or corrupted?): {type(err).__name__}: {first}"
-        ) from None
-    if not isinstance(ckpt, dict) or not {"model", "generator", "vocab", "opt"} <= set(ckpt):
-        raise BackendError(f"{path} is not an OpenNMT-py checkpoint (no model/vocab/opt keys)")
-    from reaction_nmt.integrity import IntegrityError, verify
-
-    try:
-        verify(ckpt, path)
-    except IntegrityError as err:
-        raise BackendError(str(err)) from None
-    return ckpt
-
-
 def count_parameters(path: Path) -> int:
     """Trainable parameters of a saved model (encoder, decoder, generator), counting shared
     embeddings once and leaving out the positional-encoding buffers. Sparse files (from
     ``reaction-nmt compress``) count every weight of their architecture, zeros included."""
-    from reaction_nmt.compress.storage import densify, is_sparse
+    from reaction_nmt.modelfile import densify, is_sparse
 
     ckpt = load_checkpoint(path)
     ckpt = densify(ckpt) if is_sparse(ckpt) else ckpt
@@ -311,7 +273,7 @@ class Translator:
         ArgumentParser.validate_translate_opts_dynamic(opt)
         self.n_best = n_best
         level = logging.getLogger().level
-        from reaction_nmt.compress.hooks import onmt_hooks  # shrunk heads, sparse files
+        from reaction_nmt.modelfile import onmt_hooks  # shrunk heads, sparse files
 
         with onmt_hooks():
             self._engine = InferenceEnginePY(opt)

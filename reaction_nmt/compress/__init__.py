@@ -10,7 +10,8 @@ One idea per module:
   (:mod:`.retrain`: OpenNMT-py's own trainer with a re-masking hook);
 * :mod:`.structured`: attention heads and feed-forward units removed for real;
 * :mod:`.storage`: sparse files (indices + values, optional int8);
-* :mod:`.hooks`: what OpenNMT-py needs to build shrunk models and read sparse files;
+* :mod:`.hooks`: masked retraining in OpenNMT-py's trainer (building shrunk models and reading
+  sparse files is :mod:`reaction_nmt.modelfile`'s, below the backend and this package);
 * :mod:`.checkpoint`: in-memory model <-> checkpoint dict.
 
 Importing this package does not import OpenNMT-py; :mod:`.hooks`, :mod:`.evaluate` and

@@ -1,6 +1,7 @@
 """Hooks into OpenNMT-py 3.5 (this module imports ``onmt``) for compressed checkpoints.
 
-:func:`onmt_hooks` lets OpenNMT-py build and load what compression writes:
+:func:`onmt_hooks` (defined in :mod:`reaction_nmt.modelfile`, under the backend and this
+package alike, and re-exported here) lets OpenNMT-py build and load what compression writes:
 
 * shrunk models: a checkpoint's ``opt`` may carry ``compress_shapes`` (parameter name ->
   shape, for tensors whose shape differs from what the options alone build) and
@@ -27,51 +28,11 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from chemprune.prune.shrink import resize_to
+from reaction_nmt.modelfile import apply_recorded_shapes, onmt_hooks
 
 __all__ = ["onmt_hooks", "masked_training", "apply_recorded_shapes"]
-
-
-def apply_recorded_shapes(model: nn.Module, opt) -> nn.Module:
-    """Give a freshly built model the shapes recorded in ``opt`` (no-op for plain options)."""
-    shapes = getattr(opt, "compress_shapes", None) or {}
-    heads = getattr(opt, "compress_heads", None) or {}
-    if shapes:
-        gen = getattr(model, "generator", None)
-        resize_to(
-            model, {k: v for k, v in shapes.items() if gen is not None or "generator" not in k}
-        )
-    for name, h in heads.items():
-        attn = model.get_submodule(name)
-        attn.head_count = int(h)
-    return model
-
-
-@contextlib.contextmanager
-def onmt_hooks() -> Iterator[None]:
-    """OpenNMT-py builds shrunk models and reads sparse files inside this block."""
-    import onmt.model_builder as mb
-
-    from reaction_nmt.backend import _onmt_loads
-    from reaction_nmt.compress.storage import densify, is_sparse
-
-    build, load = mb.build_base_model, mb.load_checkpoint
-
-    def build_base_model(model_opt, vocabs):
-        return apply_recorded_shapes(build(model_opt, vocabs), model_opt)
-
-    def load_checkpoint(ckpt_path):
-        ckpt = load(ckpt_path)
-        return densify(ckpt) if is_sparse(ckpt) else ckpt
-
-    mb.build_base_model, mb.load_checkpoint = build_base_model, load_checkpoint
-    try:
-        with _onmt_loads():
-            yield
-    finally:
-        mb.build_base_model, mb.load_checkpoint = build, load
 
 
 @torch.no_grad()

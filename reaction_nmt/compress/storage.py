@@ -27,27 +27,12 @@ from torch import Tensor
 
 from reaction_nmt.compress.checkpoint import save_atomic
 from reaction_nmt.compress.errors import CompressError
+from reaction_nmt.modelfile import FORMAT, _position_encoding, densify, is_sparse
 
 __all__ = ["FORMAT", "STORAGES", "sparsify", "densify", "is_sparse", "save_model", "load_model"]
 
-FORMAT = "reaction-nmt-sparse/1"
 STORAGES = ("dense", "sparse", "sparse-int8")
 _PARTS = ("model", "generator")
-
-
-def is_sparse(ckpt) -> bool:
-    return isinstance(ckpt, dict) and ckpt.get("format") == FORMAT
-
-
-def _position_encoding(shape, enc_type: str) -> Tensor | None:
-    from onmt.modules.embeddings import PositionalEncoding
-
-    if len(shape) != 3 or shape[1] != 1:
-        return None
-    try:
-        return PositionalEncoding(int(shape[2]), enc_type, max_len=int(shape[0])).pe
-    except ValueError:
-        return None
 
 
 def _encode(t: Tensor, int8: bool) -> dict:
@@ -69,23 +54,6 @@ def _encode(t: Tensor, int8: bool) -> dict:
     else:
         entry["values"] = values.clone()
     return entry
-
-
-def _decode(entry: dict) -> Tensor:
-    dtype = getattr(torch, entry["dtype"])
-    shape = [int(s) for s in entry["shape"]]
-    n = int(np.prod(shape)) if shape else 1
-    if "bitmask" in entry:
-        bits = np.unpackbits(entry["bitmask"].numpy(), count=n).astype(bool)
-        index = torch.from_numpy(np.flatnonzero(bits))
-    else:
-        index = entry["index"].long()
-    values = entry["values"]
-    if "scale" in entry:
-        values = values.float() * float(entry["scale"])
-    flat = torch.zeros(n, dtype=dtype)
-    flat[index] = values.to(dtype)
-    return flat.reshape(shape)
 
 
 def sparsify(ckpt: dict, *, int8: bool = False, min_size: int = 1024) -> dict:
@@ -120,35 +88,6 @@ def sparsify(ckpt: dict, *, int8: bool = False, min_size: int = 1024) -> dict:
     return out
 
 
-def densify(obj: dict) -> dict:
-    """A normal OpenNMT-py checkpoint from a sparse dict (keys in their original order)."""
-    if not is_sparse(obj):
-        raise CompressError("not a sparse reaction-nmt model")
-    skip = ("format", "sparse", "order", "integrity", *_PARTS)
-    out = {k: v for k, v in obj.items() if k not in skip}
-    resolved: dict[str, Tensor] = {}
-    pending = []
-    for part in _PARTS:
-        out[part] = dict(obj.get(part) or {})
-        for key, entry in obj["sparse"].get(part, {}).items():
-            if "alias" in entry:
-                pending.append((part, key, entry["alias"]))
-                continue
-            if "position_encoding" in entry:
-                t = _position_encoding(entry["shape"], entry["position_encoding"])
-            else:
-                t = _decode(entry)
-            out[part][key] = t
-            resolved[f"{part}/{key}"] = t
-    for part, key, target in pending:
-        if target not in resolved:
-            raise CompressError(f"sparse model: {part}/{key} refers to unknown {target}")
-        out[part][key] = resolved[target]
-    for part, keys in (obj.get("order") or {}).items():
-        out[part] = {k: out[part][k] for k in keys}
-    return out
-
-
 def save_model(ckpt: dict, path: Path, storage: str = "dense") -> int:
     """Write a checkpoint densely or sparsely (atomically); returns the file size in bytes."""
     if storage not in STORAGES:
@@ -162,7 +101,7 @@ def save_model(ckpt: dict, path: Path, storage: str = "dense") -> int:
 
 def load_model(path: Path) -> dict:
     """A dense OpenNMT-py checkpoint from a dense or sparse file (``weights_only=True``)."""
-    from reaction_nmt.backend import load_checkpoint
+    from reaction_nmt.modelfile import load_checkpoint
 
     ckpt = load_checkpoint(Path(path))
     return densify(ckpt) if is_sparse(ckpt) else ckpt
