@@ -1,10 +1,14 @@
 """Force regularisation toward low rank, then a real low-rank decomposition.
 
 Wen et al. (2017) treat the rows ("filters") ``w_i`` of a layer as particles on the unit sphere
-that attract each other: with ``n_i = w_i / ||w_i||`` the force on ``i`` from ``j`` is ``n_j -
-n_i``, and only its component tangent to the sphere at ``n_i`` moves the direction, so filter
-``i`` receives ``strength * ||w_i|| * mean_{j != i} (n_j - (n_j . n_i) n_i)``, a step toward the
-others that keeps its norm. Coordinated filters span fewer directions, so more of the layer's
+that attract each other: with ``n_i = w_i / ||w_i||`` the force on ``i`` from ``j`` is ``f_ji =
+n_j - n_i`` (their "L2-norm force"; ``f_ji / ||f_ji||``, the "L1-norm force", with
+``force="l1"``), and only its component tangent to the sphere at ``n_i`` moves the direction, so
+filter ``i`` receives ``strength * ||w_i|| * mean_{j != i} (f_ji - (f_ji . n_i) n_i)``, a step
+toward the others that keeps its norm (the paper sums over ``j``; the mean makes one
+``strength`` fit layers of any width: it is the paper's ``lambda`` times ``m - 1``). The update
+is theirs, ``W_i <- W_i - lr (dE/dW_i - strength * force_i)`` (the ICCV 2017 poster and the
+``ForceRegularize`` step of their Caffe solver, which also skips filters of norm <= 1e-4). Coordinated filters span fewer directions, so more of the layer's
 energy sits in its leading singular values, and a truncated SVD at a given retained energy
 keeps a lower rank. :meth:`ForcePruner.regularize` applies the force between ``backward()`` and
 the optimizer step (as a gradient, so the step moves along it).
@@ -32,19 +36,32 @@ from chemprune.prune.base import Pruner, Schedule, check_sparsity, register_prun
 from chemprune.prune.groups import PruningGroup, get_param
 from chemprune.prune.lowrank import decompose, rank_for_energy
 
-__all__ = ["ForcePruner", "force_directions"]
+__all__ = ["ForcePruner", "force_directions", "FORCES"]
+
+FORCES = ("l2", "l1")
 
 
-def force_directions(w: Tensor) -> Tensor:
-    """``||w_i|| * mean_{j != i} (n_j - (n_j . n_i) n_i)`` for the rows of ``w`` (``[m, d]``);
-    zero rows get none and exert none."""
+def force_directions(w: Tensor, kind: str = "l2") -> Tensor:
+    """``||w_i|| * mean_{j != i} (f_ji - (f_ji . n_i) n_i)`` for the rows of ``w`` (``[m, d]``),
+    ``f_ji = n_j - n_i`` (``l2``, the paper's "L2-norm force") or that over ``||n_j - n_i||``
+    (``l1``); rows with norm <= 1e-4 get none and exert none, as in the authors' code."""
+    if kind not in FORCES:
+        raise ValueError(f"force must be one of {FORCES}, got {kind!r}")
     norms = w.norm(dim=1, keepdim=True)
-    alive = (norms > 0).to(w.dtype)
-    n = torch.where(norms > 0, w / norms.clamp_min(1e-30), torch.zeros_like(w))
+    alive = (norms > 1e-4).to(w.dtype)
+    n = alive * w / norms.clamp_min(1e-30)
     count = alive.sum() - alive  # the other live rows
-    total = n.sum(dim=0, keepdim=True)
-    # sum_{j != i} n_j - (n_j . n_i) n_i = (S - n_i) - ((S . n_i) - 1) n_i = S - (S . n_i) n_i
-    tangent = total - (n * total).sum(dim=1, keepdim=True) * n
+    if kind == "l2":
+        # sum_{j != i} n_j - (n_j . n_i) n_i = (S - n_i) - ((S . n_i) - 1) n_i = S - (S . n_i) n_i
+        total = n.sum(dim=0, keepdim=True)
+        tangent = total - (n * total).sum(dim=1, keepdim=True) * n
+    else:
+        diff = n.unsqueeze(0) - n.unsqueeze(1)  # [i, j] = n_j - n_i
+        dist = diff.norm(dim=2, keepdim=True)
+        f = torch.where(dist > 1e-4, diff / dist.clamp_min(1e-30), torch.zeros_like(diff))
+        f = f * alive.reshape(1, -1, 1)
+        total = f.sum(dim=1)
+        tangent = total - (total * n).sum(dim=1, keepdim=True) * n
     return alive * norms * tangent / count.clamp_min(1)
 
 
@@ -58,6 +75,7 @@ class ForcePruner(Pruner):
         scope: ``layer`` (the same share everywhere, the default) or ``global``.
         schedule: when :meth:`step` re-projects (default: once).
         strength: the force's weight ``lambda`` (>= 0).
+        force: ``l2`` (``f_ji = n_j - n_i``, the default) or ``l1`` (unit length).
     """
 
     unit = "rank"
@@ -72,8 +90,12 @@ class ForcePruner(Pruner):
         scope: str = "layer",
         schedule: Schedule | None = None,
         strength: float = 1e-3,
+        force: str = "l2",
     ) -> None:
         super().__init__(groups=groups, sparsity=sparsity, scope=scope, schedule=schedule)
+        if force not in FORCES:
+            raise ValueError(f"force must be one of {FORCES}, got {force!r}")
+        self.force = force
         strength = float(strength)
         if not strength >= 0 or strength == float("inf"):
             raise ValueError(f"strength must be a finite number >= 0, got {strength}")
@@ -145,7 +167,7 @@ class ForcePruner(Pruner):
             rows = w.detach().reshape(w.shape[0], -1)
             if w.grad is None:
                 w.grad = torch.zeros_like(w)
-            w.grad.sub_(self.strength * force_directions(rows).reshape(w.shape))
+            w.grad.sub_(self.strength * force_directions(rows, self.force).reshape(w.shape))
 
     def factorize(self, model: nn.Module) -> dict[str, tuple[int, int]]:
         """Split every linear layer at its recorded rank into two (where that saves work);

@@ -18,18 +18,21 @@ from chemprune.prune.lowrank import (
 )
 
 
-def test_force_equals_the_pairwise_sum_by_hand():
+@pytest.mark.parametrize("kind", ["l2", "l1"])
+def test_force_equals_the_pairwise_sum_by_hand(kind):
     torch.manual_seed(0)
     w = torch.randn(5, 3)
     w[3] = 0  # a zero row: no force on it, none from it
-    got = force_directions(w)
+    got = force_directions(w, kind)
     n = [w[i] / w[i].norm() if w[i].norm() > 0 else None for i in range(5)]
     live = [i for i in range(5) if n[i] is not None]
     for i in range(5):
         if n[i] is None:
             assert bool((got[i] == 0).all())
             continue
-        f = sum(n[j] - (n[j] @ n[i]) * n[i] for j in live if j != i) / (len(live) - 1)
+        fs = [n[j] - n[i] for j in live if j != i]
+        fs = [f / f.norm() for f in fs] if kind == "l1" else fs
+        f = sum(f - (f @ n[i]) * n[i] for f in fs) / (len(live) - 1)
         torch.testing.assert_close(got[i], w[i].norm() * f)
         assert abs(float(got[i] @ n[i])) < 1e-5  # tangent: moves the direction, not the norm
 
