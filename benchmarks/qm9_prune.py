@@ -87,11 +87,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ("attention", "autoprune", "magnitude", "random")
 #: issue 20's rows: structured sparsity learning of the kernels and of the depth (blocks), force
 #: regularisation + low rank of the atom-wise layers (their sparsity: the share of each rank)
-LEARNED = ("ssl", "ssl_depth", "force")
+LEARNED = ("ssl", "ssl_depth", "force", "combo")
 CONTROLS = ("dense_continued", "scratch_b", "torch_pruning")
 METHODS = (*ENGINES, *LEARNED, *CONTROLS)
 MARKERS = {"attention": "o", "autoprune": "s", "magnitude": "^", "random": "v"}
-MARKERS |= {"ssl": "<", "ssl_depth": ">", "force": "*"}
+MARKERS |= {"ssl": "<", "ssl_depth": ">", "force": "*", "combo": "h"}
 MARKERS |= {"torch_pruning": "D", "scratch_b": "P", "dense_continued": "X"}
 
 
@@ -179,21 +179,39 @@ def run_engine(method: str, sparsity: float, dense: SchNet, mset, split, args):
 def run_learned(method: str, sparsity: float, dense: SchNet, mset, split, args):
     """ssl (kernel groups), ssl_depth (whole blocks: ``sparsity`` of them) or force (atom-wise
     layers at ``sparsity`` of their rank, or ``--rank-energy``), the same budget: the first
-    half trains with the regularizer, the second fine-tunes what is left."""
+    half trains with the regularizer, the second fine-tunes what is left. combo chains
+    attention kernel pruning at ``sparsity``, ssl_depth at ``--depth-sparsity`` and force, each
+    with a third of the budget (so the total is the other rows'), each stage distilled from the
+    model it starts from (the first from the dense parent)."""
     model = copy.deepcopy(dense).to(mset.device)
-    engine, kind = {"ssl": ("ssl", "kernel"), "ssl_depth": ("ssl", "depth"),
-                    "force": ("force", args.force_layers)}[method]  # fmt: skip
-    strength = args.ssl_strength if engine == "ssl" else args.force_strength
-    energy = args.rank_energy if engine == "force" else None
-    report = prune_schnet(
-        model, mset, split, method=engine, sparsity=0.0 if energy else sparsity, kind=kind,
-        engine_options={"strength": strength}, progress=False, log=log, distill=args.distill,
-        distill_output_weight=args.distill_output_weight,
-        distill_feature_weight=args.distill_feature_weight, rank_energy=energy,
-        **tune_options(args),
-    )  # fmt: skip
-    report.pop("before", None)
-    return model, report
+    stages = {
+        "ssl": [("ssl", "kernel", sparsity)], "ssl_depth": [("ssl", "depth", sparsity)],
+        "force": [("force", args.force_layers, sparsity)],
+        "combo": [("attention", "kernel", sparsity), ("ssl", "depth", args.depth_sparsity),
+                  ("force", args.force_layers, sparsity)],
+    }[method]  # fmt: skip
+    tune = tune_options(args)
+    if len(stages) > 1:
+        tune["finetune_steps"] = max(1, tune["finetune_steps"] // len(stages))
+        tune["finetune_minutes"] = tune["finetune_minutes"] / len(stages)
+    reports = []
+    for engine, kind, sp in stages:
+        options: dict[str, Any] = {}
+        if engine in ("ssl", "force"):
+            options["strength"] = args.ssl_strength if engine == "ssl" else args.force_strength
+        if engine == "attention":
+            options["lam"] = args.lam
+        energy = args.rank_energy if engine == "force" else None
+        report = prune_schnet(
+            model, mset, split, method=engine, sparsity=0.0 if energy else sp, kind=kind,
+            engine_options=options, progress=False, log=log, distill=args.distill,
+            distill_output_weight=args.distill_output_weight,
+            distill_feature_weight=args.distill_feature_weight, rank_energy=energy,
+            **tune,
+        )  # fmt: skip
+        report.pop("before", None)
+        reports.append(report)
+    return model, reports[0] if len(reports) == 1 else {"stages": reports}
 
 
 def run_finetune_only(model: SchNet, dense: SchNet | None, mset, split, args) -> dict:

@@ -12,6 +12,7 @@ from chemprune.cli.options import (
     open_fraction,
     positive_float,
     positive_int,
+    ramp_fraction,
     seed_int,
     threads_int,
 )
@@ -69,26 +70,6 @@ def _layers(text: str) -> str:
     return text
 
 
-def _energy(text: str) -> float:
-    try:
-        e = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < e <= 1:
-        raise argparse.ArgumentTypeError(f"expected a share in (0, 1], got {text!r}")
-    return e
-
-
-def _weight(text: str) -> float:
-    try:
-        w = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (w >= 0 and w != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return w
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from chemprune.prune import PRUNERS
 
@@ -101,7 +82,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     amount.add_argument(
         "--rank-energy",
-        type=_energy,
+        type=ramp_fraction,
         help="force: keep in every layer the rank holding this share of its squared singular "
         "values, in (0, 1]",
     )
@@ -182,13 +163,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--distill-output-weight",
-        type=_weight,
+        type=nonneg_float,
         default=1.0,
         help="weight of the prediction term (squared difference / the target's variance)",
     )
     p.add_argument(
         "--distill-feature-weight",
-        type=_weight,
+        type=nonneg_float,
         default=1.0,
         help="weight of the per-block feature term (normalised squared difference)",
     )
