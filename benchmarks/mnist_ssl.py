@@ -21,7 +21,7 @@ net, ``--threads`` threads, median of ``--repeats`` (speed is measured, never de
 FLOPs). The paper's rows (``benchmarks/papers/wen_ssl_force.md``): LeNet 2, 0.8% error, filters
 5-19, FLOP 25%-7.6%, speedup 1.64x-5.23x; LeNet 3, 1.0%, 3-12, 15%-3.6%, 1.99x-7.44x.
 
-    .venv/bin/python benchmarks/mnist_ssl.py                      # ~15 min on 1 thread
+    .venv/bin/python benchmarks/mnist_ssl.py                      # ~25 min on 1 thread
     .venv/bin/python benchmarks/mnist_ssl.py --quick --out /tmp/s.json --plot /tmp/s.png
 """
 
@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dense-iters", type=int, default=10000)
     p.add_argument("--ssl-iters", type=int, default=10000)
-    p.add_argument("--finetune-iters", type=int, default=2000)
+    p.add_argument("--finetune-iters", type=int, default=5000)
     p.add_argument("--strengths", type=lambda s: [float(x) for x in s.split(",")],
-                   default=[0.01, 0.03])  # fmt: skip
+                   default=[0.1, 0.2])  # fmt: skip
     p.add_argument("--force-strength", type=float, default=1e-2)
     p.add_argument("--rank-energy", type=float, default=0.9)
     p.add_argument("--time-images", type=int, default=1000)

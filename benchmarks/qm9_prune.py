@@ -46,10 +46,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import copy  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -60,7 +58,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+from torch import nn  # noqa: E402
 
 from chemprune.checkpoint import (  # noqa: E402
     atomic_save,
@@ -68,288 +66,20 @@ from chemprune.checkpoint import (  # noqa: E402
     load_model,
     model_checkpoint,  # noqa: E402
 )
-from chemprune.compress_schnet import prune_schnet, split_from_checkpoint  # noqa: E402
 from chemprune.data.batching import (
     MoleculeSet,  # noqa: E402
-    batch_indices,  # noqa: E402
 )
 from chemprune.data.qm9 import load_qm9  # noqa: E402
-from chemprune.data.splits import make_split, standard_sizes, subset_sizes  # noqa: E402
 from chemprune.data.targets import get_target  # noqa: E402
-from chemprune.distill.schnet import SchNetDistillation  # noqa: E402
 from chemprune.evaluate import evaluate_model  # noqa: E402
-from chemprune.finetune import finetune  # noqa: E402
 from chemprune.models.schnet import SchNet  # noqa: E402
-from chemprune.prune import PRUNERS, MagnitudePruner, register_pruner, summarize  # noqa: E402
-from chemprune.train import TrainSettings, train  # noqa: E402
+from chemprune.prune import summarize  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-ENGINES = ("attention", "autoprune", "magnitude", "random")
-#: issue 20's rows: structured sparsity learning of the kernels and of the depth (blocks), force
-#: regularisation + low rank of the atom-wise layers (their sparsity: the share of each rank)
-LEARNED = ("ssl", "ssl_depth", "force", "combo")
-CONTROLS = ("dense_continued", "scratch_b", "torch_pruning")
-METHODS = (*ENGINES, *LEARNED, *CONTROLS)
-MARKERS = {"attention": "o", "autoprune": "s", "magnitude": "^", "random": "v"}
-MARKERS |= {"ssl": "<", "ssl_depth": ">", "force": "*", "combo": "h"}
-MARKERS |= {"torch_pruning": "D", "scratch_b": "P", "dense_continued": "X"}
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-if "random" not in PRUNERS:
-
-    @register_pruner("random")
-    class RandomPruner(MagnitudePruner):
-        """Random unit scores (seeded): the floor every scoring rule has to beat."""
-
-        def __init__(self, *, seed: int = 0, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.seed = int(seed)
-
-        def score(self, model: nn.Module) -> dict[str, Tensor]:
-            return {
-                g.name: torch.rand(g.size, generator=torch.Generator().manual_seed(self.seed + k))
-                for k, g in enumerate(self.groups)
-            }
-
-
-# ---------------------------------------------------------------------- the parent
-def settings_for(args, target: str, filters: int | None = None) -> TrainSettings:
-    return TrainSettings(
-        target=target, hidden_channels=args.hidden, filter_channels=filters or args.filters,
-        num_interactions=args.interactions, epochs=args.dense_epochs or 100_000, seed=args.seed,
-        batch_size=args.batch_size, lr=args.dense_lr,
-    )  # fmt: skip
-
-
-def dense_model(args, data, target: str) -> tuple[SchNet, Any, dict]:
-    """Train the parent (or load it from ``--dense``); returns model, split, info."""
-    for path in args.dense:
-        model, ckpt = load_model(path)
-        if ckpt["target"]["name"] == target:
-            log(f"{target}: dense model from {path}")
-            info = {"loaded": str(path), "epochs": args.parent_epochs}
-            return model, split_from_checkpoint(ckpt, len(data)), info
-    sizes = standard_sizes(len(data)) if args.subset == 0 else subset_sizes(args.subset, len(data))
-    split = make_split(len(data), sizes, args.seed)
-    settings = settings_for(args, target)
-    out = Path(args.work_dir) / f"dense_{target}"
-    log(f"{target}: training the parent ({args.dense_minutes:g} min, {args.dense_epochs} epochs)")
-    resume = (out / "last.pt").exists()  # an interrupted benchmark goes on where it stopped
-    summary = train(
-        data, split, out, settings=settings, max_minutes=args.dense_minutes, progress=False,
-        log=log, device=args.device, resume=resume,
-    )  # fmt: skip
-    model, _ = load_model(summary["best"] or summary["last"])
-    info = {"trained": summary, "settings": settings.to_dict(), "epochs": summary["epochs_done"]}
-    return model, split, info
-
-
-# ---------------------------------------------------------------------- the rows
-def tune_options(args) -> dict[str, Any]:
-    """The one fine-tuning recipe every row gets."""
-    return {
-        "finetune_minutes": args.finetune_minutes, "finetune_steps": args.finetune_steps,
-        "lr": args.lr, "lr_schedule": args.lr_schedule, "min_lr": args.min_lr,
-        "batch_size": args.batch_size, "seed": args.seed,
-    }  # fmt: skip
-
-
-def run_engine(method: str, sparsity: float, dense: SchNet, mset, split, args):
-    model = copy.deepcopy(dense).to(mset.device)
-    options: dict[str, Any] = {}
-    if method in ("autoprune", "attention"):
-        options["lam"] = args.lam
-    if method == "random":
-        options["seed"] = args.seed
-    report = prune_schnet(
-        model, mset, split, method=method, sparsity=sparsity, kind="kernel",
-        engine_options=options, progress=False, log=log, distill=args.distill,
-        distill_output_weight=args.distill_output_weight,
-        distill_feature_weight=args.distill_feature_weight, **tune_options(args),
-        gradual=args.gradual and method in ("magnitude", "random"),
-    )  # fmt: skip
-    report.pop("before", None)
-    return model, report
-
-
-def run_learned(method: str, sparsity: float, dense: SchNet, mset, split, args):
-    """ssl (kernel groups), ssl_depth (whole blocks: ``sparsity`` of them) or force (atom-wise
-    layers at ``sparsity`` of their rank, or ``--rank-energy``), the same budget: the first
-    half trains with the regularizer, the second fine-tunes what is left. combo chains
-    attention kernel pruning at ``sparsity``, ssl_depth at ``--depth-sparsity`` and force, each
-    with a third of the budget (so the total is the other rows'), each stage distilled from the
-    model it starts from (the first from the dense parent)."""
-    model = copy.deepcopy(dense).to(mset.device)
-    stages = {
-        "ssl": [("ssl", "kernel", sparsity)], "ssl_depth": [("ssl", "depth", sparsity)],
-        "force": [("force", args.force_layers, sparsity)],
-        "combo": [("attention", "kernel", sparsity), ("ssl", "depth", args.depth_sparsity),
-                  ("force", args.force_layers, sparsity)],
-    }[method]  # fmt: skip
-    tune = tune_options(args)
-    if len(stages) > 1:
-        tune["finetune_steps"] = max(1, tune["finetune_steps"] // len(stages))
-        tune["finetune_minutes"] = tune["finetune_minutes"] / len(stages)
-    reports = []
-    for engine, kind, sp in stages:
-        options: dict[str, Any] = {}
-        if engine in ("ssl", "force"):
-            options["strength"] = args.ssl_strength if engine == "ssl" else args.force_strength
-        if engine == "attention":
-            options["lam"] = args.lam
-        energy = args.rank_energy if engine == "force" else None
-        report = prune_schnet(
-            model, mset, split, method=engine, sparsity=0.0 if energy else sp, kind=kind,
-            engine_options=options, progress=False, log=log, distill=args.distill,
-            distill_output_weight=args.distill_output_weight,
-            distill_feature_weight=args.distill_feature_weight, rank_energy=energy,
-            **tune,
-        )  # fmt: skip
-        report.pop("before", None)
-        reports.append(report)
-    return model, reports[0] if len(reports) == 1 else {"stages": reports}
-
-
-def run_finetune_only(model: SchNet, dense: SchNet | None, mset, split, args) -> dict:
-    """The fine-tuning phase of ``prune_schnet`` for a model pruned elsewhere (or not at all)."""
-    o = tune_options(args)
-    kd = None
-    if dense is not None and args.distill != "none":
-        kd = SchNetDistillation(
-            teacher=copy.deepcopy(dense).to(mset.device), student=model, mode=args.distill,
-            output_weight=args.distill_output_weight, feature_weight=args.distill_feature_weight,
-        )  # fmt: skip
-    out = finetune(
-        model, mset, split.train, split.val, minutes=o["finetune_minutes"], lr=o["lr"],
-        seed=o["seed"] + 1, batch_size=o["batch_size"], max_steps=o["finetune_steps"],
-        lr_schedule=o["lr_schedule"], min_lr=o["min_lr"], distill=kd, progress=False, log=log,
-    )  # fmt: skip
-    if kd is not None:
-        kd.close()
-    return out
-
-
-def run_dense_continued(dense: SchNet, mset, split, args):
-    model = copy.deepcopy(dense).to(mset.device)
-    return model, {"finetune": run_finetune_only(model, None, mset, split, args)}
-
-
-def kept(width: int, sparsity: float) -> int:
-    return max(1, width - int(round(sparsity * width)))
-
-
-def run_scratch_b(sparsity: float, dense: SchNet, info: dict, mset, data, split, args, target):
-    """The kernel-pruned architecture trained from scratch with the parent's recipe and
-    epochs plus the fine-tuning steps (rounded up to whole epochs)."""
-    widths = set(dense.filter_channels) | {
-        blk.filter_network.hidden_channels for blk in dense.interactions
-    }
-    if len(widths) != 1:
-        raise ValueError("scratch_b needs a parent with one kernel width in every block")
-    filters = kept(widths.pop(), sparsity)
-    per_epoch = len(batch_indices(split.train, args.batch_size, shuffle=False, seed=0))
-    if info.get("epochs") is None:
-        raise ValueError("scratch_b needs the parent's epochs: pass --parent-epochs with --dense")
-    epochs = int(info["epochs"]) + math.ceil(args.finetune_steps / per_epoch)
-    settings = settings_for(args, target, filters=filters)
-    settings.epochs = epochs
-    out = Path(args.work_dir) / f"scratch_{target}_{sparsity:g}"
-    minutes = (args.dense_minutes or 0) + args.finetune_minutes
-    summary = train(
-        data, split, out, settings=settings, max_minutes=minutes, progress=False, log=log,
-        device=args.device, resume=(out / "last.pt").exists(),
-    )  # fmt: skip
-    model, _ = load_model(summary["best"] or summary["last"])
-    return model.to(mset.device), {"trained": summary, "epochs": epochs, "filters": filters}
-
-
-def run_torch_pruning(sparsity: float, dense: SchNet, mset, split, args):
-    """Torch-Pruning's MetaPruner (L1) on every width, then the same fine-tuning."""
-    import torch_pruning as tp
-
-    model = copy.deepcopy(dense).to(mset.device)
-    b = mset.collate(split.train[:8])
-    importance = tp.importance.MagnitudeImportance(p=1)
-    tp.pruner.MetaPruner(
-        model, (b.z, b.pos, b.batch), importance, pruning_ratio=sparsity,
-        ignored_layers=[model.lin2],
-    ).step()  # fmt: skip
-    untuned = evaluate_model(model, mset, split.val)["mae"]
-    log(f"torch_pruning {sparsity}: val MAE {untuned:.4f} before fine-tuning")
-    tune = run_finetune_only(model, dense, mset, split, args)
-    return model, {"val_mae_pruned_untuned": untuned, "finetune": tune}
-
-
-def row_files(args, target: str, method: str, sparsity: float) -> tuple[Path, Path]:
-    """The row's JSON and checkpoint (names built by hand: ``0.75`` is no file suffix)."""
-    base = Path(args.work_dir) / "rows" / target / f"{method}_{sparsity:g}"
-    return base.with_name(base.name + ".json"), base.with_name(base.name + ".pt")
-
-
-def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) -> list[dict]:
-    """Every (method, sparsity) row, each saved when done and skipped when already saved."""
-    todo: list[tuple[str, float]] = []
-    for method in args.methods:
-        if method == "dense_continued":
-            todo.append((method, 0.0))
-        elif method == "torch_pruning":
-            todo += [(method, s) for s in args.tp_ratios]
-        elif method == "ssl_depth":
-            todo.append((method, args.depth_sparsity))
-        elif method == "force" and args.rank_energy:
-            todo.append((method, args.rank_energy))
-        else:
-            todo += [(method, s) for s in args.sparsities]
-    rows = []
-    for method, sp in todo:
-        json_path, model_path = row_files(args, target, method, sp)
-        if json_path.exists():
-            log(f"{target}: {method} at {sp:g} done before ({json_path})")
-            rows.append(json.loads(json_path.read_text()))
-            continue
-        log(f"{target}: {method} at sparsity {sp:g}")
-        s0 = time.perf_counter()
-        row: dict[str, Any] = {"target": target, "method": method, "sparsity": sp}
-        try:
-            if method in ENGINES:
-                model, rep = run_engine(method, sp, dense, mset, split, args)
-            elif method in LEARNED:
-                model, rep = run_learned(method, sp, dense, mset, split, args)
-            elif method == "dense_continued":
-                model, rep = run_dense_continued(dense, mset, split, args)
-            elif method == "scratch_b":
-                model, rep = run_scratch_b(sp, dense, info, mset, data, split, args, target)
-            else:
-                model, rep = run_torch_pruning(sp, dense, mset, split, args)
-        except Exception as err:  # recorded verbatim; the run goes on
-            row["error"] = f"{type(err).__name__}: {err}"
-            log(f"{target}: {method} failed: {row['error']}")
-            rows.append(row)
-            continue
-        row["report"] = rep
-        row["seconds"] = time.perf_counter() - s0
-        model.cpu()
-        if isinstance(model, SchNet):
-            row["model"] = str(model_path)
-            model_path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_save(model_checkpoint(model, target=tdict(target)), model_path)
-        else:
-            row["error"] = f"not a chemprune SchNet after pruning: {type(model).__name__}"
-        atomic_write_text(json_path, json.dumps(row, indent=1, default=str))
-        rows.append(row)
-    return rows
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from qm9_rows import MARKERS, METHODS, ROOT, dense_model, log, run_rows, tdict  # noqa: E402
 
 
 # ---------------------------------------------------------------------- measuring
-def tdict(target: str) -> dict[str, str]:
-    t = get_target(target)
-    return {"name": t.name, "unit": t.unit, "readout": t.readout, "description": t.description}
-
-
 def widths(model: SchNet) -> dict[str, Any]:
     c = model.config()
     keys = ("hidden_channels", "filter_channels", "filter_hidden_channels")
