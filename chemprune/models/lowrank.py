@@ -1,7 +1,11 @@
-"""A linear layer stored as two thinner ones (``in -> rank -> out``): what low-rank
-decomposition (:mod:`chemprune.prune.lowrank`) produces, and how a saved model's low-rank
-layers are rebuilt (:func:`apply_low_rank` from the :func:`low_rank_manifest` a checkpoint
-records)."""
+"""Layers stored as two thinner ones, ``in -> rank -> out``: what low-rank decomposition
+(:mod:`chemprune.prune.lowrank`) produces, and how a saved model's low-rank layers are rebuilt
+(:func:`apply_low_rank` from the :func:`low_rank_manifest` a checkpoint records).
+
+:class:`LowRankLinear` splits an ``nn.Linear``; :class:`LowRankConv2d` splits an ``nn.Conv2d``
+into ``rank`` filters of the original size (stride, padding, dilation kept) followed by a 1x1
+convolution to the output channels (Denton et al. 2014's filter basis; Wen et al. 2017 use it
+for their low-rank CNNs)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-__all__ = ["LowRankLinear", "low_rank_manifest", "apply_low_rank", "set_module"]
+__all__ = ["LowRankLinear", "LowRankConv2d", "low_rank_manifest", "apply_low_rank", "set_module"]
 
 
 class LowRankLinear(nn.Module):
@@ -60,9 +64,56 @@ def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, attr, module)
 
 
+class LowRankConv2d(nn.Module):
+    """``second(first(x))``: ``first`` has ``rank`` filters of the layer's size (no bias),
+    ``second`` is a 1x1 convolution to ``out_channels`` with the bias."""
+
+    def __init__(self, conv: nn.Conv2d, rank: int):
+        super().__init__()
+        if conv.groups != 1:
+            raise ValueError("grouped convolutions are not decomposed")
+        full = min(conv.out_channels, conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
+        if not 1 <= rank <= full:
+            raise ValueError(f"rank must be in [1, {full}] for this convolution, got {rank}")
+        self.first = nn.Conv2d(
+            conv.in_channels, rank, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+            dilation=conv.dilation, bias=False, padding_mode=conv.padding_mode,
+        )  # fmt: skip
+        self.second = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
+
+    @property
+    def in_channels(self) -> int:
+        return self.first.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.second.out_channels
+
+    @property
+    def rank(self) -> int:
+        return self.first.out_channels
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.second.bias
+
+    def reset_parameters(self) -> None:
+        self.first.reset_parameters()
+        self.second.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.second(self.first(x))
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_channels}, rank={self.rank}, out={self.out_channels}"
+
+
+LOW_RANK = (LowRankLinear, LowRankConv2d)
+
+
 def low_rank_manifest(model: nn.Module) -> dict[str, int]:
     """``{module name: rank}`` of every :class:`LowRankLinear` in ``model``."""
-    return {n: m.rank for n, m in model.named_modules() if isinstance(m, LowRankLinear)}
+    return {n: m.rank for n, m in model.named_modules() if isinstance(m, LOW_RANK)}
 
 
 def apply_low_rank(model: nn.Module, manifest: Mapping[str, int]) -> nn.Module:
@@ -70,9 +121,12 @@ def apply_low_rank(model: nn.Module, manifest: Mapping[str, int]) -> nn.Module:
     ready for ``load_state_dict``."""
     for name, rank in manifest.items():
         layer = model.get_submodule(name)
-        if not isinstance(layer, nn.Linear):
-            raise KeyError(f"{name} is a {type(layer).__name__}, not an nn.Linear to decompose")
-        new = LowRankLinear(layer.in_features, layer.out_features, int(rank),
-                            bias=layer.bias is not None)  # fmt: skip
+        if isinstance(layer, nn.Conv2d):
+            new: nn.Module = LowRankConv2d(layer, int(rank))
+        elif isinstance(layer, nn.Linear):
+            new = LowRankLinear(layer.in_features, layer.out_features, int(rank),
+                                bias=layer.bias is not None)  # fmt: skip
+        else:
+            raise KeyError(f"{name} is a {type(layer).__name__}, not a Linear or Conv2d to split")
         set_module(model, name, new.to(device=layer.weight.device, dtype=layer.weight.dtype))
     return model

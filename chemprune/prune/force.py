@@ -170,13 +170,16 @@ class ForcePruner(Pruner):
             w.grad.sub_(self.strength * force_directions(rows, self.force).reshape(w.shape))
 
     def factorize(self, model: nn.Module) -> dict[str, tuple[int, int]]:
-        """Split every linear layer at its recorded rank into two (where that saves work);
+        """Split every linear and convolution layer at its recorded rank into two (where that
+        saves work);
         returns ``{layer: (full rank, rank)}`` of the layers split. Groups made before name
         layers that no longer exist."""
         ranks = {g.mask_slots[0].module: self.ranks[g.name] for g in self.groups
                  if g.name in self.ranks and g.mask_slots[0].param == "weight"}  # fmt: skip
-        linear = {n for n, m in model.named_modules() if type(m) is nn.Linear}
-        return decompose(model, ranks={n: r for n, r in ranks.items() if n in linear})
+        from chemprune.prune.lowrank import _splittable
+
+        split = _splittable(model)
+        return decompose(model, ranks={n: r for n, r in ranks.items() if n in split})
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", strength={self.strength:g})"

@@ -20,10 +20,18 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from chemprune.models.lowrank import LowRankLinear, apply_low_rank, low_rank_manifest, set_module
+from chemprune.models.lowrank import (
+    LowRankConv2d,
+    LowRankLinear,
+    apply_low_rank,
+    low_rank_manifest,
+    set_module,
+)
 
 __all__ = [
     "LowRankLinear",
+    "LowRankConv2d",
+    "factorize_conv2d",
     "factorize_linear",
     "rank_for_energy",
     "saves",
@@ -46,8 +54,12 @@ def rank_for_energy(singular_values: Tensor, energy: float) -> int:
                len(singular_values))  # fmt: skip
 
 
-def saves(layer: nn.Linear, rank: int) -> bool:
-    """Whether rank ``rank`` needs fewer multiply-adds than the whole layer."""
+def saves(layer: nn.Linear | nn.Conv2d, rank: int) -> bool:
+    """Whether rank ``rank`` needs fewer multiply-adds than the whole layer (per output
+    position, for a convolution: ``rank (in k^2 + out)`` against ``in k^2 out``)."""
+    if isinstance(layer, nn.Conv2d):
+        fan_in = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+        return rank * (fan_in + layer.out_channels) < fan_in * layer.out_channels
     return rank * (layer.in_features + layer.out_features) < layer.in_features * layer.out_features
 
 
@@ -67,6 +79,28 @@ def factorize_linear(layer: nn.Linear, rank: int) -> LowRankLinear:
 
 
 @torch.no_grad()
+def factorize_conv2d(conv: nn.Conv2d, rank: int) -> LowRankConv2d:
+    """The rank-``rank`` truncated SVD of ``conv``'s filters (``[out, in k k]``) as a
+    :class:`LowRankConv2d`: ``rank`` basis filters, then a 1x1 mix of them."""
+    w = conv.weight.detach().double().reshape(conv.out_channels, -1)
+    u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    root = s[:rank].sqrt()
+    out = LowRankConv2d(conv, rank).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    first = (root[:, None] * vh[:rank]).reshape(out.first.weight.shape)
+    out.first.weight.copy_(first.to(conv.weight.dtype))
+    out.second.weight.copy_((u[:, :rank] * root[None, :]).reshape(out.second.weight.shape)
+                            .to(conv.weight.dtype))  # fmt: skip
+    if conv.bias is not None:
+        out.second.bias.copy_(conv.bias.detach())
+    return out
+
+
+def _splittable(model: nn.Module) -> dict[str, nn.Module]:
+    return {n: m for n, m in model.named_modules()
+            if type(m) is nn.Linear or (type(m) is nn.Conv2d and m.groups == 1)}  # fmt: skip
+
+
+@torch.no_grad()
 def decompose(
     model: nn.Module,
     *,
@@ -74,7 +108,7 @@ def decompose(
     energy: float | None = None,
     layers: list[str] | None = None,
 ) -> dict[str, tuple[int, int]]:
-    """Replace linear layers by their truncated SVD, in place.
+    """Replace linear and (ungrouped) 2-D convolution layers by their truncated SVD, in place.
 
     Give ``ranks`` (module name -> rank), or ``energy`` (each of ``layers``, default every
     ``nn.Linear``, at the rank that keeps that share of its squared singular values). A layer is
@@ -83,26 +117,30 @@ def decompose(
     """
     if (ranks is None) == (energy is None):
         raise ValueError("give either ranks or energy")
-    linear = {n: m for n, m in model.named_modules() if type(m) is nn.Linear}
+    linear = _splittable(model)
     if ranks is not None:
         missing = sorted(set(ranks) - set(linear))
         if missing:
-            raise KeyError(f"no nn.Linear named {missing} in {type(model).__name__}")
+            raise KeyError(f"no nn.Linear or nn.Conv2d named {missing} in {type(model).__name__}")
         chosen = dict(ranks)
     else:
         names = list(linear) if layers is None else layers
         missing = sorted(set(names) - set(linear))
         if missing:
-            raise KeyError(f"no nn.Linear named {missing} in {type(model).__name__}")
+            raise KeyError(f"no nn.Linear or nn.Conv2d named {missing} in {type(model).__name__}")
         chosen = {}
         for n in names:
-            s = torch.linalg.svdvals(linear[n].weight.detach().double())
+            w = linear[n].weight.detach().double()
+            s = torch.linalg.svdvals(w.reshape(w.shape[0], -1))
             chosen[n] = rank_for_energy(s, float(energy))
     report = {}
     for n, r in chosen.items():
         layer = linear[n]
         if not saves(layer, r):
             continue
-        report[n] = (min(layer.in_features, layer.out_features), r)
-        set_module(model, n, factorize_linear(layer, r))
+        w = layer.weight
+        report[n] = (min(w.shape[0], w[0].numel()), r)
+        split = factorize_conv2d(layer, r) if isinstance(layer, nn.Conv2d) else (
+            factorize_linear(layer, r))  # fmt: skip
+        set_module(model, n, split)
     return report

@@ -113,7 +113,7 @@ def test_decompose_only_where_it_saves_and_the_manifest_rebuilds():
     fresh = nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 2))
     apply_low_rank(fresh, low_rank_manifest(model)).load_state_dict(model.state_dict())
     torch.testing.assert_close(fresh(x), model(x))
-    with pytest.raises(KeyError, match="no nn.Linear named"):
+    with pytest.raises(KeyError, match="no nn.Linear or nn.Conv2d named"):
         decompose(model, ranks={"9": 1})
     with pytest.raises(ValueError, match="either ranks or energy"):
         decompose(model)
@@ -156,3 +156,29 @@ def test_low_rank_schnet_saves_loads_exports_and_keeps_its_function(qm9_small, t
         fast = with_runtime(loaded.eval(), runtime)
         torch.testing.assert_close(fast(b.z, b.pos, b.batch), projected, atol=1e-5, rtol=1e-5)
     assert "low_rank" not in SchNet(num_interactions=1).config()
+
+
+def test_convolutions_split_into_basis_filters_and_a_1x1_mix():
+    from chemprune.models.lenet import LeNet5Caffe
+    from chemprune.prune.lowrank import LowRankConv2d, factorize_conv2d
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+    x = torch.randn(2, 4, 9, 9)
+    full = factorize_conv2d(conv, 6)
+    torch.testing.assert_close(full(x), conv(x), atol=1e-5, rtol=1e-5)
+    model = LeNet5Caffe()
+    with torch.no_grad():  # conv2's 50 filters spanned by 5 directions
+        model.conv2.weight.copy_((torch.randn(50, 5) @ torch.randn(5, 500)).reshape(50, 20, 5, 5))
+    images = torch.randn(3, 1, 28, 28)
+    before = model(images)
+    pruner = ForcePruner(groups=[g for g in weight_groups(model) if g.name == "conv2"],
+                         sparsity=0.0)  # fmt: skip
+    assert pruner.ranks_for_energy(model, 0.9999) == {"conv2": 5}
+    pruner.project(model, {"conv2": 5})
+    assert pruner.factorize(model) == {"conv2": (50, 5)}
+    assert isinstance(model.conv2, LowRankConv2d) and model.conv2.first.kernel_size == (5, 5)
+    torch.testing.assert_close(model(images), before, atol=1e-4, rtol=1e-4)
+    fresh = apply_low_rank(LeNet5Caffe(), low_rank_manifest(model))
+    fresh.load_state_dict(model.state_dict())
+    torch.testing.assert_close(fresh(images), model(images))
