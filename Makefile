@@ -25,8 +25,10 @@ $(STAMP): pyproject.toml constraints.txt requirements/nodeps.txt
 
 demo: $(STAMP)
 	$(BIN)/chemprune demo
-	@echo "reaction-nmt: the released USPTO-50k model (models/uspto50k_compact.md) predicts a product:"
-	$(BIN)/reaction-nmt predict --model models/uspto50k_compact.pt "CC(=O)Cl.OCC" --n-best 3
+	@if [ -f models/uspto50k_compact.pt ]; then \
+		echo "reaction-nmt: the released USPTO-50k model predicts a product:"; \
+		$(BIN)/reaction-nmt predict --model models/uspto50k_compact.pt "CC(=O)Cl.OCC" --n-best 3; \
+	fi
 
 test: $(STAMP)
 	$(BIN)/ruff check chemprune reaction_nmt tests benchmarks
