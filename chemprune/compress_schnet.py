@@ -337,11 +337,9 @@ def prune_schnet(
         )
     if kd is not None:
         kd.close()
-    if by_rank:
-        pass
-    elif kind != "weight":
+    if not by_rank and kind != "weight":  # (rank engines split their layers before fine-tuning)
         extra["blocks_removed"] = shrink_schnet(model, groups)["blocks_removed"]
-    else:
+    elif not by_rank:
         remove_masks(model)
     after_val = evaluate_model(model, data, val_idx)
     after = model_stats(model, data, val_idx)

@@ -16,16 +16,38 @@ from torch import Tensor, nn
 __all__ = ["LowRankLinear", "LowRankConv2d", "low_rank_manifest", "apply_low_rank", "set_module"]
 
 
-class LowRankLinear(nn.Module):
-    """``second(first(x))`` with ``first: in -> rank`` (no bias) and ``second: rank -> out``."""
+class _TwoLayers(nn.Module):
+    """``second(first(x))``; ``first`` has ``rank`` outputs and no bias, ``second`` the bias
+    (subclasses set both)."""
+
+    @property
+    def rank(self) -> int:
+        return self.first.weight.shape[0]
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.second.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.second(self.first(x))
+
+    def extra_repr(self) -> str:
+        return (
+            f"in={self.first.weight.shape[1]}, rank={self.rank}, out={self.second.weight.shape[0]}"
+        )
+
+
+def _check_rank(rank: int, full: int) -> None:
+    if not 1 <= rank <= full:
+        raise ValueError(f"rank must be in [1, {full}] for this layer, got {rank}")
+
+
+class LowRankLinear(_TwoLayers):
+    """A linear layer as ``in -> rank`` (no bias) then ``rank -> out``."""
 
     def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True):
         super().__init__()
-        if not 1 <= rank <= min(in_features, out_features):
-            raise ValueError(
-                f"rank must be in [1, {min(in_features, out_features)}] for a "
-                f"{in_features} -> {out_features} layer, got {rank}"
-            )
+        _check_rank(rank, min(in_features, out_features))
         self.first = nn.Linear(in_features, rank, bias=False)
         self.second = nn.Linear(rank, out_features, bias=bias)
 
@@ -37,44 +59,22 @@ class LowRankLinear(nn.Module):
     def out_features(self) -> int:
         return self.second.out_features
 
-    @property
-    def rank(self) -> int:
-        return self.first.out_features
-
-    @property
-    def bias(self) -> Tensor | None:
-        return self.second.bias
-
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.first.weight)
         nn.init.xavier_uniform_(self.second.weight)
         if self.second.bias is not None:
             nn.init.zeros_(self.second.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.second(self.first(x))
 
-    def extra_repr(self) -> str:
-        return f"in={self.in_features}, rank={self.rank}, out={self.out_features}"
-
-
-def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, attr, module)
-
-
-class LowRankConv2d(nn.Module):
-    """``second(first(x))``: ``first`` has ``rank`` filters of the layer's size (no bias),
-    ``second`` is a 1x1 convolution to ``out_channels`` with the bias."""
+class LowRankConv2d(_TwoLayers):
+    """A convolution as ``rank`` filters of its size (no bias; stride, padding and dilation
+    kept) then a 1x1 convolution to ``out_channels`` with the bias."""
 
     def __init__(self, conv: nn.Conv2d, rank: int):
         super().__init__()
         if conv.groups != 1:
             raise ValueError("grouped convolutions are not decomposed")
-        full = min(conv.out_channels, conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
-        if not 1 <= rank <= full:
-            raise ValueError(f"rank must be in [1, {full}] for this convolution, got {rank}")
+        _check_rank(rank, min(conv.out_channels, conv.weight[0].numel()))
         self.first = nn.Conv2d(
             conv.in_channels, rank, conv.kernel_size, stride=conv.stride, padding=conv.padding,
             dilation=conv.dilation, bias=False, padding_mode=conv.padding_mode,
@@ -89,30 +89,22 @@ class LowRankConv2d(nn.Module):
     def out_channels(self) -> int:
         return self.second.out_channels
 
-    @property
-    def rank(self) -> int:
-        return self.first.out_channels
-
-    @property
-    def bias(self) -> Tensor | None:
-        return self.second.bias
-
     def reset_parameters(self) -> None:
         self.first.reset_parameters()
         self.second.reset_parameters()
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.second(self.first(x))
 
-    def extra_repr(self) -> str:
-        return f"in={self.in_channels}, rank={self.rank}, out={self.out_channels}"
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, module)
 
 
 LOW_RANK = (LowRankLinear, LowRankConv2d)
 
 
 def low_rank_manifest(model: nn.Module) -> dict[str, int]:
-    """``{module name: rank}`` of every :class:`LowRankLinear` in ``model``."""
+    """``{module name: rank}`` of every low-rank layer in ``model``."""
     return {n: m.rank for n, m in model.named_modules() if isinstance(m, LOW_RANK)}
 
 

@@ -27,13 +27,29 @@ from chemprune.prune.groups import PruningGroup
 from chemprune.prune.masks import apply_masks, get_masks, group_masks
 from chemprune.registry import Registry
 
-__all__ = ["Pruner", "PRUNERS", "register_pruner", "Schedule", "check_sparsity", "select_units"]
+__all__ = [
+    "Pruner",
+    "PRUNERS",
+    "register_pruner",
+    "Schedule",
+    "check_sparsity",
+    "check_strength",
+    "select_units",
+]
 
 
 def check_sparsity(sparsity: float, what: str = "sparsity") -> float:
     s = float(sparsity)
     if not (0.0 <= s < 1.0) or math.isnan(s):
         raise ValueError(f"{what} must be in [0, 1), got {sparsity}")
+    return s
+
+
+def check_strength(strength: float, what: str = "strength") -> float:
+    """A regularizer's weight: a finite number >= 0."""
+    s = float(strength)
+    if not (s >= 0 and math.isfinite(s)):
+        raise ValueError(f"{what} must be a finite number >= 0, got {strength}")
     return s
 
 

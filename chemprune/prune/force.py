@@ -32,9 +32,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from chemprune.prune.base import Pruner, Schedule, check_sparsity, register_pruner
+from chemprune.prune.base import (
+    Pruner,
+    Schedule,
+    check_sparsity,
+    check_strength,
+    register_pruner,
+)
 from chemprune.prune.groups import PruningGroup, get_param
-from chemprune.prune.lowrank import decompose, rank_for_energy
+from chemprune.prune.lowrank import decompose, rank_for_energy, splittable_layers
 
 __all__ = ["ForcePruner", "force_directions", "FORCES"]
 
@@ -96,13 +102,10 @@ class ForcePruner(Pruner):
         if force not in FORCES:
             raise ValueError(f"force must be one of {FORCES}, got {force!r}")
         self.force = force
-        strength = float(strength)
-        if not strength >= 0 or strength == float("inf"):
-            raise ValueError(f"strength must be a finite number >= 0, got {strength}")
         bad = [g.name for g in groups if g.kind != "weight"]
         if bad:
             raise ValueError(f"the force engine works on weight groups (layers); got {bad}")
-        self.strength = strength
+        self.strength = check_strength(strength)
         self.ranks: dict[str, int] = {}
 
     def _matrix(self, model: nn.Module, group: PruningGroup) -> Tensor:
@@ -171,15 +174,12 @@ class ForcePruner(Pruner):
 
     def factorize(self, model: nn.Module) -> dict[str, tuple[int, int]]:
         """Split every linear and convolution layer at its recorded rank into two (where that
-        saves work);
-        returns ``{layer: (full rank, rank)}`` of the layers split. Groups made before name
-        layers that no longer exist."""
+        saves work); returns ``{layer: (full rank, rank)}`` of the layers split. Groups made
+        before name layers that no longer exist."""
+        split = splittable_layers(model)
         ranks = {g.mask_slots[0].module: self.ranks[g.name] for g in self.groups
-                 if g.name in self.ranks and g.mask_slots[0].param == "weight"}  # fmt: skip
-        from chemprune.prune.lowrank import _splittable
-
-        split = _splittable(model)
-        return decompose(model, ranks={n: r for n, r in ranks.items() if n in split})
+                 if g.name in self.ranks and g.mask_slots[0].module in split}  # fmt: skip
+        return decompose(model, ranks=ranks)
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", strength={self.strength:g})"

@@ -1,10 +1,11 @@
-"""Low-rank decomposition of linear layers, for real: one ``in x out`` layer becomes two thinner
-ones, ``in x r`` then ``r x out``, from the truncated SVD of its weight.
+"""Low-rank decomposition of linear and convolution layers, for real: one ``in x out`` layer
+becomes two thinner ones, ``in x r`` then ``r x out``, from the truncated SVD of its weight
+(a convolution's filters as the rows of ``[out, in k k]``: ``r`` basis filters, then a 1x1 mix).
 
 ``W = U S V^T``; the first layer gets ``sqrt(S_r) V_r^T``, the second ``U_r sqrt(S_r)`` and the
 bias, so the pair computes the best rank-``r`` approximation of the layer (Eckart-Young). It
-saves multiply-adds only when ``r (in + out) < in * out``; :func:`decompose` leaves a layer
-whole otherwise. The ranks a model holds are its :func:`low_rank_manifest` (module name ->
+saves multiply-adds only when ``r (in + out) < in * out`` (``in`` = ``in k k`` for a
+convolution); :func:`decompose` leaves a layer whole otherwise. The ranks a model holds are its :func:`low_rank_manifest` (module name ->
 rank), which a checkpoint records so that :func:`apply_low_rank` rebuilds the shapes.
 
 References:
@@ -35,6 +36,7 @@ __all__ = [
     "factorize_linear",
     "rank_for_energy",
     "saves",
+    "splittable_layers",
     "decompose",
     "low_rank_manifest",
     "apply_low_rank",
@@ -64,38 +66,33 @@ def saves(layer: nn.Linear | nn.Conv2d, rank: int) -> bool:
 
 
 @torch.no_grad()
+def _factorize(layer: nn.Linear | nn.Conv2d, split: LowRankLinear | LowRankConv2d, rank: int):
+    """Fill ``split`` with the rank-``rank`` truncated SVD of ``layer``'s weight (rows = outputs)."""
+    w = layer.weight.detach()
+    u, s, vh = torch.linalg.svd(w.double().reshape(w.shape[0], -1), full_matrices=False)
+    root = s[:rank].sqrt()
+    split = split.to(device=w.device, dtype=w.dtype)
+    split.first.weight.copy_((root[:, None] * vh[:rank]).reshape(split.first.weight.shape))
+    split.second.weight.copy_((u[:, :rank] * root[None, :]).reshape(split.second.weight.shape))
+    if layer.bias is not None:
+        split.second.bias.copy_(layer.bias.detach())
+    return split
+
+
 def factorize_linear(layer: nn.Linear, rank: int) -> LowRankLinear:
     """The rank-``rank`` truncated SVD of ``layer`` as a :class:`LowRankLinear`."""
-    w = layer.weight.detach().double()
-    u, s, vh = torch.linalg.svd(w, full_matrices=False)
-    root = s[:rank].sqrt()
-    out = LowRankLinear(layer.in_features, layer.out_features, rank, bias=layer.bias is not None)
-    out = out.to(device=layer.weight.device, dtype=layer.weight.dtype)
-    out.first.weight.copy_((root[:, None] * vh[:rank]).to(layer.weight.dtype))
-    out.second.weight.copy_((u[:, :rank] * root[None, :]).to(layer.weight.dtype))
-    if layer.bias is not None:
-        out.second.bias.copy_(layer.bias.detach())
-    return out
+    split = LowRankLinear(layer.in_features, layer.out_features, rank, bias=layer.bias is not None)
+    return _factorize(layer, split, rank)
 
 
-@torch.no_grad()
 def factorize_conv2d(conv: nn.Conv2d, rank: int) -> LowRankConv2d:
     """The rank-``rank`` truncated SVD of ``conv``'s filters (``[out, in k k]``) as a
     :class:`LowRankConv2d`: ``rank`` basis filters, then a 1x1 mix of them."""
-    w = conv.weight.detach().double().reshape(conv.out_channels, -1)
-    u, s, vh = torch.linalg.svd(w, full_matrices=False)
-    root = s[:rank].sqrt()
-    out = LowRankConv2d(conv, rank).to(device=conv.weight.device, dtype=conv.weight.dtype)
-    first = (root[:, None] * vh[:rank]).reshape(out.first.weight.shape)
-    out.first.weight.copy_(first.to(conv.weight.dtype))
-    out.second.weight.copy_((u[:, :rank] * root[None, :]).reshape(out.second.weight.shape)
-                            .to(conv.weight.dtype))  # fmt: skip
-    if conv.bias is not None:
-        out.second.bias.copy_(conv.bias.detach())
-    return out
+    return _factorize(conv, LowRankConv2d(conv, rank), rank)
 
 
-def _splittable(model: nn.Module) -> dict[str, nn.Module]:
+def splittable_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The layers :func:`decompose` can split: every ``nn.Linear`` and ungrouped ``nn.Conv2d``."""
     return {n: m for n, m in model.named_modules()
             if type(m) is nn.Linear or (type(m) is nn.Conv2d and m.groups == 1)}  # fmt: skip
 
@@ -111,31 +108,27 @@ def decompose(
     """Replace linear and (ungrouped) 2-D convolution layers by their truncated SVD, in place.
 
     Give ``ranks`` (module name -> rank), or ``energy`` (each of ``layers``, default every
-    ``nn.Linear``, at the rank that keeps that share of its squared singular values). A layer is
+    splittable layer, at the rank that keeps that share of its squared singular values). A layer is
     decomposed only if the rank saves multiply-adds. Returns ``{name: (full rank, rank)}`` of
     the layers replaced.
     """
     if (ranks is None) == (energy is None):
         raise ValueError("give either ranks or energy")
-    linear = _splittable(model)
+    splittable = splittable_layers(model)
+    names = list(ranks) if ranks is not None else list(splittable) if layers is None else layers
+    missing = sorted(set(names) - set(splittable))
+    if missing:
+        raise KeyError(f"no nn.Linear or nn.Conv2d named {missing} in {type(model).__name__}")
     if ranks is not None:
-        missing = sorted(set(ranks) - set(linear))
-        if missing:
-            raise KeyError(f"no nn.Linear or nn.Conv2d named {missing} in {type(model).__name__}")
         chosen = dict(ranks)
     else:
-        names = list(linear) if layers is None else layers
-        missing = sorted(set(names) - set(linear))
-        if missing:
-            raise KeyError(f"no nn.Linear or nn.Conv2d named {missing} in {type(model).__name__}")
         chosen = {}
         for n in names:
-            w = linear[n].weight.detach().double()
-            s = torch.linalg.svdvals(w.reshape(w.shape[0], -1))
-            chosen[n] = rank_for_energy(s, float(energy))
+            w = splittable[n].weight.detach().double()
+            chosen[n] = rank_for_energy(torch.linalg.svdvals(w.reshape(w.shape[0], -1)), energy)
     report = {}
     for n, r in chosen.items():
-        layer = linear[n]
+        layer = splittable[n]
         if not saves(layer, r):
             continue
         w = layer.weight

@@ -32,6 +32,8 @@ kinds, while ``atom_basis`` always spans the whole model.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -39,6 +41,8 @@ from torch import nn
 
 from chemprune.models.schnet import SchNet
 from chemprune.prune.groups import PruningGroup, Slot, get_param, weight_groups
+from chemprune.prune.masks import alive_units, get_masks
+from chemprune.prune.shrink import shrink
 
 __all__ = [
     "schnet_groups",
@@ -215,8 +219,6 @@ def remove_blocks(model: SchNet, groups: Sequence[PruningGroup] | None = None) -
     At least one block is kept. Groups of the model made before the removal name blocks by
     their old indices: make new ones afterwards.
     """
-    from chemprune.prune.masks import alive_units, get_masks
-
     n = len(model.interactions)
     dead: list[int] = []
     if groups is not None:
@@ -241,32 +243,25 @@ def shrink_schnet(model: SchNet, groups: Sequence[PruningGroup]) -> dict:
     """Remove what the masks of ``groups`` switched off, for real: the interaction blocks whose
     ``depth`` group is off, then the channels of the other structured groups (masks baked).
     Returns ``{"blocks_removed": [...], "widths": {group: (before, after)}}``."""
-    from chemprune.prune.masks import alive_units, get_masks
-    from chemprune.prune.shrink import shrink
+    removed = remove_blocks(model, groups)
+    live = [g for g in groups if g.kind != "block" and _block(g.name) not in removed]
+    return {"blocks_removed": removed, "widths": shrink(model, _renumbered(live, removed))}
 
-    masks = get_masks(model)
-    dead = {g.name.rsplit(".", 1)[0] for g in groups if g.kind == "block" and "depth" in g.tags
-            and not bool(alive_units(model, g, masks).any())}  # fmt: skip
-    live = [g for g in groups if g.kind != "block" and not any(
-        g.name.startswith(d + ".") for d in dead)]  # fmt: skip
-    removed = remove_blocks(model, groups) if dead else []
-    widths = shrink(model, _renumbered(live, removed))
-    return {"blocks_removed": removed, "widths": widths}
+
+def _block(text: str) -> int | None:
+    """The interaction block a group or module name belongs to (None: outside the blocks)."""
+    m = re.match(r"interactions\.(\d+)(\.|$)", text)
+    return int(m.group(1)) if m else None
 
 
 def _renumbered(groups: Sequence[PruningGroup], removed: Sequence[int]) -> list[PruningGroup]:
-    """``groups`` with block indices in their names and slots shifted past removed blocks."""
+    """``groups`` with block indices in their names and slots shifted past removed blocks
+    (slices of removed blocks dropped)."""
     if not removed:
         return list(groups)
-    import dataclasses
-    import re
-
-    def block(text: str) -> int | None:
-        m = re.match(r"interactions\.(\d+)(\.|$)", text)
-        return int(m.group(1)) if m else None
 
     def shift(text: str) -> str:
-        b = block(text)
+        b = _block(text)
         if b is None:
             return text
         return re.sub(r"^interactions\.\d+", f"interactions.{b - sum(r < b for r in removed)}",
@@ -274,7 +269,7 @@ def _renumbered(groups: Sequence[PruningGroup], removed: Sequence[int]) -> list[
 
     def moved(slots):
         return tuple(dataclasses.replace(s, module=shift(s.module)) for s in slots
-                     if block(s.module) not in removed)  # fmt: skip
+                     if _block(s.module) not in removed)  # fmt: skip
 
     return [
         dataclasses.replace(g, name=shift(g.name), slots=moved(g.slots),

@@ -24,7 +24,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from chemprune.prune.base import Pruner, Schedule, check_sparsity, register_pruner, select_units
+from chemprune.prune.base import (
+    Pruner,
+    Schedule,
+    check_sparsity,
+    check_strength,
+    register_pruner,
+    select_units,
+)
 from chemprune.prune.groups import PruningGroup, get_param
 from chemprune.prune.masks import apply_masks, group_masks
 
@@ -111,10 +118,7 @@ class SSLPruner(Pruner):
         size_weighted: bool = False,
     ) -> None:
         super().__init__(groups=groups, sparsity=sparsity, scope=scope, schedule=schedule)
-        strength = float(strength)
-        if not strength >= 0 or strength == float("inf"):
-            raise ValueError(f"strength must be a finite number >= 0, got {strength}")
-        self.strength = strength
+        self.strength = check_strength(strength)
         self.size_weighted = bool(size_weighted)
 
     def _coefficient(self, model: nn.Module, group: PruningGroup) -> float:
