@@ -3,7 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import gzip
+import io
+import json
 import re
+import tempfile
+from pathlib import Path
 
 from chemprune.fuzz.oracle import Outcome, elements, judge
 
@@ -52,8 +59,6 @@ _DELIMITERS = {".csv": ",", ".tsv": "\t"}
 def _rows(path_suffix: str, text: str, split: str) -> tuple[list[dict], str | None]:
     """An independent read of one split: its rows (numbered from 2 over all rows, as the reader
     names them) and the reaction column the reader should pick."""
-    import csv
-    import io
 
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_DELIMITERS[path_suffix])
     rows = [{**r, "_line": i} for i, r in enumerate(reader, 2) if r.get("split") == split]
@@ -69,12 +74,6 @@ def corpus_case(content: bytes, suffix: str = ".csv", *, limit: float = 30.0) ->
     each written source holding exactly the heavy atoms of the row's reactants and reagents and
     each target a non-empty part of its products; a reaction cell with a space inside is never
     accepted (the rest would be silently dropped). The input file is unchanged either way."""
-    import contextlib
-    import gzip
-    import io
-    import json
-    import tempfile
-    from pathlib import Path
 
     from reaction_nmt.cli import main
     from reaction_nmt.tokenize import detokenize
@@ -153,9 +152,6 @@ def corpus_contents():
     others, split values right and wrong, reaction cells with spaces, quotes, delimiters, extra
     '>' or none, cells from :func:`smiles_texts`, gzip or plain (or a .gz name on plain text),
     stray non-UTF-8 bytes."""
-    import csv
-    import gzip
-    import io
 
     from hypothesis import strategies as st
 
@@ -214,8 +210,6 @@ def reaction_model_case(content: bytes, reference: dict, *, limit: float = 20.0)
     ``compress`` load through) on ``content``, a mutated copy of a model file the project wrote
     (dense or sparse-int8) whose dense weights are ``reference`` (``part/key`` -> tensor):
     refused, or exactly those weights."""
-    import tempfile
-    from pathlib import Path
 
     import torch
 
@@ -246,7 +240,6 @@ def reaction_model_case(content: bytes, reference: dict, *, limit: float = 20.0)
 
 def reaction_model_reference(path) -> tuple[bytes, dict]:
     """(bytes, dense weights) of a model file, for :func:`reaction_model_case`."""
-    from pathlib import Path
 
     from reaction_nmt.compress.storage import load_model
 
