@@ -63,10 +63,30 @@ def prepare(args, work: Path) -> tuple[Path, Path]:
     return data, validation_view(data, 1000)
 
 
+def seed_parent(parent: Path, run: Path) -> None:
+    """Start ``run`` from a released weights-only parent (``--parent``) instead of training it.
+
+    The file has no Adam state (``optim`` is None), and ``compress`` and the control both continue
+    training, so its checkpoint in ``run`` gets the optimizer's step count only: OpenNMT-py then
+    continues the noam schedule at the parent's step with fresh Adam moments (for both of them).
+    """
+    from reaction_nmt.backend import load_checkpoint
+    from reaction_nmt.compress.checkpoint import save_atomic
+
+    ckpt = load_checkpoint(parent)
+    step = _step(parent)
+    if not ckpt.get("optim"):
+        ckpt = dict(ckpt, optim={"training_step": step + 1, "decay_step": step + 1})
+    run.mkdir(parents=True, exist_ok=True)
+    save_atomic(ckpt, run / f"model_step_{step}.pt")
+
+
 def train_parent(args, view: Path, work: Path) -> Path:
     from reaction_nmt.backend import checkpoints
 
     run = work / "run_compact"
+    if args.parent is not None and not (run.is_dir() and checkpoints(run)):
+        seed_parent(args.parent, run)
     if not (run.is_dir() and checkpoints(run)):
         extra = ["-warmup_steps", "1000", "-valid_steps", "500", "-save_checkpoint_steps", "500"]
         if args.quick:
@@ -155,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=100.0, help="parent's training budget")
     p.add_argument("--train-steps", type=int, default=None, help="or exactly this many steps")
     p.add_argument("--threads", type=int, default=2, help="threads of the parent's training")
+    p.add_argument(
+        "--parent",
+        type=Path,
+        default=None,
+        help="start from this trained parent (model_step_N.pt naming, e.g. "
+        "benchmarks/parents/uspto50k_compact_5363.pt) instead of training one",
+    )
     p.add_argument("--retrain-steps", type=int, default=1000)
     p.add_argument("--gradual", type=float, default=0.8, help="sparsity of the released model")
     p.add_argument("--out", type=Path, default=REPO / "models" / "uspto50k_compact.pt")
@@ -248,6 +275,13 @@ def model_card(result: dict, args) -> str:
     manifest = json.loads((args.work / "data_uspto50k" / "manifest.json").read_text())
     splits = manifest["splits"]
 
+    restart = (
+        f" Both continued from `{args.parent.name}`, a weights-only file: the noam schedule"
+        " went on at the parent's step with fresh Adam moments, for both alike."
+        if args.parent is not None
+        else ""
+    )
+
     def accs(r):
         return " | ".join(f"{100 * r['top_k'][k]:.1f}%" for k in ("1", "2", "3", "5"))
 
@@ -309,8 +343,8 @@ kept weights and their values in int8 (one scale per tensor).
 | **this file** | {rel["steps"]:,} | {accs(rel)} | {100 * rel["invalid_top1"]:.1f}% | {rel["file_bytes"] / 1e6:.2f} MB |
 
 The control is the fair reference: the compression round is also {args.retrain_steps:,} more
-steps of training for a parent that is still improving. (Parent and control files hold Adam's
-state as well; the weights alone are {result["compress"]["dense_bytes"] / 1e6:.2f} MB dense.)
+steps of training for a parent that is still improving.{restart} (The weights alone are
+{result["compress"]["dense_bytes"] / 1e6:.2f} MB dense; the parent and control files hold more.)
 
 Speed, {result["speed"]["sources"]} test reactions, beam 5, one thread, in turns
 (`benchmarks/uspto_speed.py`): parent {speed["parent"]["reactions_per_s"]:.1f} reactions/s, this
