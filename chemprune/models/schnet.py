@@ -19,18 +19,28 @@ References:
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from chemprune.models.blocks import (
+    BLOCK_KINDS,
+    FilterNetwork,
+    GaussianRBF,
+    InteractionBlock,
+    LinearFilter,
+    ShiftedSoftplus,
+    _xavier_,
+    cosine_cutoff,
+)
 from chemprune.models.graph import radius_pairs
-from chemprune.models.lowrank import LowRankLinear, apply_low_rank, low_rank_manifest
+from chemprune.models.lowrank import apply_low_rank, low_rank_manifest
 
 __all__ = [
+    "BLOCK_KINDS",
+    "LinearFilter",
     "ShiftedSoftplus",
     "GaussianRBF",
     "cosine_cutoff",
@@ -38,161 +48,6 @@ __all__ = [
     "InteractionBlock",
     "SchNet",
 ]
-
-_LOG2 = math.log(2.0)
-
-
-class ShiftedSoftplus(nn.Module):
-    """``softplus(x) - log(2)``, zero at the origin."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.shift = _LOG2
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.softplus(x) - self.shift
-
-
-class GaussianRBF(nn.Module):
-    """Gaussians ``exp(-(d - mu_k)^2 / (2 delta^2))`` on an even grid ``mu_k`` in ``[start, stop]``.
-
-    ``delta`` is the grid spacing, as in PyG's ``GaussianSmearing`` and schnetpack's
-    ``GaussianRBF``.
-    """
-
-    def __init__(self, *, start: float = 0.0, stop: float = 5.0, num_gaussians: int = 50) -> None:
-        super().__init__()
-        if num_gaussians < 2:
-            raise ValueError(f"num_gaussians must be >= 2, got {num_gaussians}")
-        if not stop > start:
-            raise ValueError(f"need stop > start, got start={start}, stop={stop}")
-        offset = torch.linspace(start, stop, num_gaussians)
-        self.register_buffer("offset", offset)
-        self.coeff = -0.5 / float(offset[1] - offset[0]) ** 2
-        self.num_gaussians = num_gaussians
-
-    def forward(self, dist: Tensor) -> Tensor:
-        diff = dist.unsqueeze(-1) - self.offset
-        return torch.exp(self.coeff * diff * diff)
-
-    def extra_repr(self) -> str:
-        return (
-            f"start={float(self.offset[0]):g}, stop={float(self.offset[-1]):g}, "
-            f"num_gaussians={self.num_gaussians}"
-        )
-
-
-def cosine_cutoff(dist: Tensor, cutoff: float) -> Tensor:
-    """``0.5 (cos(pi d / r_c) + 1)`` inside the cutoff, 0 outside."""
-    c = 0.5 * (torch.cos(dist * (math.pi / cutoff)) + 1.0)
-    return c * (dist < cutoff).to(c.dtype)
-
-
-def _xavier_(lin: nn.Linear | LowRankLinear) -> None:
-    if isinstance(lin, LowRankLinear):
-        lin.reset_parameters()
-        return
-    nn.init.xavier_uniform_(lin.weight)
-    if lin.bias is not None:
-        nn.init.zeros_(lin.bias)
-
-
-class FilterNetwork(nn.Module):
-    """Filter-generating network: ``lin2(ssp(lin1(rbf)))`` with ``lin2.out_features`` channels."""
-
-    def __init__(self, *, num_gaussians: int, hidden_channels: int, filter_channels: int) -> None:
-        super().__init__()
-        self.lin1 = nn.Linear(num_gaussians, hidden_channels)
-        self.act = ShiftedSoftplus()
-        self.lin2 = nn.Linear(hidden_channels, filter_channels)
-        self.reset_parameters()
-
-    @property
-    def filter_channels(self) -> int:
-        return self.lin2.out_features
-
-    @property
-    def hidden_channels(self) -> int:
-        return self.lin1.out_features
-
-    def reset_parameters(self) -> None:
-        _xavier_(self.lin1)
-        _xavier_(self.lin2)
-
-    def forward(self, rbf: Tensor) -> Tensor:
-        return self.lin2(self.act(self.lin1(rbf)))
-
-
-class InteractionBlock(nn.Module):
-    """One SchNet interaction: continuous-filter convolution, then an atom-wise MLP.
-
-    ``v_i = out(ssp(f2out(sum_j in2f(h_j) * W(d_ij) * fcut(d_ij))))``
-    """
-
-    def __init__(
-        self,
-        *,
-        hidden_channels: int,
-        num_gaussians: int,
-        filter_channels: int,
-        filter_hidden_channels: int | None = None,
-        interaction_channels: int | None = None,
-    ) -> None:
-        super().__init__()
-        if filter_channels < 1:
-            raise ValueError(f"filter_channels must be >= 1, got {filter_channels}")
-        fh = filter_channels if filter_hidden_channels is None else filter_hidden_channels
-        if fh < 1:
-            raise ValueError(f"filter_hidden_channels must be >= 1, got {fh}")
-        self.filter_network = FilterNetwork(
-            num_gaussians=num_gaussians, hidden_channels=fh, filter_channels=filter_channels
-        )
-        self.in2f = nn.Linear(hidden_channels, filter_channels, bias=False)
-        mid = hidden_channels if interaction_channels is None else int(interaction_channels)
-        if mid < 1:
-            raise ValueError(f"interaction_channels must be >= 1, got {mid}")
-        self.f2out = nn.Linear(filter_channels, mid)
-        self.act = ShiftedSoftplus()
-        self.out = nn.Linear(mid, hidden_channels)
-        self.reset_parameters()
-
-    @property
-    def filter_channels(self) -> int:
-        return self.in2f.out_features
-
-    @property
-    def interaction_channels(self) -> int:
-        return self.f2out.out_features
-
-    def reset_parameters(self) -> None:
-        self.filter_network.reset_parameters()
-        _xavier_(self.in2f)
-        _xavier_(self.f2out)
-        _xavier_(self.out)
-
-    def filters(self, rbf: Tensor, fcut: Tensor) -> Tensor:
-        """``[P, F]`` filters of the pairs, cutoff applied."""
-        return self.filter_network(rbf) * fcut.unsqueeze(-1)
-
-    def convolve(self, h: Tensor, pairs: Tensor, w: Tensor) -> Tensor:
-        """Continuous-filter convolution over unordered pairs, both directions."""
-        x = self.in2f(h)
-        i, j = pairs[0], pairs[1]
-        agg = torch.zeros_like(x)
-        agg = agg.index_add(0, i, x.index_select(0, j) * w)
-        agg = agg.index_add(0, j, x.index_select(0, i) * w)
-        return agg
-
-    def forward(self, h: Tensor, pairs: Tensor, rbf: Tensor, fcut: Tensor) -> Tensor:
-        agg = self.convolve(h, pairs, self.filters(rbf, fcut))
-        return self.out(self.act(self.f2out(agg)))
-
-    def extra_repr(self) -> str:
-        return (
-            f"hidden={self.out.out_features}, filters={self.filter_channels}, "
-            f"filter_hidden={self.filter_network.hidden_channels}, "
-            f"interaction={self.interaction_channels}"
-        )
 
 
 def _per_block(value: int | Sequence[int], n: int, name: str) -> list[int]:
@@ -223,6 +78,8 @@ class SchNet(nn.Module):
         head_channels: width of the output MLP's hidden layer (defaults to ``hidden // 2``).
         low_rank: linear layers stored as two thinner ones (module name -> rank), as low-rank
             decomposition (:mod:`chemprune.prune.lowrank`) leaves them.
+        block_kinds: the kind of each interaction block (:data:`BLOCK_KINDS`; default all
+            ``cfconv``), as architecture search derives them.
     """
 
     def __init__(
@@ -242,6 +99,7 @@ class SchNet(nn.Module):
         atomref: Tensor | Sequence[float] | None = None,
         head_channels: int | None = None,
         low_rank: Mapping[str, int] | None = None,
+        block_kinds: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if readout not in ("sum", "mean"):
@@ -261,6 +119,11 @@ class SchNet(nn.Module):
             if interaction_channels is None
             else _per_block(interaction_channels, num_interactions, "interaction_channels")
         )
+        kinds = ["cfconv"] * num_interactions if block_kinds is None else list(block_kinds)
+        if len(kinds) != num_interactions:
+            raise ValueError(
+                f"block_kinds has {len(kinds)} entries for {num_interactions} interaction blocks"
+            )
         self.cutoff = float(cutoff)
         self.readout = readout
         self.max_z = int(max_z)
@@ -273,8 +136,9 @@ class SchNet(nn.Module):
                 filter_channels=f,
                 filter_hidden_channels=fh,
                 interaction_channels=mid,
+                kind=kind,
             )
-            for f, fh, mid in zip(filters, fhidden, mids, strict=True)
+            for f, fh, mid, kind in zip(filters, fhidden, mids, kinds, strict=True)
         )
         head = hidden_channels // 2 if head_channels is None else int(head_channels)
         self.lin1 = nn.Linear(hidden_channels, head)
@@ -304,6 +168,13 @@ class SchNet(nn.Module):
         return [blk.filter_channels for blk in self.interactions]
 
     @property
+    def block_kinds(self) -> list[str]:
+        return [blk.kind for blk in self.interactions]
+
+    def _mixed_kinds(self) -> bool:
+        return any(k != "cfconv" for k in self.block_kinds)
+
+    @property
     def num_gaussians(self) -> int:
         return self.rbf.num_gaussians
 
@@ -312,9 +183,7 @@ class SchNet(nn.Module):
         return {
             "hidden_channels": self.hidden_channels,
             "filter_channels": self.filter_channels,
-            "filter_hidden_channels": [
-                blk.filter_network.hidden_channels for blk in self.interactions
-            ],
+            "filter_hidden_channels": [blk.filter_hidden_channels for blk in self.interactions],
             "interaction_channels": [blk.interaction_channels for blk in self.interactions],
             "num_interactions": len(self.interactions),
             "num_gaussians": self.num_gaussians,
@@ -323,6 +192,7 @@ class SchNet(nn.Module):
             "max_z": self.max_z,
             "head_channels": self.lin1.out_features,
             **({"low_rank": ranks} if (ranks := low_rank_manifest(self)) else {}),
+            **({"block_kinds": self.block_kinds} if self._mixed_kinds() else {}),
         }
 
     @classmethod
@@ -414,5 +284,6 @@ class SchNet(nn.Module):
             f"num_gaussians={self.num_gaussians}, cutoff={self.cutoff:g}, "
             f"readout={self.readout!r}, "
             + (f"low_rank={ranks}, " if (ranks := low_rank_manifest(self)) else "")
+            + (f"block_kinds={self.block_kinds}, " if self._mixed_kinds() else "")
             + f"params={sum(p.numel() for p in self.parameters()):,})"
         )

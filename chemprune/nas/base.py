@@ -34,7 +34,7 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -66,6 +66,7 @@ class ArchitectureSearch:
         reference_cost: divides the expected cost (e.g. the teacher's MACs), so the penalty is
             a fraction.
         total_steps: steps of the whole search (for schedules; ``None``: none needed).
+        extra_parameters: trained with the weights (e.g. a distillation's adapters).
     """
 
     name: str = "base"
@@ -85,6 +86,7 @@ class ArchitectureSearch:
         cost_weight: float = 0.0,
         reference_cost: float = 1.0,
         total_steps: int | None = None,
+        extra_parameters: Sequence[nn.Parameter] = (),
     ) -> None:
         if order not in (1, 2):
             raise ValueError(f"order must be 1 (first-order) or 2 (second-order), got {order}")
@@ -103,7 +105,7 @@ class ArchitectureSearch:
         self.model = model
         self.loss = loss
         self.order = int(order)
-        self.weights = [p for p in model.parameters() if p.requires_grad]
+        self.weights = [p for p in model.parameters() if p.requires_grad] + list(extra_parameters)
         self.alphas = arch_parameters(model)
         self.weight_optimizer = weight_optimizer or torch.optim.SGD(
             self.weights, lr=lr, momentum=0.9, weight_decay=3e-4

@@ -1,0 +1,240 @@
+"""SchNet's building blocks: radial basis, cutoff, filter networks and interaction blocks.
+
+An interaction block is a residual update ``v = block(h, pairs, rbf, fcut)`` of kind
+
+* ``cfconv``: SchNet's continuous-filter convolution, filters from a two-layer network of the
+  radial basis (``filter_network.lin1``: RBF -> hidden, ``lin2``: hidden -> F), then the
+  atom-wise layers ``f2out`` and ``out``;
+* ``linear_filter``: the same convolution with filters that are a linear map of the radial
+  basis (``filter_network.lin2`` only, no hidden layer): cheaper per pair;
+* ``atomwise``: no message passing, an atom-wise MLP ``out(ssp(f2out(ssp(in2f(h)))))``.
+
+The kinds beyond ``cfconv`` are what architecture search (:mod:`chemprune.nas.schnet`) derives.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from chemprune.models.lowrank import LowRankLinear
+
+__all__ = [
+    "BLOCK_KINDS",
+    "ShiftedSoftplus",
+    "GaussianRBF",
+    "cosine_cutoff",
+    "FilterNetwork",
+    "LinearFilter",
+    "InteractionBlock",
+]
+
+#: the kinds of interaction block a SchNet may hold
+BLOCK_KINDS = ("cfconv", "linear_filter", "atomwise")
+
+_LOG2 = math.log(2.0)
+
+
+class ShiftedSoftplus(nn.Module):
+    """``softplus(x) - log(2)``, zero at the origin."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shift = _LOG2
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softplus(x) - self.shift
+
+
+class GaussianRBF(nn.Module):
+    """Gaussians ``exp(-(d - mu_k)^2 / (2 delta^2))`` on an even grid ``mu_k`` in ``[start, stop]``.
+
+    ``delta`` is the grid spacing, as in PyG's ``GaussianSmearing`` and schnetpack's
+    ``GaussianRBF``.
+    """
+
+    def __init__(self, *, start: float = 0.0, stop: float = 5.0, num_gaussians: int = 50) -> None:
+        super().__init__()
+        if num_gaussians < 2:
+            raise ValueError(f"num_gaussians must be >= 2, got {num_gaussians}")
+        if not stop > start:
+            raise ValueError(f"need stop > start, got start={start}, stop={stop}")
+        offset = torch.linspace(start, stop, num_gaussians)
+        self.register_buffer("offset", offset)
+        self.coeff = -0.5 / float(offset[1] - offset[0]) ** 2
+        self.num_gaussians = num_gaussians
+
+    def forward(self, dist: Tensor) -> Tensor:
+        diff = dist.unsqueeze(-1) - self.offset
+        return torch.exp(self.coeff * diff * diff)
+
+    def extra_repr(self) -> str:
+        return (
+            f"start={float(self.offset[0]):g}, stop={float(self.offset[-1]):g}, "
+            f"num_gaussians={self.num_gaussians}"
+        )
+
+
+def cosine_cutoff(dist: Tensor, cutoff: float) -> Tensor:
+    """``0.5 (cos(pi d / r_c) + 1)`` inside the cutoff, 0 outside."""
+    c = 0.5 * (torch.cos(dist * (math.pi / cutoff)) + 1.0)
+    return c * (dist < cutoff).to(c.dtype)
+
+
+def _xavier_(lin: nn.Linear | LowRankLinear) -> None:
+    if isinstance(lin, LowRankLinear):
+        lin.reset_parameters()
+        return
+    nn.init.xavier_uniform_(lin.weight)
+    if lin.bias is not None:
+        nn.init.zeros_(lin.bias)
+
+
+class FilterNetwork(nn.Module):
+    """Filter-generating network: ``lin2(ssp(lin1(rbf)))`` with ``lin2.out_features`` channels."""
+
+    def __init__(self, *, num_gaussians: int, hidden_channels: int, filter_channels: int) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(num_gaussians, hidden_channels)
+        self.act = ShiftedSoftplus()
+        self.lin2 = nn.Linear(hidden_channels, filter_channels)
+        self.reset_parameters()
+
+    @property
+    def filter_channels(self) -> int:
+        return self.lin2.out_features
+
+    @property
+    def hidden_channels(self) -> int:
+        return self.lin1.out_features
+
+    def reset_parameters(self) -> None:
+        _xavier_(self.lin1)
+        _xavier_(self.lin2)
+
+    def forward(self, rbf: Tensor) -> Tensor:
+        return self.lin2(self.act(self.lin1(rbf)))
+
+
+class LinearFilter(nn.Module):
+    """Filters that are a linear map of the radial basis: ``lin2(rbf)`` (no hidden layer).
+
+    Keeps ``lin2`` as the name of the layer whose output rows are the filter channels, as in
+    :class:`FilterNetwork`.
+    """
+
+    def __init__(self, *, num_gaussians: int, filter_channels: int) -> None:
+        super().__init__()
+        self.lin2 = nn.Linear(num_gaussians, filter_channels)
+
+    @property
+    def filter_channels(self) -> int:
+        return self.lin2.out_features
+
+    @property
+    def hidden_channels(self) -> int:
+        return 0
+
+    def reset_parameters(self) -> None:
+        _xavier_(self.lin2)
+
+    def forward(self, rbf: Tensor) -> Tensor:
+        return self.lin2(rbf)
+
+
+class InteractionBlock(nn.Module):
+    """One SchNet interaction: continuous-filter convolution, then an atom-wise MLP.
+
+    ``v_i = out(ssp(f2out(sum_j in2f(h_j) * W(d_ij) * fcut(d_ij))))``; ``kind`` (one of
+    :data:`BLOCK_KINDS`) picks how ``W`` is made (``cfconv``: :class:`FilterNetwork`,
+    ``linear_filter``: :class:`LinearFilter`) or drops the convolution (``atomwise``:
+    ``out(ssp(f2out(ssp(in2f(h)))))``, no filter network, ``filter_hidden_channels`` unused).
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden_channels: int,
+        num_gaussians: int,
+        filter_channels: int,
+        filter_hidden_channels: int | None = None,
+        interaction_channels: int | None = None,
+        kind: str = "cfconv",
+    ) -> None:
+        super().__init__()
+        if kind not in BLOCK_KINDS:
+            raise ValueError(f"block kind must be one of {', '.join(BLOCK_KINDS)}, got {kind!r}")
+        self.kind = kind
+        if filter_channels < 1:
+            raise ValueError(f"filter_channels must be >= 1, got {filter_channels}")
+        fh = filter_channels if filter_hidden_channels is None else filter_hidden_channels
+        if fh < 1 and kind == "cfconv":
+            raise ValueError(f"filter_hidden_channels must be >= 1, got {fh}")
+        self.filter_network: nn.Module | None
+        if kind == "cfconv":
+            self.filter_network = FilterNetwork(
+                num_gaussians=num_gaussians, hidden_channels=fh, filter_channels=filter_channels
+            )
+        elif kind == "linear_filter":
+            self.filter_network = LinearFilter(
+                num_gaussians=num_gaussians, filter_channels=filter_channels
+            )
+        else:
+            self.filter_network = None
+        self.in2f = nn.Linear(hidden_channels, filter_channels, bias=False)
+        mid = hidden_channels if interaction_channels is None else int(interaction_channels)
+        if mid < 1:
+            raise ValueError(f"interaction_channels must be >= 1, got {mid}")
+        self.f2out = nn.Linear(filter_channels, mid)
+        self.act = ShiftedSoftplus()
+        self.out = nn.Linear(mid, hidden_channels)
+        self.reset_parameters()
+
+    @property
+    def filter_channels(self) -> int:
+        return self.in2f.out_features
+
+    @property
+    def interaction_channels(self) -> int:
+        return self.f2out.out_features
+
+    def reset_parameters(self) -> None:
+        if self.filter_network is not None:
+            self.filter_network.reset_parameters()
+        _xavier_(self.in2f)
+        _xavier_(self.f2out)
+        _xavier_(self.out)
+
+    def filters(self, rbf: Tensor, fcut: Tensor) -> Tensor:
+        """``[P, F]`` filters of the pairs, cutoff applied."""
+        return self.filter_network(rbf) * fcut.unsqueeze(-1)
+
+    def convolve(self, h: Tensor, pairs: Tensor, w: Tensor) -> Tensor:
+        """Continuous-filter convolution over unordered pairs, both directions."""
+        x = self.in2f(h)
+        i, j = pairs[0], pairs[1]
+        agg = torch.zeros_like(x)
+        agg = agg.index_add(0, i, x.index_select(0, j) * w)
+        agg = agg.index_add(0, j, x.index_select(0, i) * w)
+        return agg
+
+    @property
+    def filter_hidden_channels(self) -> int:
+        return 0 if self.filter_network is None else self.filter_network.hidden_channels
+
+    def forward(self, h: Tensor, pairs: Tensor, rbf: Tensor, fcut: Tensor) -> Tensor:
+        if self.filter_network is None:  # atomwise: no message passing
+            return self.out(self.act(self.f2out(self.act(self.in2f(h)))))
+        agg = self.convolve(h, pairs, self.filters(rbf, fcut))
+        return self.out(self.act(self.f2out(agg)))
+
+    def extra_repr(self) -> str:
+        kind = "" if self.kind == "cfconv" else f"kind={self.kind}, "
+        return (
+            f"{kind}hidden={self.out.out_features}, filters={self.filter_channels}, "
+            f"filter_hidden={self.filter_hidden_channels}, "
+            f"interaction={self.interaction_channels}"
+        )
