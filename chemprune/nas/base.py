@@ -25,7 +25,8 @@ momentum, as the authors' code does when the optimizer has none.
 
 With ``cost_weight > 0`` the validation objective gains ``cost_weight * sum_edges
 expected_cost / reference_cost`` (a MAC or latency penalty, costs from the operations'
-``cost`` attributes, :meth:`MixedOp.expected_cost`).
+``cost`` attributes, :meth:`MixedOp.expected_cost`), or with ``cost_target`` only the excess
+of that fraction over the target.
 
 References:
     H. Liu, K. Simonyan, Y. Yang, "DARTS: differentiable architecture search", ICLR 2019.
@@ -65,6 +66,8 @@ class ArchitectureSearch:
         cost_weight: weight of the expected-cost penalty (0: none).
         reference_cost: divides the expected cost (e.g. the teacher's MACs), so the penalty is
             a fraction.
+        cost_target: with it, only the part of that fraction above the target is penalised
+            (``cost_weight * max(0, expected / reference - target)``).
         total_steps: steps of the whole search (for schedules; ``None``: none needed).
         extra_parameters: trained with the weights (e.g. a distillation's adapters).
     """
@@ -85,6 +88,7 @@ class ArchitectureSearch:
         max_grad_norm: float | None = 5.0,
         cost_weight: float = 0.0,
         reference_cost: float = 1.0,
+        cost_target: float | None = None,
         total_steps: int | None = None,
         extra_parameters: Sequence[nn.Parameter] = (),
     ) -> None:
@@ -100,6 +104,8 @@ class ArchitectureSearch:
             raise ValueError(f"cost_weight must be a finite number >= 0, got {cost_weight}")
         if not reference_cost > 0:
             raise ValueError(f"reference_cost must be positive, got {reference_cost}")
+        if cost_target is not None and not 0 < cost_target <= 1:
+            raise ValueError(f"cost_target must be in (0, 1], got {cost_target}")
         if total_steps is not None and total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         self.model = model
@@ -117,6 +123,7 @@ class ArchitectureSearch:
         self.max_grad_norm = max_grad_norm
         self.cost_weight = float(cost_weight)
         self.reference_cost = float(reference_cost)
+        self.cost_target = cost_target
         self.total_steps = total_steps
         self.step = 0
 
@@ -131,7 +138,10 @@ class ArchitectureSearch:
     def valid_objective(self, batch: Any) -> Tensor:
         loss = self.loss(self.model, batch)
         if self.cost_weight:
-            loss = loss + self.cost_weight * self.expected_cost() / self.reference_cost
+            fraction = self.expected_cost() / self.reference_cost
+            if self.cost_target is not None:
+                fraction = torch.relu(fraction - self.cost_target)
+            loss = loss + self.cost_weight * fraction
         return loss
 
     # ------------------------------------------------------------------ updates

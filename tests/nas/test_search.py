@@ -175,3 +175,16 @@ def test_darts_minus_stops_the_collapse_onto_skip_connections(engine, most_skips
         search.train_step(train, valid)
     skips = list(search.genotype().values()).count("skip")
     assert (skips >= 4) if most_skips else (skips <= 1), search.genotype()
+
+
+def test_cost_target_penalises_only_the_excess():
+    net = edge()
+    with torch.no_grad():
+        net.alpha.zero_()  # expected cost (1 + 2) / 4 = 0.75 of a reference of 1
+    zero = lambda m, b: m(b[0]).sum() * 0  # noqa: E731
+    x = even_task(4)
+    above = Darts(model=net, loss=zero, cost_weight=2.0, cost_target=0.5).valid_objective(x)
+    below = Darts(model=net, loss=zero, cost_weight=2.0, cost_target=0.8).valid_objective(x)
+    assert float(above.detach()) == pytest.approx(2.0 * 0.25) and float(below.detach()) == 0.0
+    with pytest.raises(ValueError, match="cost_target"):
+        Darts(model=net, loss=zero, cost_target=1.5)

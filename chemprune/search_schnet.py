@@ -1,0 +1,175 @@
+"""Architecture search for a cheaper SchNet, guided by a trained one (the pipeline of
+``chemprune search``; the engine is :mod:`chemprune.nas`).
+
+The teacher's training molecules are split in two halves (fixed by ``seed``): the supernet's
+weights learn on one, the architecture parameters on the other (DARTS' protocol); validation
+and test molecules are never seen. The supernet copies the teacher's atom basis, depth, radial
+basis, head and standardisation (:meth:`SchNetSupernet.like`), candidates' costs are their
+multiply-accumulates on 64 training molecules, and the reference cost is the teacher's on the
+same molecules. The derived architecture is written as JSON (:func:`arch_record`) for
+retraining.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from chemprune.data.batching import MoleculeSet
+from chemprune.data.splits import Split
+from chemprune.models.schnet import SchNet
+from chemprune.nas import NAS_ENGINES
+from chemprune.nas.distill import schnet_search_loss
+from chemprune.nas.schnet import DEFAULT_CANDIDATES, SchNetSupernet
+from chemprune.progress import progress_bar
+from chemprune.prune.accounting import summarize
+
+__all__ = ["ARCH_FORMAT", "arch_record", "search_schnet", "model_cost"]
+
+ARCH_FORMAT = "chemprune-architecture"
+
+
+def model_cost(model: SchNet, batch: Any) -> dict[str, int]:
+    """MACs (counted by hooks on ``batch``) and parameters of a model."""
+    with torch.no_grad():
+        macs = summarize(model, lambda m: m(batch.z, batch.pos, batch.batch))["macs"]
+    return {"macs": int(macs), "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _halves(train: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.asarray(train).copy()
+    np.random.default_rng(seed).shuffle(idx)
+    half = len(idx) // 2
+    if half < 1:
+        raise ValueError(f"the training split has {len(idx)} molecules: too few to search")
+    return idx[:half], idx[half:]
+
+
+def _forever(mset: MoleculeSet, idx: np.ndarray, batch_size: int, seed: int):
+    epoch = 0
+    while True:
+        yield from mset.batches(idx, batch_size, shuffle=True, seed=seed * 7919 + epoch)
+        epoch += 1
+
+
+def search_schnet(
+    teacher: SchNet,
+    mset: MoleculeSet,
+    split: Split,
+    *,
+    engine: str = "darts",
+    order: int = 1,
+    distill: str = "features",
+    candidates: Sequence[str] = DEFAULT_CANDIDATES,
+    target_macs: float | None = None,
+    cost_weight: float = 1.0,
+    steps: int | None = None,
+    minutes: float | None = None,
+    batch_size: int = 32,
+    lr: float = 5e-4,
+    arch_lr: float = 3e-4,
+    seed: int = 0,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[SchNetSupernet, dict[str, Any]]:
+    """Search; returns the trained supernet and a report (genotype, costs, losses).
+
+    Stops after ``steps`` search steps or ``minutes``, whichever comes first (at least one of
+    them). ``target_macs`` (a fraction of the teacher's MACs) turns on the cost penalty
+    ``cost_weight * max(0, E[MACs] / teacher MACs - target_macs)``.
+    """
+    if steps is None and minutes is None:
+        raise ValueError("give steps or minutes (the search's budget)")
+    if engine == "darts_minus" and steps is None:
+        raise ValueError("darts_minus decays its auxiliary skip over a number of steps: give steps")
+    torch.manual_seed(seed)
+    w_idx, a_idx = _halves(split.train, seed)
+    supernet = SchNetSupernet.like(teacher, candidates=candidates)
+    example = mset.collate(np.asarray(split.train)[:64])
+    costs = supernet.measure_costs(example.z, example.pos, example.batch)
+    teacher_cost = model_cost(teacher, example)
+    loss, distillation = schnet_search_loss(student=supernet, teacher=teacher, mode=distill)
+    extra = distillation.auxiliary_parameters() if distillation is not None else []
+    opt = torch.optim.Adam([*supernet.parameters(), *extra], lr=lr)
+    search = NAS_ENGINES.get(engine)(
+        model=supernet, loss=loss, order=order, weight_optimizer=opt, lr=lr, arch_lr=arch_lr,
+        cost_weight=cost_weight if target_macs is not None else 0.0,
+        reference_cost=float(teacher_cost["macs"]), cost_target=target_macs,
+        total_steps=steps, extra_parameters=extra,
+    )  # fmt: skip
+    train_it = _forever(mset, w_idx, batch_size, seed)
+    valid_it = _forever(mset, a_idx, batch_size, seed + 1)
+    t0 = time.perf_counter()
+    bar = progress_bar(total=steps, desc="search", mininterval=1.0) if progress else None
+    history: list[dict[str, float]] = []
+    last: dict[str, float] = {}
+    try:
+        while True:
+            if steps is not None and search.step >= steps:
+                break
+            if minutes is not None and time.perf_counter() - t0 > 60.0 * minutes:
+                break
+            last = search.train_step(next(train_it), next(valid_it))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    train=f"{last['train_loss']:.3g}", valid=f"{last['valid_loss']:.3g}"
+                )
+            if search.step % 100 == 0:
+                history.append({**last, "genotype": search.genotype()})
+    finally:
+        if bar is not None:
+            bar.close()
+        if distillation is not None:
+            distillation.close()
+    seconds = time.perf_counter() - t0
+    blocks = []
+    for b, edge in enumerate(supernet.interactions):
+        w = edge.weights().detach()
+        blocks.append({
+            "block": b, "chosen": edge.chosen(),
+            "weights": {n: round(float(v), 4) for n, v in zip(edge.names, w, strict=True)},
+            "macs": costs[edge.chosen()],
+        })  # fmt: skip
+    report: dict[str, Any] = {
+        "engine": engine, "order": order, "distill": distill, "candidates": list(candidates),
+        "target_macs": target_macs, "cost_weight": cost_weight if target_macs is not None else 0.0,
+        "steps": search.step, "seconds": round(seconds, 1), "batch_size": batch_size, "lr": lr,
+        "arch_lr": arch_lr, "seed": seed, "blocks": blocks, "candidate_macs": costs,
+        "teacher": teacher_cost, "final": last, "history": history,
+        "expected_macs_fraction": float(search.expected_cost().detach()) / teacher_cost["macs"],
+    }  # fmt: skip
+    try:
+        derived = supernet.derive()
+    except ValueError as err:
+        report["derived"] = {"error": str(err)}
+        log(f"search: {err}")
+        return supernet, report
+    cost = model_cost(derived, example)
+    report["derived"] = {
+        "config": derived.config(), "kept_blocks": derived.derived_from, **cost,
+        "macs_fraction": cost["macs"] / teacher_cost["macs"],
+    }  # fmt: skip
+    if not math.isfinite(last.get("valid_loss", 0.0)):
+        raise FloatingPointError("the search ended with a non-finite validation loss")
+    return supernet, report
+
+
+def arch_record(report: dict[str, Any], *, teacher: str, target: dict[str, Any]) -> dict[str, Any]:
+    """What ``chemprune search --out`` writes: the derived SchNet's config and the search."""
+    if "config" not in report.get("derived", {}):
+        raise ValueError(report.get("derived", {}).get("error", "no derived architecture"))
+    return {
+        "format": ARCH_FORMAT,
+        "version": 1,
+        "config": report["derived"]["config"],
+        "kept_blocks": report["derived"]["kept_blocks"],
+        "teacher": teacher,
+        "target": target,
+        "search": {k: v for k, v in report.items() if k != "history"},
+    }

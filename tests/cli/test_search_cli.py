@@ -1,0 +1,47 @@
+"""chemprune search on a tiny trained SchNet: the derived architecture file, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chemprune.models.schnet import SchNet
+from tests.conftest import run_cli
+
+
+def search(trained, qm9_dir, out, *extra):
+    return run_cli(
+        "search", "--teacher", str(trained), "--data-dir", str(qm9_dir), "--out", str(out),
+        "--threads", "1", "--no-progress", *extra,
+    )  # fmt: skip
+
+
+def test_search_writes_a_derivable_architecture(trained, qm9_dir, tmp_path):
+    out = tmp_path / "arch.json"
+    r = search(trained, qm9_dir, out, "--steps", "6", "--candidates", "cf8,cf16,linear8,atomwise,skip,none",
+               "--target-macs", "0.5")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "derived:" in r.stdout and "of the teacher's" in r.stdout
+    rec = json.loads(out.read_text())
+    assert rec["format"] == "chemprune-architecture" and rec["target"]["name"] == "gap"
+    model = SchNet.from_config(rec["config"])  # an ordinary SchNet
+    assert len(model.interactions) == len(rec["kept_blocks"]) >= 1
+    blocks = rec["search"]["blocks"]
+    assert len(blocks) == 2 and all(b["chosen"] != "none" for b in blocks)
+    assert rec["search"]["steps"] == 6 and rec["search"]["engine"] == "darts_minus"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "--steps or --minutes"),
+        (["--minutes", "1"], "decays its auxiliary skip"),
+        (["--steps", "2", "--candidates", "cf8,conv3"], "unknown candidate operation"),
+        (["--steps", "2", "--target-macs", "1.5"], "fraction of the teacher's MACs"),
+    ],
+)
+def test_bad_options_are_one_line_errors(trained, qm9_dir, tmp_path, extra, message):
+    r = search(trained, qm9_dir, tmp_path / "a.json", *extra)
+    assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "a.json").exists()
