@@ -151,6 +151,7 @@ def _train(
         **settings.model_kwargs(), readout=target.readout, mean=mean, std=std, atomref=atomref
     )
     model.to(device)
+    distill = _distillation(settings, model, split, target.name, ctx, device, len(data))
     opt = make_optimizer(
         model.parameters(), name=settings.optimizer, lr=settings.lr, momentum=settings.momentum
     )
@@ -255,8 +256,9 @@ def _train(
                 t0, w0 = time.perf_counter(), bytes_written()
                 hook.on_step(global_step)
                 err, loss = accumulate_gradients(
-                    net, model, mset, chunk, ctx=ctx, smooth=smooth, step=global_step
-                )
+                    net, model, mset, chunk, ctx=ctx, smooth=smooth, step=global_step,
+                    distill=distill,
+                )  # fmt: skip
                 past_deadline = deadline is not None and time.perf_counter() > deadline
                 bad, signalled, past_deadline = ctx.any(
                     not torch.isfinite(loss), guard.signum is not None, past_deadline
@@ -370,6 +372,46 @@ def _train(
         "elapsed_s": elapsed_total + time.perf_counter() - t_start,
         "processes": ctx.world_size,
     }
+
+
+def _distillation(
+    settings: TrainSettings, model: SchNet, split: Split, target: str, ctx, device, num_molecules
+):
+    """The teacher's terms (:class:`SchNetDistillation`) when the run distils, else ``None``;
+    the teacher must predict the same target and have been trained on the same split (else
+    the student's validation and test molecules would be ones the teacher learned)."""
+    if not settings.teacher or settings.distill == "none":
+        return None
+    import numpy as np
+
+    from chemprune.checkpoint import load_model
+    from chemprune.compress_schnet import split_from_checkpoint
+    from chemprune.distill.schnet import SchNetDistillation
+
+    if ctx.distributed:
+        raise ValueError("distillation from a teacher runs in one process (not with --nproc)")
+    teacher, ckpt = load_model(settings.teacher)
+    if ckpt.get("target", {}).get("name") != target:
+        raise ValueError(
+            f"the teacher {settings.teacher} predicts {ckpt.get('target', {}).get('name')!r}, "
+            f"this run {target!r}"
+        )
+    try:
+        theirs = split_from_checkpoint(ckpt, num_molecules)
+    except ValueError as err:
+        raise ValueError(f"the teacher {settings.teacher}: {err}") from None
+    for part in ("train", "val", "test"):
+        if not np.array_equal(np.sort(theirs.part(part)), np.sort(split.part(part))):
+            raise ValueError(
+                f"the teacher {settings.teacher} was trained on another split (its {part} "
+                "molecules differ): give the same --subset and --seed as its run"
+            )
+    return SchNetDistillation(
+        teacher=teacher.to(device), student=model, mode=settings.distill,
+        output_weight=settings.distill_output_weight,
+        feature_weight=settings.distill_feature_weight, adapter=False,
+        teacher_blocks=settings.teacher_blocks,
+    )  # fmt: skip
 
 
 def _quiet(message: str) -> None:

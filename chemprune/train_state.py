@@ -67,11 +67,20 @@ class TrainSettings:
     smoothout_adaptive: bool = False  # amplitude relative to each filter's norm
     smoothout_chunk: int = 0  # SmoothOut: one draw per this many molecules (0: per rank and step)
     smoothout_schedule: str = "constant"  # SmoothOut amplitude over the run (or anneal, tanh)
+    # an architecture found by `chemprune search` (SchNet config; replaces the widths above)
+    architecture: dict[str, Any] | None = None
+    teacher: str = ""  # distil from this trained checkpoint ("" for none)
+    distill: str = "none"  # none, output or features (with a teacher)
+    distill_output_weight: float = 1.0
+    distill_feature_weight: float = 1.0
+    teacher_blocks: tuple[int, ...] | None = None  # the teacher block each student block matches
 
     # Settings that may change when resuming (a longer budget, more epochs).
     resumable_changes: tuple[str, ...] = field(default=("epochs",), repr=False)
 
     def model_kwargs(self) -> dict[str, Any]:
+        if self.architecture is not None:  # the target decides the readout
+            return {k: v for k, v in self.architecture.items() if k != "readout"}
         return {
             "hidden_channels": self.hidden_channels,
             "filter_channels": self.filter_channels,

@@ -25,6 +25,7 @@ def accumulate_gradients(
     ctx: DistContext,
     smooth: SmoothOut,
     step: int,
+    distill: nn.Module | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Set ``model``'s gradients to those of the mean squared error over the global batch
     ``chunk`` (molecule indices), averaged over ranks; returns ``(errors of this rank's
@@ -33,6 +34,8 @@ def accumulate_gradients(
     ``net`` is ``model`` or its DDP wrapper. SmoothOut perturbs the weights around each part of
     this rank's share (``smooth.pieces``: one part unless it has a ``chunk``); the parts'
     gradients add up locally and DDP exchanges their sum once, at the last part's backward.
+    ``distill`` (a :class:`~chemprune.distill.schnet.SchNetDistillation` of ``model``, one
+    process only) runs the teacher beside the student and adds its terms to the loss.
     """
     for p in model.parameters():
         p.grad = None
@@ -42,8 +45,15 @@ def accumulate_gradients(
         b = data.collate(piece)
         sync = i == len(pieces) - 1
         with _no_sync(net, not sync), smooth.perturbed(model, step=step, piece=i):
-            err = net(b.z, b.pos, b.batch, num_molecules=b.num_molecules) - b.y
+            if distill is None:
+                pred, kd = net(b.z, b.pos, b.batch, num_molecules=b.num_molecules), None
+            else:
+                pred, terms = distill(b.z, b.pos, b.batch, num_molecules=b.num_molecules)
+                kd = terms["kd"] / len(pieces)
+            err = pred - b.y
             loss = ctx.mse(err, global_count=chunk.numel())
+            if kd is not None:
+                loss = loss + kd
             loss.backward()
         errs.append(err.detach())
         losses.append(loss.detach())

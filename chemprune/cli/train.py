@@ -67,6 +67,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--interactions", type=positive_int, default=6)
     model.add_argument("--gaussians", type=positive_int, default=50)
     model.add_argument("--cutoff", type=positive_float, default=5.0, help="Angstrom")
+    model.add_argument(
+        "--arch",
+        type=Path,
+        default=None,
+        help="architecture JSON written by 'chemprune search' (instead of the widths above)",
+    )
+    teach = p.add_argument_group("distillation")
+    teach.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="trained checkpoint to learn from (same target and split: --subset, --seed)",
+    )
+    teach.add_argument(
+        "--distill",
+        choices=("output", "features"),
+        default="features",
+        help="with --teacher: its predictions, or also its per-block atom features (default)",
+    )
+    teach.add_argument("--distill-output-weight", type=nonneg_float, default=1.0)
+    teach.add_argument("--distill-feature-weight", type=nonneg_float, default=1.0)
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=positive_int, default=100)
     opt.add_argument("--batch-size", type=positive_int, default=32)
@@ -263,6 +284,43 @@ def _launch(args: argparse.Namespace, spec) -> int:
     return 0
 
 
+_WIDTHS = ("hidden", "filters", "interactions", "gaussians", "cutoff")
+
+
+def _architecture(args: argparse.Namespace) -> tuple[dict | None, tuple[int, ...] | None]:
+    """The SchNet config of ``--arch`` (checked) and, with a teacher, the teacher blocks its
+    blocks replace (for block-wise distillation)."""
+    import json
+
+    from chemprune.cli import CliError
+    from chemprune.models.schnet import SchNet
+    from chemprune.search_schnet import ARCH_FORMAT
+
+    if args.arch is None:
+        return None, None
+    given = [f"--{w}" for w in _WIDTHS if getattr(args, w) != _PARSER.get_default(w)]
+    if given:
+        raise CliError(f"--arch sets the architecture: drop {', '.join(given)}")
+    try:
+        rec = json.loads(args.arch.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise CliError(f"--arch {args.arch}: not a readable JSON file ({err})") from None
+    if not isinstance(rec, dict) or rec.get("format") != ARCH_FORMAT:
+        raise CliError(f"--arch {args.arch}: not an architecture written by 'chemprune search'")
+    name = (rec.get("target") or {}).get("name")
+    if name is not None and name != args.target:
+        raise CliError(f"--arch {args.arch} was searched for {name!r}, not --target {args.target}")
+    config = rec.get("config")
+    try:
+        SchNet.from_config(config)
+    except (TypeError, ValueError) as err:
+        raise CliError(f"--arch {args.arch}: its config does not build a SchNet ({err})") from None
+    blocks = rec.get("kept_blocks")
+    if args.teacher is None or blocks is None:
+        return config, None
+    return config, tuple(int(b) for b in blocks)
+
+
 def run_train(args: argparse.Namespace) -> int:
     from chemprune.cli import CliError, resolve_device, set_threads
     from chemprune.data.targets import get_target
@@ -327,7 +385,14 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
 
     main = context is None or context.is_main
     data, split, source = load_dataset_and_split(args.data_dir, args.subset, args.seed)
+    arch, blocks = _architecture(args)
     settings = TrainSettings(
+        architecture=arch,
+        teacher=str(args.teacher.resolve()) if args.teacher else "",
+        distill=args.distill if args.teacher else "none",
+        distill_output_weight=args.distill_output_weight,
+        distill_feature_weight=args.distill_feature_weight,
+        teacher_blocks=blocks,
         target=args.target,
         hidden_channels=args.hidden,
         filter_channels=args.filters,

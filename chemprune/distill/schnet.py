@@ -22,6 +22,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -63,6 +64,9 @@ class SchNetDistillation(nn.Module):
         feature_weight: weight of the feature term (``>= 0``; ``features`` mode only).
         adapter: learn a linear map from the student's features to the teacher's per block;
             ``None``: only when the atom-basis widths differ.
+        teacher_blocks: for a student with fewer blocks (an architecture derived by search that
+            skips some), the teacher block whose residual stream each student block matches
+            (increasing); default: block ``b`` to block ``b`` (equal depths required).
 
     Call :meth:`__call__` ``(z, pos, batch, num_molecules)``: it runs both models and returns the
     student's predictions (in the graph) and the terms; :meth:`close` removes the hooks.
@@ -77,6 +81,7 @@ class SchNetDistillation(nn.Module):
         output_weight: float = 1.0,
         feature_weight: float = 1.0,
         adapter: bool | None = None,
+        teacher_blocks: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if mode not in DISTILL_MODES or mode == "none":
@@ -86,11 +91,24 @@ class SchNetDistillation(nn.Module):
                 raise ValueError(f"{name} must be a finite number >= 0, got {w}")
         if teacher is student:
             raise ValueError("the student and the teacher are the same model")
-        if len(teacher.interactions) != len(student.interactions):
+        n_t, n_s = len(teacher.interactions), len(student.interactions)
+        if teacher_blocks is None:
+            if n_t != n_s:
+                raise ValueError(
+                    f"the teacher has {n_t} interaction blocks, the student {n_s}: per-block "
+                    "features cannot be paired (give teacher_blocks)"
+                )
+            teacher_blocks = range(n_t)
+        pairing = [int(b) for b in teacher_blocks]
+        if (
+            len(pairing) != n_s
+            or any(not 0 <= b < n_t for b in pairing)
+            or pairing != sorted(set(pairing))
+        ):
             raise ValueError(
-                f"the teacher has {len(teacher.interactions)} interaction blocks, the student "
-                f"{len(student.interactions)}: per-block features cannot be paired"
+                f"teacher_blocks {pairing} must give {n_s} increasing blocks of the teacher's {n_t}"
             )
+        self.teacher_blocks = pairing
         self.teacher = teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -99,6 +117,7 @@ class SchNetDistillation(nn.Module):
         self.output_weight = float(output_weight)
         self.feature_weight = float(feature_weight) if mode == "features" else 0.0
         self.names = _stream_names(student)
+        self.teacher_names = _stream_names(teacher)
         s_dim, t_dim = student.hidden_channels, teacher.hidden_channels
         project = (s_dim != t_dim) if adapter is None else bool(adapter)
         self.feature_terms = nn.ModuleList(
@@ -115,7 +134,7 @@ class SchNetDistillation(nn.Module):
         self._t_cap: FeatureCapture | None = None
         if self.feature_weight > 0:
             self._s_cap = FeatureCapture(student, self.names)
-            self._t_cap = FeatureCapture(teacher, self.names, detach=True)
+            self._t_cap = FeatureCapture(teacher, self.teacher_names, detach=True)
 
     @property
     def student(self) -> SchNet:
@@ -148,7 +167,8 @@ class SchNetDistillation(nn.Module):
         kd_feat = pred.new_zeros(())
         if self._s_cap is not None and self._t_cap is not None:
             s_h = _residual_stream(self._s_cap.features, self.names)
-            t_h = _residual_stream(self._t_cap.features, self.names)
+            t_all = _residual_stream(self._t_cap.features, self.teacher_names)
+            t_h = [t_all[b] for b in self.teacher_blocks]
             for term, s, t in zip(self.feature_terms, s_h, t_h, strict=True):
                 scale = t.var(dim=0, unbiased=False).mean().clamp_min(1e-12)
                 kd_feat = kd_feat + term(s, t) / scale

@@ -97,3 +97,34 @@ def test_cosine_fine_tuning_anneals_to_min_lr_within_the_step_budget(setup):
     with pytest.raises(ValueError, match="min_lr"):
         finetune(teacher, ms, idx[:160], idx[160:200], max_steps=3, lr_schedule="cosine",
                  min_lr=1e-2, **common)  # fmt: skip
+
+
+def test_a_shallower_student_matches_the_teacher_blocks_it_keeps(setup):
+    _, _, b = setup
+    torch.manual_seed(1)
+    teacher = SchNet(hidden_channels=16, filter_channels=8, num_interactions=3, num_gaussians=10)
+    with torch.no_grad():  # teacher block 1 does nothing: blocks 0 and 2 alone are the teacher
+        teacher.interactions[1].out.weight.zero_()
+        teacher.interactions[1].out.bias.zero_()
+    student = SchNet(hidden_channels=16, filter_channels=8, num_interactions=2, num_gaussians=10)
+    student.load_state_dict(
+        {k.replace("interactions.2.", "interactions.1."): v for k, v in teacher.state_dict().items()
+         if not k.startswith("interactions.1.")}
+    )  # fmt: skip
+    kd = SchNetDistillation(
+        teacher=teacher, student=student, mode="features", teacher_blocks=[0, 2]
+    )
+    _, terms = kd(b.z, b.pos, b.batch, b.num_molecules)
+    assert float(terms["kd_features"]) == pytest.approx(0.0, abs=1e-10)
+    kd.close()
+    kd = SchNetDistillation(
+        teacher=teacher, student=student, mode="features", teacher_blocks=[0, 1]
+    )
+    _, terms = kd(b.z, b.pos, b.batch, b.num_molecules)
+    assert float(terms["kd_features"]) > 1e-6  # paired with the wrong blocks
+    kd.close()
+    with pytest.raises(ValueError, match="give teacher_blocks"):
+        SchNetDistillation(teacher=teacher, student=student, mode="features")
+    for bad in ([2, 0], [0, 3], [1]):
+        with pytest.raises(ValueError, match="increasing blocks"):
+            SchNetDistillation(teacher=teacher, student=student, teacher_blocks=bad)
