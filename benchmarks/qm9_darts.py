@@ -1,0 +1,363 @@
+"""DARTS with distillation against hand-designed and pruned SchNets of the same cost (issue 18).
+
+The teacher is a trained 128/6 SchNet with its split inside (default: the parent of the pruning
+benchmark, ``benchmarks/parents/qm9_prune_gap_128x6_20k.pt``: HOMO-LUMO gap, 20,000 QM9
+molecules, 16,000 / 2,000 / 2,000). Rows, each saved as soon as it is done
+(``--work-dir/rows/<row>.{json,pt}``; a rerun skips it):
+
+=================  ===============================================================================
+darts_kd_s<k>      DARTS- search (``--search-steps``, weights on one half of the training split,
+                   alphas on the other, expected MACs above ``--target-macs`` of the teacher's
+                   penalised) with block-wise distillation from the teacher, seed k; then the
+                   derived architecture trained from scratch
+darts_s<k>         the same search without distillation (the task loss alone), seed k
+uniform_s<k>       hand-designed: the teacher's layout (6 blocks, 128 atom basis) with the widest
+                   uniform kernel whose MACs stay within ``--target-macs`` of the teacher's
+pruned             the teacher's kernels pruned by attention AutoPrune to the same MAC fraction
+                   (``chemprune.compress_schnet.prune_schnet``), fine-tuned with distillation
+=================  ===============================================================================
+
+Every architecture is trained with the same recipe and budget (``--retrain-epochs`` /
+``--retrain-minutes``, Adam ``--lr``, plateau schedule, distilled from the teacher: predictions
+and, block by block, features; a derived model's blocks are matched to the teacher blocks they
+replace); the pruned row gets the same minutes of fine-tuning. At the end every model is
+measured in one process: test MAE, parameters, MACs on 64 test molecules, CPU molecules/s at
+batch 64 and 1 (``--threads``, interleaved repeats; the load average is recorded), and per
+method the seed-to-seed spread of the test MAE. Writes a table, ``--out`` (JSON) and ``--plot``.
+
+    .venv/bin/python benchmarks/qm9_darts.py --work-dir runs/qm9_darts              # hours
+    .venv/bin/python benchmarks/qm9_darts.py --quick --out /tmp/d.json --plot /tmp/d.png
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from qm9_prune import measure_speed, static_stats, timing_batches  # noqa: E402
+from qm9_rows import log  # noqa: E402
+
+from chemprune.checkpoint import atomic_save, atomic_write_text, load_model, model_checkpoint  # noqa: E402
+from chemprune.cli._common import load_dataset  # noqa: E402
+from chemprune.compress_schnet import prune_schnet, split_from_checkpoint  # noqa: E402
+from chemprune.data.batching import MoleculeSet  # noqa: E402
+from chemprune.models.schnet import SchNet  # noqa: E402
+from chemprune.search_schnet import model_cost, search_schnet  # noqa: E402
+from chemprune.train import TrainSettings, train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TEACHER = ROOT / "benchmarks" / "parents" / "qm9_prune_gap_128x6_20k.pt"
+
+
+def uniform_config(teacher: SchNet, example, fraction: float) -> dict[str, Any]:
+    """The teacher's layout with the widest uniform kernel (filters = filter hidden) whose MACs
+    on ``example`` are at most ``fraction`` of the teacher's."""
+    limit = fraction * model_cost(teacher, example)["macs"]
+    best = None
+    for f in range(1, teacher.filter_channels[0] + 1):
+        cfg = dict(teacher.config(), filter_channels=f, filter_hidden_channels=f)
+        if model_cost(SchNet.from_config(cfg), example)["macs"] <= limit:
+            best = cfg
+    if best is None:
+        raise ValueError(f"no uniform kernel reaches {fraction:.0%} of the teacher's MACs")
+    return best
+
+
+def retrain(name: str, config: dict, blocks, data, split, teacher_path: Path, args, seed: int):
+    """Train ``config`` from scratch with the common recipe, distilled from the teacher."""
+    target = args.target_name
+    settings = TrainSettings(
+        target=target, architecture=config, teacher=str(teacher_path), distill="features",
+        teacher_blocks=None if blocks is None else tuple(blocks), epochs=args.retrain_epochs,
+        lr=args.lr, batch_size=args.batch_size, seed=seed,
+    )  # fmt: skip
+    out = Path(args.work_dir) / "runs" / name
+    summary = train(
+        data, split, out, settings=settings, max_minutes=args.retrain_minutes, progress=False,
+        log=log, resume=(out / "last.pt").exists(),
+    )  # fmt: skip
+    model, _ = load_model(summary["best"] or summary["last"])
+    return model, {"trained": summary}
+
+
+def run_row(name: str, teacher: SchNet, teacher_path: Path, data, mset, split, args):
+    seed = int(name.rsplit("_s", 1)[1]) if "_s" in name else args.seeds[0]
+    example = mset.collate(np.asarray(split.train)[:64])
+    if name.startswith("darts"):
+        distill = "features" if name.startswith("darts_kd") else "none"
+        _, report = search_schnet(
+            teacher, mset, split, engine=args.engine, order=args.order, distill=distill,
+            target_macs=args.target_macs, cost_weight=args.cost_weight, steps=args.search_steps,
+            batch_size=args.batch_size, lr=args.lr, arch_lr=args.arch_lr, seed=seed,
+            progress=False, log=log,
+        )  # fmt: skip
+        report.pop("history", None)
+        if "config" not in report["derived"]:
+            return None, {"search": report, "error": report["derived"]["error"]}
+        log(f"{name}: " + ", ".join(b["chosen"] for b in report["blocks"]))
+        d = report["derived"]
+        model, rep = retrain(
+            name, d["config"], d["kept_blocks"], data, split, teacher_path, args, seed
+        )
+        return model, {"search": report, **rep}
+    if name.startswith("uniform"):
+        cfg = uniform_config(teacher, example, args.target_macs)
+        model, rep = retrain(name, cfg, None, data, split, teacher_path, args, seed)
+        return model, {"config": cfg, **rep}
+    if name == "pruned":
+        from chemprune.compress_schnet import sparsity_for_macs
+
+        model = load_model(teacher_path)[0]  # the teacher object itself is frozen by distillation
+        sp = sparsity_for_macs(model, mset.collate(split.val[:64]), args.target_macs, kind="kernel")
+        rep = prune_schnet(
+            model, mset, split, method="attention", sparsity=sp, kind="kernel",
+            finetune_minutes=args.retrain_minutes, finetune_steps=None, lr=args.lr,
+            distill="features", seed=args.seeds[0], progress=False, log=log,
+        )  # fmt: skip
+        rep.pop("before", None)
+        return model, {"sparsity": sp, "prune": rep}
+    raise ValueError(f"unknown row {name!r}")
+
+
+def row_names(args) -> list[str]:
+    names = []
+    for method in args.methods:
+        if method == "pruned":
+            names.append("pruned")
+        else:
+            names += [f"{method}_s{s}" for s in args.seeds]
+    return names
+
+
+def spread(rows: list[dict]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for r in rows:
+        if "test_mae" not in r:
+            continue
+        method = r["row"].rsplit("_s", 1)[0]
+        out.setdefault(method, {"maes": []})["maes"].append(r["test_mae"])
+    for v in out.values():
+        m = v["maes"]
+        v["mean"] = statistics.mean(m)
+        v["std"] = statistics.stdev(m) if len(m) > 1 else 0.0
+        v["range"] = max(m) - min(m)
+    return out
+
+
+def goals(rows: list[dict], stats: dict, args) -> dict[str, Any]:
+    g: dict[str, Any] = {}
+    kd, plain, uni = (stats.get(k) for k in ("darts_kd", "darts", "uniform"))
+    if kd and uni:
+        g["darts_kd_mae_vs_uniform"] = kd["mean"] / uni["mean"] - 1
+        g["met_5pct_below_uniform"] = g["darts_kd_mae_vs_uniform"] <= -0.05
+    if kd and plain and plain["std"] > 0:
+        g["spread_ratio_kd_over_plain"] = kd["std"] / plain["std"]
+        g["met_spread_halved"] = g["spread_ratio_kd_over_plain"] <= 0.5
+    darts_rows = [r for r in rows if r["row"].startswith("darts")]
+    g["collapsed_seeds"] = [r["row"] for r in darts_rows if "error" in r]
+    g["macs_fractions"] = {r["row"]: r.get("macs_fraction") for r in rows}
+    g["met_macs_at_most_30pct"] = all(
+        (r.get("macs_fraction") or 1) <= args.target_macs + 1e-9
+        for r in darts_rows
+        if "error" not in r
+    )
+    return g
+
+
+def table(rows: list[dict]) -> str:
+    head = f"{'row':<14} {'blocks':<48} {'params':>8} {'MACs':>6} {'test MAE':>9} {'b64/s':>7} {'b1/s':>6}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "test_mae" not in r:
+            lines.append(f"{r['row']:<14} {r.get('error', 'failed')}")
+            continue
+        lines.append(
+            f"{r['row']:<14} {r['arch'][:48]:<48} {r['params']:>8,} {r['macs_fraction']:>6.1%} "
+            f"{r['test_mae']:>9.4f} {r.get('mol_per_s_b64', 0):>7.0f} {r.get('mol_per_s_b1', 0):>6.0f}"
+        )
+    return "\n".join(lines)
+
+
+def describe(model: SchNet) -> str:
+    short = {"cfconv": "cf", "linear_filter": "lin", "atomwise": "mlp"}
+    return " ".join(
+        f"{short[k]}{f}" for k, f in zip(model.block_kinds, model.filter_channels, strict=True)
+    )
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for method, marker in (
+        ("darts_kd", "o"),
+        ("darts", "s"),
+        ("uniform", "^"),
+        ("pruned", "*"),
+        ("teacher", "D"),
+    ):
+        pts = [r for r in rows if r["row"].rsplit("_s", 1)[0] == method and "test_mae" in r]
+        if pts:
+            ax.scatter([100 * r["macs_fraction"] for r in pts], [r["test_mae"] for r in pts],
+                       marker=marker, s=60, label=method)  # fmt: skip
+    ax.set_xlabel("MACs, % of the teacher's")
+    ax.set_ylabel("test MAE (eV)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--teacher", type=Path, default=TEACHER)
+    p.add_argument("--data-dir", type=Path, default=None, help="qm9pack-format CSVs")
+    p.add_argument(
+        "--methods", type=lambda s: s.split(","), default=["darts_kd", "darts", "uniform", "pruned"]
+    )
+    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
+    p.add_argument("--engine", default="darts_minus")
+    p.add_argument("--order", type=int, default=1)
+    p.add_argument("--target-macs", type=float, default=0.3)
+    p.add_argument("--cost-weight", type=float, default=1.0)
+    p.add_argument("--search-steps", type=int, default=2000)
+    p.add_argument("--retrain-epochs", type=int, default=20)
+    p.add_argument("--retrain-minutes", type=float, default=30.0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--arch-lr", type=float, default=3e-3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--time-mol64", type=int, default=512)
+    p.add_argument("--time-mol1", type=int, default=128)
+    p.add_argument("--work-dir", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/qm9_darts.json")
+    p.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/qm9_darts.png")
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run of every path")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.search_steps, args.retrain_epochs = [0, 1], 4, 1
+        args.retrain_minutes, args.repeats, args.time_mol64, args.time_mol1 = 0.2, 1, 64, 4
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.work_dir is None:
+            args.work_dir = Path(tmp) / "work"
+        teacher_path = args.teacher
+        if args.quick:  # a tiny teacher trained here on a 600-molecule subset
+            teacher_path = quick_teacher(args, Path(tmp))
+        teacher, ckpt = load_model(teacher_path)
+        data, _, _ = load_dataset(args.data_dir)
+        split = split_from_checkpoint(ckpt, len(data))
+        args.target_name = ckpt["target"]["name"]
+        mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(args.target_name))
+        rows_dir = Path(args.work_dir) / "rows"
+        rows_dir.mkdir(parents=True, exist_ok=True)
+        models: dict[str, SchNet] = {"teacher": teacher}
+        reports: dict[str, dict] = {"teacher": {"path": str(teacher_path)}}
+        for name in row_names(args):
+            jpath, mpath = rows_dir / f"{name}.json", rows_dir / f"{name}.pt"
+            if jpath.exists():
+                reports[name] = json.loads(jpath.read_text())
+                if mpath.exists():
+                    models[name] = load_model(mpath)[0]
+                log(f"{name}: done before ({jpath})")
+                continue
+            log(f"{name}: running")
+            s0 = time.perf_counter()
+            try:
+                model, rep = run_row(name, teacher, teacher_path, data, mset, split, args)
+            except Exception as err:  # recorded; the run goes on
+                model, rep = None, {"error": f"{type(err).__name__}: {err}"}
+                log(f"{name}: failed: {rep['error']}")
+            rep["seconds"] = time.perf_counter() - s0
+            if model is not None:
+                atomic_save(
+                    model_checkpoint(model.cpu(), target=ckpt["target"], data=ckpt.get("data")),
+                    mpath,
+                )
+                models[name] = model
+            atomic_write_text(jpath, json.dumps(rep, indent=1, default=str) + "\n")
+            reports[name] = rep
+        # measure everything in one process
+        example = mset.collate(split.test[:64])
+        t_macs = model_cost(teacher, example)["macs"]
+        rows = []
+        names = list(models)
+        speeds = measure_speed([models[n] for n in names], timing_batches(mset, split, args), args)
+        for n, sp in zip(names, speeds, strict=True):
+            m = models[n]
+            path = rows_dir / f"{n}.pt" if n != "teacher" else teacher_path
+            st = static_stats(m, (mset, mset), split, path)
+            rows.append(
+                {
+                    "row": n,
+                    "arch": describe(m),
+                    "macs_fraction": st["macs_per_batch64"] / t_macs,
+                    **st,
+                    **sp,
+                }
+            )
+        for n, rep in reports.items():
+            if n not in models:
+                rows.append({"row": n, "error": rep.get("error", "no model")})
+        stats = spread(rows)
+        result = {
+            "benchmark": "qm9_darts",
+            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "load_average": os.getloadavg(),
+            "rows": rows,
+            "reports": reports,
+            "spread": stats,
+            "goals": goals(rows, stats, args),
+            "seconds": time.time() - t0,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, json.dumps(result, indent=1, default=str) + "\n")
+        plot(rows, args.plot)
+        print(table(rows))
+        print(json.dumps(result["goals"], indent=1))
+        print(f"wrote {args.out} and {args.plot}")
+    return 0
+
+
+def quick_teacher(args, tmp: Path) -> Path:
+    from chemprune.data.splits import make_split
+
+    data, _, _ = load_dataset(args.data_dir)
+    n = min(len(data), 600)
+    split = make_split(len(data), (int(0.6 * n), int(0.2 * n), int(0.2 * n)), 0)
+    settings = TrainSettings(target="gap", hidden_channels=16, filter_channels=16, num_interactions=3,
+                             num_gaussians=16, epochs=1, batch_size=32)  # fmt: skip
+    summary = train(data, split, tmp / "teacher", settings=settings, progress=False, log=log)
+    return Path(summary["best"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
