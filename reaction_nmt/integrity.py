@@ -3,7 +3,9 @@
 Every checkpoint ``reaction-nmt`` writes itself (``average``, ``compress`` in any storage,
 ``distill``'s retraining start, the released model) carries an ``integrity`` entry: the SHA-256
 of every tensor under ``model``, ``generator`` and ``sparse`` (name, dtype, shape, bytes, in
-sorted order) and of the vocabulary. Loading checks it, so a flipped byte inside the weights is
+sorted order), of the vocabulary and (``sha256+layout``, since the sparse files' decoding
+reads them) of the non-tensor entries of ``sparse`` and ``order``: dtypes, shapes, scales,
+aliases. Files stamped ``sha256`` (tensors and vocabulary only) are still verified as such. Loading checks it, so a flipped byte inside the weights is
 a clear error naming the file rather than a model that translates nonsense. Checkpoints written
 by OpenNMT-py's own trainer (``model_step_N.pt``) carry none and are checked for non-finite
 weights only. Pure functions over dicts; no OpenNMT-py import.
@@ -21,7 +23,8 @@ import torch
 
 __all__ = ["IntegrityError", "ALGORITHM", "digest", "stamp", "verify"]
 
-ALGORITHM = "sha256"
+ALGORITHM = "sha256+layout"
+_KNOWN = ("sha256", ALGORITHM)
 _PARTS = ("model", "generator", "sparse")
 
 
@@ -44,10 +47,27 @@ def _vocab_bytes(vocab: Any) -> bytes:
     return json.dumps(vocab, sort_keys=True, default=str).encode()
 
 
-def digest(ckpt: dict) -> str:
-    """SHA-256 over the vocabulary and every tensor of the weight parts of ``ckpt``."""
+def _layout(obj: Any) -> Any:
+    """``obj`` with every tensor replaced by a placeholder: the metadata around them."""
+    if isinstance(obj, torch.Tensor):
+        return "<tensor>"
+    if isinstance(obj, dict):
+        return {str(k): _layout(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_layout(v) for v in obj]
+    return obj
+
+
+def digest(ckpt: dict, algorithm: str = ALGORITHM) -> str:
+    """SHA-256 over the vocabulary and every tensor of the weight parts of ``ckpt`` (and, for
+    ``sha256+layout``, the metadata of the sparse parts)."""
+    if algorithm not in _KNOWN:
+        raise ValueError(f"unknown integrity algorithm {algorithm!r}")
     h = hashlib.sha256()
     h.update(_vocab_bytes(ckpt.get("vocab")))
+    if algorithm == ALGORITHM:
+        layout = {k: _layout(ckpt.get(k)) for k in ("format", "sparse", "order")}
+        h.update(json.dumps(layout, sort_keys=True, default=repr).encode())
     for part in _PARTS:
         for name, t in _tensors(ckpt.get(part), part):
             t = t.detach().to("cpu").contiguous()
@@ -76,10 +96,10 @@ def verify(ckpt: dict, path: Path | str) -> None:
     dense weight is NaN or infinite."""
     integrity = ckpt.get("integrity")
     if integrity is not None:
-        if not isinstance(integrity, dict) or integrity.get("algorithm") != ALGORITHM:
+        if not isinstance(integrity, dict) or integrity.get("algorithm") not in _KNOWN:
             raise IntegrityError(f"model {path} has an unreadable integrity entry")
         try:
-            found = digest(ckpt)
+            found = digest(ckpt, integrity["algorithm"])
         except (TypeError, ValueError, RuntimeError, AttributeError) as err:
             raise IntegrityError(f"model {path} is corrupted: {err}") from None
         if found != integrity.get("digest"):

@@ -121,9 +121,22 @@ def _decode(entry: dict) -> Tensor:
 
 
 def densify(obj: dict) -> dict:
-    """A normal OpenNMT-py checkpoint from a sparse dict (keys in their original order)."""
+    """A normal OpenNMT-py checkpoint from a sparse dict (keys in their original order); a
+    :class:`CompressError` for one whose entries do not decode (a damaged file)."""
     if not is_sparse(obj):
         raise CompressError("not a sparse reaction-nmt model")
+    try:
+        return _densify(obj)
+    except CompressError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError) as err:
+        raise CompressError(
+            f"the sparse model is corrupted (its entries do not decode: {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:120] if str(err) else 'no detail'})"
+        ) from None
+
+
+def _densify(obj: dict) -> dict:
     skip = ("format", "sparse", "order", "integrity", *_PARTS)
     out = {k: v for k, v in obj.items() if k not in skip}
     resolved: dict[str, Tensor] = {}

@@ -25,10 +25,11 @@ def card_value(key: str) -> float:
 
 
 def test_released_reaction_model_loads_predicts_and_has_a_card(capsys):
+    from reaction_nmt.integrity import ALGORITHM
     from reaction_nmt.modelfile import is_sparse, load_checkpoint
 
     ckpt = load_checkpoint(MODEL)  # the checksum is checked here
-    assert is_sparse(ckpt) and ckpt["integrity"]["algorithm"] == "sha256"
+    assert is_sparse(ckpt) and ckpt["integrity"]["algorithm"] == ALGORITHM
     assert ckpt.get("optim") is None  # no optimizer state shipped
     assert main(["predict", "--model", str(MODEL), "CC(=O)Cl.OCC", "--n-best", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
