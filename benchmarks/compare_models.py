@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from qm9_prune import environment, measure_speed, static_stats, timing_batches  # noqa: E402
 
 from chemprune.checkpoint import atomic_save, load_model, model_checkpoint  # noqa: E402
-from chemprune.compress_schnet import split_from_checkpoint  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
 from chemprune.data.qm9 import load_qm9  # noqa: E402
-from chemprune.evaluate import evaluate_model  # noqa: E402
+from chemprune.pipeline.compress_schnet import split_from_checkpoint  # noqa: E402
+from chemprune.pipeline.evaluate import evaluate_model  # noqa: E402
 from chemprune.runtime import RUNTIMES, with_runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -70,7 +70,7 @@ import time
 from pathlib import Path
 
 from chemprune.distributed.smoothout import SMOOTHOUT_SCHEDULES
-from chemprune.optim import LR_SCHEDULES, OPTIMIZERS
+from chemprune.pipeline.optim import LR_SCHEDULES, OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -14,7 +14,7 @@ darts_s<k>         the same search without distillation (the task loss alone), s
 uniform_s<k>       hand-designed: the teacher's layout (6 blocks, 128 atom basis) with the widest
                    uniform kernel whose MACs stay within ``--target-macs`` of the teacher's
 pruned             the teacher's kernels pruned by attention AutoPrune to the same MAC fraction
-                   (``chemprune.compress_schnet.prune_schnet``), fine-tuned with distillation
+                   (``chemprune.pipeline.compress_schnet.prune_schnet``), fine-tuned with distillation
 =================  ===============================================================================
 
 Every architecture is trained with the same recipe and budget (``--retrain-epochs`` /
@@ -55,11 +55,11 @@ from qm9_rows import log  # noqa: E402
 
 from chemprune.checkpoint import atomic_save, atomic_write_text, load_model, model_checkpoint  # noqa: E402
 from chemprune.cli._common import load_dataset  # noqa: E402
-from chemprune.compress_schnet import prune_schnet, split_from_checkpoint  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
 from chemprune.models.schnet import SchNet  # noqa: E402
-from chemprune.search_schnet import model_cost, search_schnet  # noqa: E402
-from chemprune.train import TrainSettings, train  # noqa: E402
+from chemprune.pipeline.compress_schnet import prune_schnet, split_from_checkpoint  # noqa: E402
+from chemprune.pipeline.search_schnet import model_cost, search_schnet  # noqa: E402
+from chemprune.pipeline.train import TrainSettings, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = ROOT / "benchmarks" / "parents" / "qm9_prune_gap_128x6_20k.pt"
@@ -121,7 +121,7 @@ def run_row(name: str, teacher: SchNet, teacher_path: Path, data, mset, split, a
         model, rep = retrain(name, cfg, None, data, split, teacher_path, args, seed)
         return model, {"config": cfg, **rep}
     if name == "pruned":
-        from chemprune.compress_schnet import sparsity_for_macs
+        from chemprune.pipeline.compress_schnet import sparsity_for_macs
 
         model = load_model(teacher_path)[0]  # the teacher object itself is frozen by distillation
         sp = sparsity_for_macs(model, mset.collate(split.val[:64]), args.target_macs, kind="kernel")

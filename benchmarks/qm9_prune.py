@@ -2,7 +2,7 @@
 
 Per target (``--targets``, default gap and U0, eV): one dense parent (``--hidden``/``--filters``/
 ``--interactions``, default 128/128/6, 50 Gaussians, cutoff 5 A) trained with
-``chemprune.train`` on a seeded 80/10/10 split of ``--subset`` molecules (or loaded, ``--dense``),
+``chemprune.pipeline.train`` on a seeded 80/10/10 split of ``--subset`` molecules (or loaded, ``--dense``),
 then, at each kernel sparsity (``--sparsities``, default 0.5/0.75/0.9; a kernel is a block's filter
 channels and its filter network's hidden units), these rows, all fine-tuned with the same budget
 (``--finetune-steps``), learning rate and schedule (``--lr``, ``--lr-schedule``) and the same
@@ -71,8 +71,8 @@ from chemprune.data.batching import (
 )
 from chemprune.data.qm9 import load_qm9  # noqa: E402
 from chemprune.data.targets import get_target  # noqa: E402
-from chemprune.evaluate import evaluate_model  # noqa: E402
 from chemprune.models.schnet import SchNet  # noqa: E402
+from chemprune.pipeline.evaluate import evaluate_model  # noqa: E402
 from chemprune.prune import summarize  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

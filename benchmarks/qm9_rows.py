@@ -16,16 +16,16 @@ import torch
 from torch import Tensor, nn
 
 from chemprune.checkpoint import atomic_save, atomic_write_text, load_model, model_checkpoint
-from chemprune.compress_schnet import prune_schnet, split_from_checkpoint
 from chemprune.data.batching import batch_indices
 from chemprune.data.splits import make_split, standard_sizes, subset_sizes
 from chemprune.data.targets import get_target
 from chemprune.distill.schnet import SchNetDistillation
-from chemprune.evaluate import evaluate_model
-from chemprune.finetune import finetune
 from chemprune.models.schnet import SchNet
+from chemprune.pipeline.compress_schnet import prune_schnet, split_from_checkpoint
+from chemprune.pipeline.evaluate import evaluate_model
+from chemprune.pipeline.finetune import finetune
+from chemprune.pipeline.train import TrainSettings, train
 from chemprune.prune import PRUNERS, MagnitudePruner, register_pruner
-from chemprune.train import TrainSettings, train
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ("attention", "autoprune", "magnitude", "random")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import chemprune.finetune as ft
+import chemprune.pipeline.finetune as ft
 from chemprune.data.batching import MoleculeSet
 from chemprune.models.schnet import SchNet
 from chemprune.progress import on_terminal, progress_bar

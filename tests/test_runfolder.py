@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from chemprune.pipeline.train_state import check_new_run
 from chemprune.runfolder import LOCK_NAME, RunFolderBusy, RunLock, check_output_path, same_file
-from chemprune.train_state import check_new_run
 
 HOLD = """
 import sys, time

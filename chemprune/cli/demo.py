@@ -87,8 +87,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from chemprune.cli import set_threads
     from chemprune.cli._common import load_dataset_and_split
     from chemprune.data.batching import MoleculeSet
-    from chemprune.evaluate import evaluate_model
-    from chemprune.train import TrainSettings, train
+    from chemprune.pipeline.evaluate import evaluate_model
+    from chemprune.pipeline.train import TrainSettings, train
 
     set_threads(args.threads)
     _replace_demo_folder(args.out)
@@ -152,9 +152,9 @@ def _prune_and_compare(args, dense, dense_mae, ckpt, mset, split, steps) -> Path
     import torch
 
     from chemprune.checkpoint import atomic_save, model_checkpoint
-    from chemprune.compress_schnet import prune_schnet
-    from chemprune.evaluate import evaluate_model, throughput
     from chemprune.models.schnet import SchNet
+    from chemprune.pipeline.compress_schnet import prune_schnet
+    from chemprune.pipeline.evaluate import evaluate_model, throughput
 
     print(
         f"[4/{steps}] attention AutoPrune: remove {args.sparsity:.0%} of every block's kernel "

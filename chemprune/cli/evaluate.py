@@ -49,7 +49,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from chemprune.cli import CliError, set_threads
     from chemprune.cli._common import load_dataset
     from chemprune.data.batching import MoleculeSet
-    from chemprune.evaluate import evaluate_model
+    from chemprune.pipeline.evaluate import evaluate_model
     from chemprune.runtime import with_runtime
 
     set_threads(args.threads)

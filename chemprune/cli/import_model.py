@@ -43,8 +43,8 @@ def run_import(args: argparse.Namespace) -> int:
     from chemprune.data.batching import MoleculeSet
     from chemprune.data.targets import get_target
     from chemprune.interop.pyg import from_pyg, make_pyg_schnet, pyg_widths_from_state
+    from chemprune.pipeline.train_state import split_dict, target_dict
     from chemprune.runfolder import check_output_path
-    from chemprune.train_state import split_dict, target_dict
 
     check_output_path(args.out, inputs=[("--weights", args.weights)])
     target = get_target(args.target)

@@ -233,8 +233,12 @@ def run_prune(args: argparse.Namespace) -> int:
     from chemprune.checkpoint import atomic_save, load_model, model_checkpoint
     from chemprune.cli import CliError, resolve_device, set_threads
     from chemprune.cli._common import load_dataset
-    from chemprune.compress_schnet import prune_schnet, sparsity_for_macs, split_from_checkpoint
     from chemprune.data.batching import MoleculeSet
+    from chemprune.pipeline.compress_schnet import (
+        prune_schnet,
+        sparsity_for_macs,
+        split_from_checkpoint,
+    )
     from chemprune.runfolder import check_output_path
 
     set_threads(args.threads)

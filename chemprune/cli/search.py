@@ -107,10 +107,10 @@ def run_search(args: argparse.Namespace) -> int:
     from chemprune.checkpoint import atomic_write_text, load_model
     from chemprune.cli import CliError, set_threads
     from chemprune.cli._common import load_dataset
-    from chemprune.compress_schnet import split_from_checkpoint
     from chemprune.data.batching import MoleculeSet
+    from chemprune.pipeline.compress_schnet import split_from_checkpoint
+    from chemprune.pipeline.search_schnet import arch_record, search_schnet
     from chemprune.runfolder import check_output_path
-    from chemprune.search_schnet import arch_record, search_schnet
 
     set_threads(args.threads)
     if args.steps is None and args.minutes is None:

@@ -32,7 +32,7 @@ _PARSER: argparse.ArgumentParser | None = None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from chemprune.optim import LR_SCHEDULES, OPTIMIZERS
+    from chemprune.pipeline.optim import LR_SCHEDULES, OPTIMIZERS
 
     p = sub.add_parser("train", help="train a SchNet on QM9", description=DESCRIPTION)
     p.add_argument(
@@ -253,8 +253,8 @@ def _launch(args: argparse.Namespace, spec) -> int:
     """Re-run this command under torchrun with ``spec``'s processes; returns its exit code."""
     from chemprune.cli import CliError
     from chemprune.distributed.launch import launch
+    from chemprune.pipeline.train_state import LOCK_HELD_ENV, check_new_run
     from chemprune.runfolder import RunLock
-    from chemprune.train_state import LOCK_HELD_ENV, check_new_run
 
     if str(args.device) != "cpu":
         raise CliError(f"--device {args.device}: several processes train on the CPU only (gloo)")
@@ -294,7 +294,7 @@ def _architecture(args: argparse.Namespace) -> tuple[dict | None, tuple[int, ...
 
     from chemprune.cli import CliError
     from chemprune.models.schnet import SchNet
-    from chemprune.search_schnet import ARCH_FORMAT
+    from chemprune.pipeline.search_schnet import ARCH_FORMAT
 
     if args.arch is None:
         return None, None
@@ -381,7 +381,7 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
     """Train in this process (alone, or as one rank of a torchrun job)."""
     from chemprune.cli import EXIT_DIVERGED, EXIT_INTERRUPTED, CliError
     from chemprune.distributed.context import WorldSizeError
-    from chemprune.train import TrainingDiverged, TrainingInterrupted, TrainSettings, train
+    from chemprune.pipeline.train import TrainingDiverged, TrainingInterrupted, TrainSettings, train
 
     main = context is None or context.is_main
     data, split, source = load_dataset_and_split(args.data_dir, args.subset, args.seed)

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from chemprune.data.batching import MoleculeSet
-from chemprune.evaluate import evaluate_model, predict_indices
+from chemprune.pipeline.evaluate import evaluate_model, predict_indices
 
 __all__ = ["DistContext", "WorldSizeError", "bytes_written"]
 

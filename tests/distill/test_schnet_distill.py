@@ -10,8 +10,8 @@ import torch
 
 from chemprune.data.batching import MoleculeSet
 from chemprune.distill.schnet import SchNetDistillation
-from chemprune.finetune import finetune
 from chemprune.models.schnet import SchNet
+from chemprune.pipeline.finetune import finetune
 from chemprune.prune import MagnitudePruner
 from chemprune.prune.schnet import schnet_groups
 

@@ -17,7 +17,7 @@ from chemprune.data.batching import MoleculeSet
 from chemprune.distributed import DistContext, SmoothOut
 from chemprune.distributed.terngrad import clip_segments
 from chemprune.models.schnet import SchNet
-from chemprune.train_step import accumulate_gradients
+from chemprune.pipeline.train_step import accumulate_gradients
 
 GLOBAL_BATCH = 10
 TERNGRAD_DRAWS = 400

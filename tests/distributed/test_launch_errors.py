@@ -13,7 +13,7 @@ from chemprune.cli import main
 from chemprune.data.splits import make_split, subset_sizes
 from chemprune.distributed.context import WorldSizeError
 from chemprune.distributed.launch import LaunchSpec
-from chemprune.train import TrainSettings, train
+from chemprune.pipeline.train import TrainSettings, train
 from tests.distributed.conftest import start_group, stop_group
 
 

@@ -9,7 +9,7 @@ from torch import nn
 from chemprune.checkpoint import load_checkpoint
 from chemprune.data.splits import make_split, subset_sizes
 from chemprune.distributed.smoothout import SmoothOut, amplitude_factor
-from chemprune.train import TrainSettings, train
+from chemprune.pipeline.train import TrainSettings, train
 
 TINY = dict(
     hidden_channels=16, filter_channels=16, num_interactions=2, num_gaussians=16, batch_size=16

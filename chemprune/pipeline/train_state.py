@@ -52,7 +52,7 @@ class TrainSettings:
     lr: float = 5e-4
     optimizer: str = "adam"  # "adam" or "sgd" (with momentum, e.g. to compare gradient codecs)
     momentum: float = 0.9  # SGD only
-    lr_schedule: str = "plateau"  # or "cosine" (see chemprune.optim)
+    lr_schedule: str = "plateau"  # or "cosine" (see chemprune.pipeline.optim)
     warmup_steps: int = 0  # cosine only: linear warm-up steps
     lr_factor: float = 0.5  # plateau only
     lr_patience: int = 5  # plateau only

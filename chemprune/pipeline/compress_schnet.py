@@ -19,9 +19,9 @@ import torch
 from chemprune.data.batching import MoleculeSet
 from chemprune.data.splits import Split, make_split
 from chemprune.distill.schnet import DISTILL_MODES, SchNetDistillation
-from chemprune.evaluate import evaluate_model
-from chemprune.finetune import finetune
 from chemprune.models.schnet import SchNet
+from chemprune.pipeline.evaluate import evaluate_model
+from chemprune.pipeline.finetune import finetune
 from chemprune.prune import (
     PRUNERS,
     AutoPrunePruner,

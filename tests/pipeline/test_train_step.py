@@ -9,8 +9,8 @@ import torch
 
 from chemprune.data.splits import make_split, subset_sizes
 from chemprune.distributed import DistContext, SmoothOut
-from chemprune.train import TrainSettings, train
-from chemprune.train_step import accumulate_gradients, clip_gradients
+from chemprune.pipeline.train import TrainSettings, train
+from chemprune.pipeline.train_step import accumulate_gradients, clip_gradients
 from tests.distributed._grad_worker import grads_of, molecules, tiny_model
 
 

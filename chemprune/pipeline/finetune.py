@@ -21,8 +21,8 @@ import torch
 
 from chemprune.data.batching import MoleculeSet
 from chemprune.distill.schnet import SchNetDistillation
-from chemprune.evaluate import evaluate_model
 from chemprune.models.schnet import SchNet
+from chemprune.pipeline.evaluate import evaluate_model
 from chemprune.progress import progress_bar
 from chemprune.prune.base import Pruner
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chemprune.compress_schnet import prune_schnet
 from chemprune.data.batching import MoleculeSet
 from chemprune.data.splits import make_split
 from chemprune.models.schnet import SchNet
+from chemprune.pipeline.compress_schnet import prune_schnet
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_distilled_pruning_records_the_teacher_and_keeps_the_budget(setup, disti
 
 
 def test_target_macs_splits_the_kernel_budget_between_both_parts(setup):
-    from chemprune.compress_schnet import _shrunk_config, sparsity_for_macs
+    from chemprune.pipeline.compress_schnet import _shrunk_config, sparsity_for_macs
     from chemprune.prune import summarize
     from chemprune.prune.schnet import schnet_groups
 

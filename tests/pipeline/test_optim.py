@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from chemprune.optim import LRSchedule, cosine_factor, warmup_cosine_factor
+from chemprune.pipeline.optim import LRSchedule, cosine_factor, warmup_cosine_factor
 
 
 def _opt(lr=0.1):

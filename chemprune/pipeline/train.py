@@ -32,9 +32,8 @@ from chemprune.data.targets import atomref_ev, get_target, target_statistics
 from chemprune.distributed.context import DistContext, bytes_written
 from chemprune.distributed.smoothout import SmoothOut
 from chemprune.models.schnet import SchNet
-from chemprune.optim import LRSchedule, make_optimizer
-from chemprune.progress import progress_bar
-from chemprune.train_state import (
+from chemprune.pipeline.optim import LRSchedule, make_optimizer
+from chemprune.pipeline.train_state import (
     SignalGuard,
     TrainSettings,
     resume_state,
@@ -42,7 +41,13 @@ from chemprune.train_state import (
     split_dict,
     target_dict,
 )
-from chemprune.train_step import accumulate_gradients, clip_gradients, steps_per_epoch, usable
+from chemprune.pipeline.train_step import (
+    accumulate_gradients,
+    clip_gradients,
+    steps_per_epoch,
+    usable,
+)
+from chemprune.progress import progress_bar
 
 __all__ = ["TrainSettings", "TrainingDiverged", "TrainingInterrupted", "train", "target_statistics"]
 
@@ -385,8 +390,8 @@ def _distillation(
     import numpy as np
 
     from chemprune.checkpoint import load_model
-    from chemprune.compress_schnet import split_from_checkpoint
     from chemprune.distill.schnet import SchNetDistillation
+    from chemprune.pipeline.compress_schnet import split_from_checkpoint
 
     if ctx.distributed:
         raise ValueError("distillation from a teacher runs in one process (not with --nproc)")

@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedule of ``chemprune.train``.
+"""Optimizer and learning-rate schedule of ``chemprune.pipeline.train``.
 
 Optimizers: Adam, or SGD with momentum (TernGrad's paper trains with it; see README).
 Schedules: plateau (per epoch) or cosine (per step).

@@ -14,7 +14,7 @@ import torch
 
 from chemprune.checkpoint import load_checkpoint
 from chemprune.data.splits import make_split, subset_sizes
-from chemprune.train import TrainingDiverged, TrainSettings, train
+from chemprune.pipeline.train import TrainingDiverged, TrainSettings, train
 from tests.conftest import REPO
 
 TINY = dict(
