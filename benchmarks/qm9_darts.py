@@ -105,6 +105,7 @@ def run_row(name: str, teacher: SchNet, teacher_path: Path, data, mset, split, a
             teacher, mset, split, engine=args.engine, order=args.order, distill=distill,
             target_macs=args.target_macs, cost_weight=args.cost_weight, steps=args.search_steps,
             batch_size=args.batch_size, lr=args.lr, arch_lr=args.arch_lr, seed=seed,
+            warmup_steps=int(args.warmup * args.search_steps),
             progress=False, log=log,
         )  # fmt: skip
         report.pop("history", None)
@@ -245,6 +246,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--arch-lr", type=float, default=3e-3)
+    p.add_argument("--warmup", type=float, default=0.3, help="share of the search steps that "
+                   "train the weights only")  # fmt: skip
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--time-mol64", type=int, default=512)

@@ -8,6 +8,7 @@ from pathlib import Path
 from chemprune.cli.options import (
     json_line,
     nonneg_float,
+    nonneg_int,
     positive_float,
     positive_int,
     seed_int,
@@ -77,7 +78,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=positive_float, default=None, help="time budget")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=5e-4, help="weights (Adam)")
-    p.add_argument("--arch-lr", type=positive_float, default=3e-4, help="alphas (Adam)")
+    p.add_argument("--arch-lr", type=positive_float, default=3e-3, help="alphas (Adam)")
+    p.add_argument("--warmup-steps", type=nonneg_int, default=None,
+                   help="train the weights only for the first N steps (default: 30%% of --steps, "
+                   "0 with --minutes alone)")  # fmt: skip
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--threads", type=threads_int, default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -117,6 +121,11 @@ def run_search(args: argparse.Namespace) -> int:
         raise CliError("give --steps or --minutes (the search's budget)")
     if args.engine == "darts_minus" and args.steps is None:
         raise CliError("--engine darts_minus decays its auxiliary skip over --steps: give them")
+    warmup = args.warmup_steps
+    if warmup is None:
+        warmup = int(0.3 * args.steps) if args.steps else 0
+    if args.steps is not None and warmup >= args.steps:
+        raise CliError(f"--warmup-steps {warmup} leaves none of the {args.steps} --steps to search")
     check_output_path(args.out, inputs=[("--teacher", args.teacher)])
     teacher, ckpt = load_model(args.teacher)
     data, _, _ = load_dataset(args.data_dir)
@@ -128,6 +137,7 @@ def run_search(args: argparse.Namespace) -> int:
         candidates=args.candidates, target_macs=args.target_macs, cost_weight=args.cost_weight,
         steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
         arch_lr=args.arch_lr, seed=args.seed, progress=not args.no_progress,
+        warmup_steps=warmup,
     )  # fmt: skip
     if "config" not in report["derived"]:
         raise CliError(report["derived"]["error"], 1)

@@ -70,6 +70,9 @@ class ArchitectureSearch:
             (``cost_weight * max(0, expected / reference - target)``).
         total_steps: steps of the whole search (for schedules; ``None``: none needed).
         extra_parameters: trained with the weights (e.g. a distillation's adapters).
+        warmup_steps: the first steps train the weights only, alpha frozen (PC-DARTS and
+            P-DARTS warm up so that the operations are compared after they have learned
+            something, not at their initialisation, where a cost penalty alone decides).
     """
 
     name: str = "base"
@@ -91,6 +94,7 @@ class ArchitectureSearch:
         cost_target: float | None = None,
         total_steps: int | None = None,
         extra_parameters: Sequence[nn.Parameter] = (),
+        warmup_steps: int = 0,
     ) -> None:
         if order not in (1, 2):
             raise ValueError(f"order must be 1 (first-order) or 2 (second-order), got {order}")
@@ -106,6 +110,8 @@ class ArchitectureSearch:
             raise ValueError(f"reference_cost must be positive, got {reference_cost}")
         if cost_target is not None and not 0 < cost_target <= 1:
             raise ValueError(f"cost_target must be in (0, 1], got {cost_target}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if total_steps is not None and total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         self.model = model
@@ -125,6 +131,7 @@ class ArchitectureSearch:
         self.reference_cost = float(reference_cost)
         self.cost_target = cost_target
         self.total_steps = total_steps
+        self.warmup_steps = int(warmup_steps)
         self.step = 0
 
     # ------------------------------------------------------------------ schedule
@@ -218,13 +225,17 @@ class ArchitectureSearch:
         """One architecture step on ``valid_batch``, then one weight step on ``train_batch``."""
         self.before_step()
         self.model.train()
-        self.arch_optimizer.zero_grad(set_to_none=True)
-        valid = self.arch_gradients(train_batch, valid_batch)
-        if not torch.isfinite(valid):
-            raise FloatingPointError(
-                f"the validation loss is {float(valid)} at search step {self.step}"
-            )
-        self.arch_optimizer.step()
+        if self.step >= self.warmup_steps:
+            self.arch_optimizer.zero_grad(set_to_none=True)
+            valid = self.arch_gradients(train_batch, valid_batch)
+            if not torch.isfinite(valid):
+                raise FloatingPointError(
+                    f"the validation loss is {float(valid)} at search step {self.step}"
+                )
+            self.arch_optimizer.step()
+        else:
+            with torch.no_grad():
+                valid = self.valid_objective(valid_batch)
         train = self.weight_step(train_batch)
         self.step += 1
         stats = {"train_loss": float(train), "valid_loss": float(valid), "step": self.step}

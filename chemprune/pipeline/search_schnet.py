@@ -73,6 +73,7 @@ def search_schnet(
     batch_size: int = 32,
     lr: float = 5e-4,
     arch_lr: float = 3e-4,
+    warmup_steps: int = 0,
     seed: int = 0,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -80,7 +81,7 @@ def search_schnet(
     """Search; returns the trained supernet and a report (genotype, costs, losses).
 
     Stops after ``steps`` search steps or ``minutes``, whichever comes first (at least one of
-    them). ``target_macs`` (a fraction of the teacher's MACs) turns on the cost penalty
+    them); the first ``warmup_steps`` train the weights only. ``target_macs`` (a fraction of the teacher's MACs) turns on the cost penalty
     ``cost_weight * max(0, E[MACs] / teacher MACs - target_macs)``.
     """
     if steps is None and minutes is None:
@@ -100,7 +101,7 @@ def search_schnet(
         model=supernet, loss=loss, order=order, weight_optimizer=opt, lr=lr, arch_lr=arch_lr,
         cost_weight=cost_weight if target_macs is not None else 0.0,
         reference_cost=float(teacher_cost["macs"]), cost_target=target_macs,
-        total_steps=steps, extra_parameters=extra,
+        total_steps=steps, extra_parameters=extra, warmup_steps=warmup_steps,
     )  # fmt: skip
     train_it = _forever(mset, w_idx, batch_size, seed)
     valid_it = _forever(mset, a_idx, batch_size, seed + 1)
@@ -140,7 +141,7 @@ def search_schnet(
         "engine": engine, "order": order, "distill": distill, "candidates": list(candidates),
         "target_macs": target_macs, "cost_weight": cost_weight if target_macs is not None else 0.0,
         "steps": search.step, "seconds": round(seconds, 1), "batch_size": batch_size, "lr": lr,
-        "arch_lr": arch_lr, "seed": seed, "blocks": blocks, "candidate_macs": costs,
+        "arch_lr": arch_lr, "warmup_steps": warmup_steps, "seed": seed, "blocks": blocks, "candidate_macs": costs,
         "teacher": teacher_cost, "final": last, "history": history,
         "expected_macs_fraction": float(search.expected_cost().detach()) / teacher_cost["macs"],
     }  # fmt: skip

@@ -188,3 +188,20 @@ def test_cost_target_penalises_only_the_excess():
     assert float(above.detach()) == pytest.approx(2.0 * 0.25) and float(below.detach()) == 0.0
     with pytest.raises(ValueError, match="cost_target"):
         Darts(model=net, loss=zero, cost_target=1.5)
+
+
+def test_warmup_trains_the_weights_before_the_architecture():
+    torch.manual_seed(0)
+    net = ToyNet()
+    search = Darts(model=net, loss=mse, warmup_steps=3)
+    start = torch.cat([a.detach().clone() for a in arch_parameters(net)])
+    w0 = [p.detach().clone() for p in net.parameters()]
+    for _ in range(3):
+        stats = search.train_step(even_task(16, seed=1), even_task(16, seed=2))
+    assert torch.equal(torch.cat([a.detach() for a in arch_parameters(net)]), start)
+    assert any(not torch.equal(p, b) for p, b in zip(net.parameters(), w0, strict=True))
+    assert stats["valid_loss"] > 0
+    search.train_step(even_task(16, seed=1), even_task(16, seed=2))
+    assert not torch.equal(torch.cat([a.detach() for a in arch_parameters(net)]), start)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        Darts(model=ToyNet(), loss=mse, warmup_steps=-1)
