@@ -61,7 +61,7 @@ def test_card_top1_is_what_evaluate_measures(tmp_path, capsys):
     out = tmp_path / "eval.json"
     argv = ["evaluate", "--model", str(MODEL), "--data", str(data), "--split", "test",
             "--beam-size", "5", "--n-best", "5", "--max-length", "200", "--threads", "1",
-            "--json", str(out)]  # fmt: skip
+            "--json", str(out), "--out-dir", str(tmp_path / "pred")]  # fmt: skip
     assert main(argv) == 0
     res = json.loads(out.read_text())
     assert res["n"] == card_value("test_reactions")
