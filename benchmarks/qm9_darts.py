@@ -45,7 +45,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,26 +56,26 @@ from chemprune.checkpoint import atomic_save, atomic_write_text, load_model, mod
 from chemprune.cli._common import load_dataset  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
 from chemprune.models.schnet import SchNet  # noqa: E402
-from chemprune.pipeline.compress_schnet import prune_schnet, split_from_checkpoint  # noqa: E402
-from chemprune.pipeline.search_schnet import model_cost, search_schnet  # noqa: E402
+from chemprune.pipeline.compress_schnet import (  # noqa: E402
+    prune_schnet,
+    shrunk_config,
+    sparsity_for_macs,
+    split_from_checkpoint,
+)
+from chemprune.pipeline.search_schnet import search_schnet  # noqa: E402
 from chemprune.pipeline.train import TrainSettings, train  # noqa: E402
+from chemprune.prune.schnet import schnet_groups  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = ROOT / "benchmarks" / "parents" / "qm9_prune_gap_128x6_20k.pt"
 
 
-def uniform_config(teacher: SchNet, example, fraction: float) -> dict[str, Any]:
-    """The teacher's layout with the widest uniform kernel (filters = filter hidden) whose MACs
-    on ``example`` are at most ``fraction`` of the teacher's."""
-    limit = fraction * model_cost(teacher, example)["macs"]
-    best = None
-    for f in range(1, teacher.filter_channels[0] + 1):
-        cfg = dict(teacher.config(), filter_channels=f, filter_hidden_channels=f)
-        if model_cost(SchNet.from_config(cfg), example)["macs"] <= limit:
-            best = cfg
-    if best is None:
-        raise ValueError(f"no uniform kernel reaches {fraction:.0%} of the teacher's MACs")
-    return best
+def uniform_config(teacher: SchNet, batch, fraction: float) -> tuple[dict[str, Any], float]:
+    """The teacher's layout with the widest uniform kernel whose MACs on ``batch`` are at most
+    ``fraction`` of the teacher's: the architecture kernel pruning to that fraction leaves
+    (:func:`sparsity_for_macs`), so ``uniform`` is the pruned row's architecture from scratch."""
+    sp = sparsity_for_macs(teacher, batch, fraction, kind="kernel")
+    return shrunk_config(teacher, schnet_groups(teacher, "kernel"), sp), sp
 
 
 def retrain(name: str, config: dict, blocks, data, split, teacher_path: Path, args, seed: int):
@@ -98,7 +97,7 @@ def retrain(name: str, config: dict, blocks, data, split, teacher_path: Path, ar
 
 def run_row(name: str, teacher: SchNet, teacher_path: Path, data, mset, split, args):
     seed = int(name.rsplit("_s", 1)[1]) if "_s" in name else args.seeds[0]
-    example = mset.collate(np.asarray(split.train)[:64])
+    macs_batch = mset.collate(split.val[:64])  # the molecules the MAC fractions are set on
     if name.startswith("darts"):
         distill = "features" if name.startswith("darts_kd") else "none"
         _, report = search_schnet(
@@ -118,14 +117,12 @@ def run_row(name: str, teacher: SchNet, teacher_path: Path, data, mset, split, a
         )
         return model, {"search": report, **rep}
     if name.startswith("uniform"):
-        cfg = uniform_config(teacher, example, args.target_macs)
+        cfg, sp = uniform_config(teacher, macs_batch, args.target_macs)
         model, rep = retrain(name, cfg, None, data, split, teacher_path, args, seed)
-        return model, {"config": cfg, **rep}
+        return model, {"config": cfg, "kernel_sparsity": sp, **rep}
     if name == "pruned":
-        from chemprune.pipeline.compress_schnet import sparsity_for_macs
-
         model = load_model(teacher_path)[0]  # the teacher object itself is frozen by distillation
-        sp = sparsity_for_macs(model, mset.collate(split.val[:64]), args.target_macs, kind="kernel")
+        sp = sparsity_for_macs(model, macs_batch, args.target_macs, kind="kernel")
         rep = prune_schnet(
             model, mset, split, method="attention", sparsity=sp, kind="kernel",
             finetune_minutes=args.retrain_minutes, finetune_steps=None, lr=args.lr,
@@ -307,8 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_text(jpath, json.dumps(rep, indent=1, default=str) + "\n")
             reports[name] = rep
         # measure everything in one process
-        example = mset.collate(split.test[:64])
-        t_macs = model_cost(teacher, example)["macs"]
+        t_macs = static_stats(teacher, (mset, mset), split, teacher_path)["macs_per_batch64"]
         rows = []
         names = list(models)
         speeds = measure_speed([models[n] for n in names], timing_batches(mset, split, args), args)

@@ -15,7 +15,7 @@ already exists under ``--work``, so an interrupted release resumes where it stop
 4. ``evaluate`` parent, control and released model on the full USPTO-50k test split (beam 5,
    top-1..5 by canonical match);
 5. translation speed of parent and released model in turns (``benchmarks/uspto_speed.py``;
-   kept when its JSON is not older than the released model);
+   kept when its JSON measured the same released file, path and size);
 6. ``benchmarks/results/<--name>.{json,png}`` and the card ``<--out>`` with ``.md``.
 
 Run (from the repository root; ~2.5 h on the 2-core CPU)::
@@ -160,8 +160,11 @@ def speed(parent: Path, released: Path, data: Path, name: str, results: Path) ->
     import subprocess
 
     out = results / f"{name}_speed.json"
-    if out.is_file() and out.stat().st_mtime > released.stat().st_mtime - 3600:
-        return json.loads(out.read_text())  # measured for this release already
+    if out.is_file():  # measured for this very file already (same path and size)?
+        done = json.loads(out.read_text())
+        row = next((r for r in done["rows"] if r["model"] == "released"), {})
+        if row.get("path") == str(released) and row.get("file_bytes") == released.stat().st_size:
+            return done
     cmd = [sys.executable, str(REPO / "benchmarks" / "uspto_speed.py"), "--models",
            f"parent={parent}", f"released={released}", "--data", str(data), "--n", "200",
            "--threads", "1", "--repeats", "3", "--name", f"{name}_speed",

@@ -196,7 +196,7 @@ def _prune_and_compare(args, dense, dense_mae, ckpt, mset, split, steps) -> Path
             rates = [
                 throughput(m, mset, split.test[:n], batch_size=bs) for n, bs in ((512, 64), (64, 1))
             ]
-            kernel = f"{m.filter_channels[0]}/{m.interactions[0].filter_network.hidden_channels}"
+            kernel = f"{m.filter_channels[0]}/{m.interactions[0].filter_hidden_channels}"
             rows.append((name, kernel, sum(p.numel() for p in m.parameters()), mae, *rates))
     finally:
         torch.set_num_threads(threads)

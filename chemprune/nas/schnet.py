@@ -136,15 +136,6 @@ class SchNetSupernet(SchNet):
             filter_channels=width, interaction_channels=self.hidden_channels, kind=kind,
         )  # fmt: skip
 
-    # SchNet's accessors that assume ordinary blocks
-    @property
-    def filter_channels(self) -> list[int]:  # type: ignore[override]
-        return [0 for _ in self.interactions]
-
-    @property
-    def block_kinds(self) -> list[str]:  # type: ignore[override]
-        return ["mixed" for _ in self.interactions]
-
     def config(self) -> dict[str, Any]:
         return {
             "candidates": list(self.candidates),

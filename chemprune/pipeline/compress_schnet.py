@@ -32,7 +32,9 @@ from chemprune.prune import (
 from chemprune.prune.attention import schnet_filter_profiles
 from chemprune.prune.schnet import schnet_groups, schnet_layer_groups, shrink_schnet
 
-__all__ = ["split_from_checkpoint", "prune_schnet", "model_stats", "sparsity_for_macs"]
+__all__ = [
+    "split_from_checkpoint", "prune_schnet", "model_stats", "shrunk_config", "sparsity_for_macs",
+]  # fmt: skip
 
 
 def split_from_checkpoint(ckpt: dict[str, Any], num_molecules: int) -> Split:
@@ -66,9 +68,7 @@ def model_stats(model: SchNet, data: MoleculeSet, indices: np.ndarray) -> dict[s
         "effective_macs_per_batch64": s["effective_macs"],
         "hidden_channels": model.hidden_channels,
         "filter_channels": model.filter_channels,
-        "filter_hidden_channels": [
-            blk.filter_network.hidden_channels for blk in model.interactions
-        ],
+        "filter_hidden_channels": [blk.filter_hidden_channels for blk in model.interactions],
         "interaction_channels": [blk.interaction_channels for blk in model.interactions],
     }
 
@@ -80,7 +80,7 @@ _WIDTH_KEYS = {
 }
 
 
-def _shrunk_config(model: SchNet, groups: Sequence[Any], sparsity: float) -> dict[str, Any]:
+def shrunk_config(model: SchNet, groups: Sequence[Any], sparsity: float) -> dict[str, Any]:
     """``model.config()`` after removing ``round(sparsity * units)`` units of every group."""
     cfg = model.config()
     for g in groups:
@@ -114,7 +114,7 @@ def sparsity_for_macs(
     groups = schnet_groups(model, kind, blocks=blocks)
 
     def macs(sparsity: float) -> int:
-        m = SchNet.from_config(_shrunk_config(model, groups, sparsity)).eval()
+        m = SchNet.from_config(shrunk_config(model, groups, sparsity)).eval()
         return summarize(m, lambda net: net(batch.z, batch.pos, batch.batch))["macs"]
 
     dense = macs(0.0)

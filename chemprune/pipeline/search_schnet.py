@@ -12,7 +12,6 @@ retraining.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,19 +25,18 @@ from chemprune.models.schnet import SchNet
 from chemprune.nas import NAS_ENGINES
 from chemprune.nas.distill import schnet_search_loss
 from chemprune.nas.schnet import DEFAULT_CANDIDATES, SchNetSupernet
+from chemprune.pipeline.compress_schnet import model_stats
 from chemprune.progress import progress_bar
-from chemprune.prune.accounting import summarize
 
-__all__ = ["ARCH_FORMAT", "arch_record", "search_schnet", "model_cost"]
+__all__ = ["ARCH_FORMAT", "arch_record", "search_schnet"]
 
 ARCH_FORMAT = "chemprune-architecture"
 
 
-def model_cost(model: SchNet, batch: Any) -> dict[str, int]:
-    """MACs (counted by hooks on ``batch``) and parameters of a model."""
-    with torch.no_grad():
-        macs = summarize(model, lambda m: m(batch.z, batch.pos, batch.batch))["macs"]
-    return {"macs": int(macs), "parameters": sum(p.numel() for p in model.parameters())}
+def _cost(model: SchNet, mset: MoleculeSet, indices: np.ndarray) -> dict[str, int]:
+    """MACs on the first 64 of ``indices`` and parameters (:func:`model_stats`)."""
+    s = model_stats(model, mset, indices)
+    return {"macs": int(s["macs_per_batch64"]), "parameters": int(s["params"])}
 
 
 def _halves(train: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,9 +89,10 @@ def search_schnet(
     torch.manual_seed(seed)
     w_idx, a_idx = _halves(split.train, seed)
     supernet = SchNetSupernet.like(teacher, candidates=candidates)
-    example = mset.collate(np.asarray(split.train)[:64])
+    train_idx = np.asarray(split.train)
+    example = mset.collate(train_idx[:64])
     costs = supernet.measure_costs(example.z, example.pos, example.batch)
-    teacher_cost = model_cost(teacher, example)
+    teacher_cost = _cost(teacher, mset, train_idx)
     loss, distillation = schnet_search_loss(student=supernet, teacher=teacher, mode=distill)
     extra = distillation.auxiliary_parameters() if distillation is not None else []
     opt = torch.optim.Adam([*supernet.parameters(), *extra], lr=lr)
@@ -151,13 +150,11 @@ def search_schnet(
         report["derived"] = {"error": str(err)}
         log(f"search: {err}")
         return supernet, report
-    cost = model_cost(derived, example)
+    cost = _cost(derived, mset, train_idx)
     report["derived"] = {
         "config": derived.config(), "kept_blocks": derived.derived_from, **cost,
         "macs_fraction": cost["macs"] / teacher_cost["macs"],
     }  # fmt: skip
-    if not math.isfinite(last.get("valid_loss", 0.0)):
-        raise FloatingPointError("the search ended with a non-finite validation loss")
     return supernet, report
 
 

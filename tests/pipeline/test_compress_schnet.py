@@ -70,7 +70,7 @@ def test_distilled_pruning_records_the_teacher_and_keeps_the_budget(setup, disti
 
 
 def test_target_macs_splits_the_kernel_budget_between_both_parts(setup):
-    from chemprune.pipeline.compress_schnet import _shrunk_config, sparsity_for_macs
+    from chemprune.pipeline.compress_schnet import shrunk_config, sparsity_for_macs
     from chemprune.prune import summarize
     from chemprune.prune.schnet import schnet_groups
 
@@ -81,7 +81,7 @@ def test_target_macs_splits_the_kernel_budget_between_both_parts(setup):
         return summarize(m.eval(), lambda net: net(b.z, b.pos, b.batch))["macs"]
 
     s = sparsity_for_macs(model, b, 0.7, kind="kernel")
-    cfg = _shrunk_config(model, schnet_groups(model, "kernel"), s)
+    cfg = shrunk_config(model, schnet_groups(model, "kernel"), s)
     assert cfg["filter_channels"] == cfg["filter_hidden_channels"]  # one sparsity for both
     assert cfg["filter_channels"][0] < 8
     assert macs(SchNet.from_config(cfg)) <= 0.7 * macs(model)
