@@ -161,16 +161,13 @@ def derive_modules(model: nn.Module) -> nn.Module:
     trained in the supernet). Search spaces that know a better form (a SchNet with fewer
     blocks) derive their own model instead.
     """
-    found = list(mixed_ops(model))
     if isinstance(model, MixedOp):
-        return model.derive()
-    for name, op in found:
-        if any(name.startswith(other + ".") for other, _ in found if other != name):
-            continue  # nested inside an outer mixed operation being replaced below
+        return derive_modules(model.derive())
+    names = [name for name, _ in mixed_ops(model)]
+    for name in names:
+        if any(name.startswith(outer + ".") for outer in names):
+            continue  # inside an outer mixed operation: derived with it
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, attr, op.derive())
-    # inner mixed operations inside chosen ones
-    if any(True for _ in mixed_ops(model)):
-        derive_modules(model)
+        setattr(parent, attr, derive_modules(getattr(parent, attr).derive()))
     return model

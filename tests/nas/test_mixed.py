@@ -86,3 +86,15 @@ def test_alpha_moves_with_dtype():
     net = ToyNet().double()
     assert all(a.dtype == torch.float64 for a in arch_parameters(net))
     assert net(torch.randn(2, 4, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_nested_mixed_operations_are_derived_all_the_way_down():
+    inner = MixedOp({"lin": nn.Linear(4, 4), "skip": nn.Identity()})
+    with torch.no_grad():
+        inner.alpha.copy_(torch.tensor([1.0, 0.0]))
+    outer = MixedOp({"seq": nn.Sequential(inner, nn.Tanh()), "none": Zero()})
+    derived = derive_modules(outer)
+    assert not list(mixed_ops(derived)) and isinstance(derived[0], nn.Linear)
+    wrapped = derive_modules(nn.Sequential(MixedOp({"seq": nn.Sequential(
+        MixedOp({"lin": nn.Linear(4, 4), "skip": Zero()}), nn.Tanh()), "none": Zero()})))  # fmt: skip
+    assert not list(mixed_ops(wrapped)) and isinstance(wrapped[0][0], nn.Linear)
