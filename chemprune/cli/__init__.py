@@ -43,7 +43,17 @@ class CliError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     from chemprune import __version__
-    from chemprune.cli import demo, evaluate, export, import_model, predict, prune, search, train
+    from chemprune.cli import (
+        demo,
+        evaluate,
+        export,
+        generate,
+        import_model,
+        predict,
+        prune,
+        search,
+        train,
+    )
     from chemprune.cli.options import CheckedParser
 
     parser = CheckedParser(
@@ -55,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show the Python traceback of an error"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (train, evaluate, predict, import_model, prune, search, export, demo):
+    for module in (train, evaluate, predict, import_model, prune, search, generate, export, demo):
         module.add_parser(sub)
     return parser
 

@@ -1,0 +1,66 @@
+"""The GAN pipeline on the 240-molecule fixture: data, exact resume, sampling, compression."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from chemprune.gan.checkpoint import load_generator
+from chemprune.pipeline.generate import (
+    GANSettings,
+    compress_gan,
+    evaluate_samples,
+    load_graphs,
+    sample_smiles,
+    train_gan,
+)
+
+SETTINGS = GANSettings(engine="mgo_gan", generators=2, classifier_weight=1.0, z_dim=8,
+                       hidden=(16, 24, 32), batch_size=16)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def graphs(qm9_dir):
+    return load_graphs(qm9_dir, seed=0)
+
+
+def test_graph_data_split(graphs):
+    assert graphs.spec["molecules"] + sum(graphs.spec["skipped"].values()) == 240
+    assert len(graphs.train) + len(graphs.test) == graphs.spec["molecules"]
+    assert not set(graphs.train) & set(graphs.test)
+    assert len(graphs.test) == round(0.1 * graphs.spec["molecules"])
+
+
+def test_resumed_training_continues_exactly(graphs, tmp_path):
+    straight = train_gan(graphs, tmp_path / "a", tmp_path / "a.pt", settings=SETTINGS, steps=12,
+                         progress=False)  # fmt: skip
+    train_gan(graphs, tmp_path / "b", tmp_path / "b.pt", settings=SETTINGS, steps=5,
+              progress=False)  # fmt: skip
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_gan(graphs, tmp_path / "b", tmp_path / "b.pt", settings=SETTINGS, steps=12)
+    other = GANSettings(**{**SETTINGS.__dict__, "lr": 1e-4})
+    with pytest.raises(ValueError, match="other settings"):
+        train_gan(graphs, tmp_path / "b", tmp_path / "b.pt", settings=other, steps=12, resume=True)
+    resumed = train_gan(graphs, tmp_path / "b", tmp_path / "b.pt", settings=SETTINGS, steps=12,
+                        resume=True, progress=False)  # fmt: skip
+    assert straight["steps"] == resumed["steps"] == 12
+    a, da, _ = load_generator(tmp_path / "a.pt")
+    b, db, _ = load_generator(tmp_path / "b.pt")
+    for p, q in zip([*a.state_dict().values(), *da.state_dict().values()],
+                    [*b.state_dict().values(), *db.state_dict().values()], strict=True):  # fmt: skip
+        assert torch.equal(p, q)
+
+
+def test_sample_and_compress(graphs, tmp_path):
+    train_gan(graphs, tmp_path / "r", tmp_path / "g.pt", settings=SETTINGS, steps=10,
+              progress=False)  # fmt: skip
+    gen, _, _ = load_generator(tmp_path / "g.pt")
+    samples = sample_smiles(gen, 50, seed=1)
+    assert samples == sample_smiles(gen, 50, seed=1) and len(samples) == 50
+    m = evaluate_samples(samples, graphs, fcd_reference=None)
+    assert 0 <= m["validity"] <= 1 and "fcd" not in m
+    r = compress_gan(tmp_path / "g.pt", tmp_path / "c.pt", target_macs=0.4, steps=4,
+                     progress=False)  # fmt: skip
+    small, _, ckpt = load_generator(tmp_path / "c.pt")
+    assert r["macs_fraction"] <= 0.4 and small.macs() == r["macs_after"]
+    assert ckpt["compressed_from"]["method"] == "content" and r["finetune_steps"] == 4
