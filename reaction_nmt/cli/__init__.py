@@ -1,5 +1,5 @@
 """``reaction-nmt`` command line: tokenize, prepare, synth, train, average, translate,
-evaluate, predict, compress, distill.
+evaluate, predict, compress, distill, classify.
 
 Exit codes: 0 success; 1 some inputs were invalid (the others were still processed);
 2 bad arguments, missing or malformed files, unusable checkpoints, run folders in use; 70 an
@@ -28,7 +28,7 @@ _PASS_THROUGH = {"train", "distill"}
 def build_parser() -> argparse.ArgumentParser:
     from chemprune import __version__
     from chemprune.cli.options import CheckedParser
-    from reaction_nmt.cli import compress, data, distill, infer, model
+    from reaction_nmt.cli import classify, compress, data, distill, infer, model
 
     p = CheckedParser(
         prog="reaction-nmt", description="Reactant SMILES to product SMILES as translation."
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_evaluate(sub)
     infer.add_predict(sub)
     compress.add_compress(sub)
+    classify.add_classify(sub)
     return p
 
 
