@@ -19,13 +19,18 @@ from chemprune.distill.base import (
 from chemprune.distill.cache import TeacherCache
 from chemprune.distill.capture import FeatureCapture, first_tensor
 from chemprune.distill.engine import Distiller, call_model
-from chemprune.distill.features import CosineFeatureLoss, FeatureLoss, MSEFeatureLoss
+from chemprune.distill.features import (
+    CosineFeatureLoss,
+    DiscriminantFeatureLoss,
+    FeatureLoss,
+    MSEFeatureLoss,
+)
 from chemprune.distill.soft_target import SoftTargetLoss, soft_target_kl
 
 __all__ = [
     "DISTILL_LOSSES", "DistillLoss", "register_distill_loss", "check_temperature", "check_weight",
     "SoftTargetLoss", "soft_target_kl",
-    "FeatureLoss", "MSEFeatureLoss", "CosineFeatureLoss",
+    "FeatureLoss", "MSEFeatureLoss", "CosineFeatureLoss", "DiscriminantFeatureLoss",
     "FeatureCapture", "first_tensor", "TeacherCache",
     "Distiller", "call_model",
 ]  # fmt: skip

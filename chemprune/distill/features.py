@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from chemprune.distill.base import DistillLoss, register_distill_loss
 
-__all__ = ["CosineFeatureLoss", "FeatureLoss", "MSEFeatureLoss"]
+__all__ = ["CosineFeatureLoss", "DiscriminantFeatureLoss", "FeatureLoss", "MSEFeatureLoss"]
 
 
 class FeatureLoss(DistillLoss):
@@ -90,3 +90,36 @@ class CosineFeatureLoss(FeatureLoss):
 
     def distance(self, student: Tensor, teacher: Tensor) -> Tensor:
         return 1.0 - F.cosine_similarity(student, teacher, dim=-1, eps=1e-8)
+
+
+@register_distill_loss("discriminant")
+class DiscriminantFeatureLoss(FeatureLoss):
+    """Mean squared difference per row after projecting both onto a discriminant subspace
+    (CDC's distillation: only the directions that separate the classes are matched).
+
+    Args:
+        subspace: ``[teacher_dim, d]`` directions
+            (:func:`chemprune.prune.discriminant.discriminant_subspace` of the teacher's
+            features); ``None`` until :meth:`set_subspace`, which matches every direction
+            (plain MSE).
+    """
+
+    def __init__(self, *, subspace: Tensor | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.register_buffer("subspace", None if subspace is None else subspace.detach().clone())
+
+    def set_subspace(self, subspace: Tensor) -> None:
+        if subspace.dim() != 2:
+            raise ValueError(f"subspace must be [teacher_dim, d], got {list(subspace.shape)}")
+        self.subspace = subspace.detach().clone()
+
+    def distance(self, student: Tensor, teacher: Tensor) -> Tensor:
+        if self.subspace is not None:
+            w = self.subspace.to(student.dtype)
+            if w.shape[0] != teacher.shape[-1]:
+                raise ValueError(
+                    f"the subspace is for width {w.shape[0]}, the teacher's features have "
+                    f"{teacher.shape[-1]}"
+                )
+            student, teacher = student @ w, teacher @ w
+        return (student - teacher).pow(2).mean(-1)

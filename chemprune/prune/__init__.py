@@ -10,6 +10,7 @@ from chemprune.prune.attention import AttentionPruner
 from chemprune.prune.autoprune import AutoPrunePruner
 from chemprune.prune.base import PRUNERS, Pruner, Schedule, register_pruner, select_units
 from chemprune.prune.dependency import channel_groups, input_groups
+from chemprune.prune.discriminant import CDCPruner
 from chemprune.prune.force import ForcePruner
 from chemprune.prune.groups import PruningGroup, Slot, weight_groups
 from chemprune.prune.lowrank import LowRankLinear, decompose, low_rank_manifest
@@ -26,5 +27,5 @@ __all__ = [
     "shrink", "shape_manifest", "resize_to",
     "count_parameters", "layer_stats", "summarize",
     "MagnitudePruner", "OLMPPruner", "AutoPrunePruner", "AttentionPruner", "SSLPruner",
-    "ForcePruner", "LowRankLinear", "decompose", "low_rank_manifest",
+    "ForcePruner", "CDCPruner", "LowRankLinear", "decompose", "low_rank_manifest",
 ]  # fmt: skip

@@ -147,6 +147,11 @@ class Pruner(ABC):
     #: whether ``regularize`` shapes the weights during a first training phase before
     #: ``apply`` (structured sparsity, force regularisation): pipelines give it that phase
     trains_first: bool = False
+    #: whether the engine scores structured (channel) groups only
+    structured_only: bool = False
+    #: whether ``score`` needs labelled batches through ``observe`` first (class-discriminant
+    #: engines)
+    needs_data: bool = False
 
     def __init__(
         self,
@@ -195,6 +200,9 @@ class Pruner(ABC):
             self.apply(model, self.schedule(step))
             return True
         return False
+
+    def observe(self, model: nn.Module, inputs: Tensor, labels: Tensor) -> None:  # noqa: B027
+        """Feed one labelled batch to a data-driven score (no-op unless overridden)."""
 
     def regularize(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
         """Call between ``backward()`` and ``optimizer.step()`` (no-op unless overridden)."""

@@ -16,8 +16,8 @@ def make(name: str, s: int = 6, t: int = 6, **kw) -> DistillLoss:
     return DISTILL_LOSSES.get(name)(student_dim=s, teacher_dim=t, **kw)
 
 
-def test_registry_holds_the_three_terms():
-    assert NAMES == ["cosine", "mse", "soft_target"]
+def test_registry_holds_the_four_terms():
+    assert NAMES == ["cosine", "discriminant", "mse", "soft_target"]
 
 
 @pytest.mark.parametrize("name", NAMES)

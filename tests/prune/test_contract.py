@@ -12,6 +12,7 @@ from chemprune.registry import Registry
 from tests.prune.conftest import tiny_mlp
 
 MASKING = [n for n in PRUNERS.names() if PRUNERS.get(n).unit == "units"]
+UNSTRUCTURED = [n for n in MASKING if not PRUNERS.get(n).structured_only]
 RANK = [n for n in PRUNERS.names() if PRUNERS.get(n).unit == "rank"]
 
 
@@ -33,7 +34,7 @@ def train_a_bit(model: nn.Module, pruner: Pruner, steps: int = 5) -> None:
         opt.step()
 
 
-@pytest.mark.parametrize("name", MASKING)
+@pytest.mark.parametrize("name", UNSTRUCTURED)
 def test_unstructured_target_reached_and_kept(name):
     torch.manual_seed(0)
     model = tiny_mlp()
@@ -53,6 +54,10 @@ def test_structured_shrink_equals_masked(name):
     x = torch.randn(9, 10)
     groups = channel_groups(model, x)
     pruner = make(name, groups, 0.5)
+    if pruner.needs_data:
+        with pytest.raises(ValueError, match="observe"):
+            pruner.apply(model)
+    pruner.observe(model, x, torch.arange(9) % 3)  # labelled data (a no-op for most engines)
     pruner.apply(model)
     masked = model(x)
     shrink(model, groups)
@@ -95,6 +100,12 @@ def test_rank_target_reached_kept_and_factorized(name):
 def test_bad_sparsity(name, bad):
     with pytest.raises(ValueError, match="sparsity must be in"):
         make(name, weight_groups(tiny_mlp()), bad)
+
+
+@pytest.mark.parametrize("name", [n for n in PRUNERS.names() if PRUNERS.get(n).structured_only])
+def test_structured_only_engines_refuse_weight_groups(name):
+    with pytest.raises(ValueError, match="weight group"):
+        make(name, weight_groups(tiny_mlp()), 0.5)
 
 
 def test_no_prunable_layers_and_unknown_method():
