@@ -289,9 +289,15 @@ class CDCPruner(Pruner):
                 f"cdc needs class statistics: call observe(model, inputs, labels) on labelled "
                 f"batches first (none for {missing[0]!r})"
             )
+        from chemprune.prune.magnitude import magnitude_scores
+
         scores = {}
         for g in self.groups:
-            per_class = self.function(one_vs_rest(self.stats[g.name]))
+            moments = one_vs_rest(self.stats[g.name])
+            for p in (1, 2):  # the producing weights' norms, for expressions that use them
+                w = magnitude_scores(model, [g], norm=p)[g.name].detach().cpu().to(torch.float64)
+                moments[f"w_l{p}"] = w.unsqueeze(0)
+            per_class = self.function(moments)
             present = self.stats[g.name].n > 0  # classes absent from the data do not vote
             s = torch.nan_to_num(per_class[present].sum(0), nan=0.0, posinf=0.0, neginf=0.0)
             scores[g.name] = s.to(torch.float32)
