@@ -12,9 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor, nn
-
 from chemprune.checkpoint import atomic_save, atomic_write_text, load_model, model_checkpoint
 from chemprune.data.batching import batch_indices
 from chemprune.data.splits import make_split, standard_sizes, subset_sizes
@@ -25,7 +22,6 @@ from chemprune.pipeline.compress_schnet import prune_schnet, split_from_checkpoi
 from chemprune.pipeline.evaluate import evaluate_model
 from chemprune.pipeline.finetune import finetune
 from chemprune.pipeline.train import TrainSettings, train
-from chemprune.prune import PRUNERS, MagnitudePruner, register_pruner
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ("attention", "autoprune", "magnitude", "random")
@@ -41,23 +37,6 @@ MARKERS |= {"torch_pruning": "D", "scratch_b": "P", "dense_continued": "X"}
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-if "random" not in PRUNERS:
-
-    @register_pruner("random")
-    class RandomPruner(MagnitudePruner):
-        """Random unit scores (seeded): the floor every scoring rule has to beat."""
-
-        def __init__(self, *, seed: int = 0, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.seed = int(seed)
-
-        def score(self, model: nn.Module) -> dict[str, Tensor]:
-            return {
-                g.name: torch.rand(g.size, generator=torch.Generator().manual_seed(self.seed + k))
-                for k, g in enumerate(self.groups)
-            }
 
 
 # ---------------------------------------------------------------------- the parent

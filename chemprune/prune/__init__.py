@@ -14,7 +14,7 @@ from chemprune.prune.discriminant import CDCPruner
 from chemprune.prune.force import ForcePruner
 from chemprune.prune.groups import PruningGroup, Slot, weight_groups
 from chemprune.prune.lowrank import LowRankLinear, decompose, low_rank_manifest
-from chemprune.prune.magnitude import MagnitudePruner
+from chemprune.prune.magnitude import MagnitudePruner, RandomPruner
 from chemprune.prune.masks import apply_masks, get_masks, load_masked_state_dict, remove_masks
 from chemprune.prune.olmp import OLMPPruner
 from chemprune.prune.shrink import resize_to, shape_manifest, shrink
@@ -26,6 +26,6 @@ __all__ = [
     "apply_masks", "get_masks", "remove_masks", "load_masked_state_dict",
     "shrink", "shape_manifest", "resize_to",
     "count_parameters", "layer_stats", "summarize",
-    "MagnitudePruner", "OLMPPruner", "AutoPrunePruner", "AttentionPruner", "SSLPruner",
+    "MagnitudePruner", "RandomPruner", "OLMPPruner", "AutoPrunePruner", "AttentionPruner", "SSLPruner",
     "ForcePruner", "CDCPruner", "LowRankLinear", "decompose", "low_rank_manifest",
 ]  # fmt: skip

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from chemprune.prune.base import Pruner, Schedule, register_pruner
 from chemprune.prune.groups import PruningGroup, get_param
 
-__all__ = ["MagnitudePruner", "magnitude_scores"]
+__all__ = ["MagnitudePruner", "RandomPruner", "magnitude_scores"]
 
 
 @torch.no_grad()
@@ -72,3 +72,24 @@ class MagnitudePruner(Pruner):
 
     def score(self, model: nn.Module) -> dict[str, Tensor]:
         return magnitude_scores(model, self.groups, self.norm)
+
+
+@register_pruner("random")
+class RandomPruner(MagnitudePruner):
+    """Random unit scores (seeded): the floor every scoring rule has to beat.
+
+    Args:
+        seed: the scores' random stream (group ``k`` draws from ``seed + k``).
+    """
+
+    def __init__(self, *, seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.seed = int(seed)
+
+    def score(self, model: nn.Module) -> dict[str, Tensor]:
+        out = {}
+        for k, g in enumerate(self.groups):
+            rng = torch.Generator().manual_seed(self.seed + k)
+            shape = get_param(model, g.mask_slots[0]).shape if g.kind == "weight" else (g.size,)
+            out[g.name] = torch.rand(shape, generator=rng)
+        return out

@@ -153,13 +153,17 @@ def train_classifier(
     data: dict | None = None,
     log: Callable[[str], None] | None = None,
     loss_fn: Callable[[ReactionCNN, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    extra_parameters: Sequence[torch.nn.Parameter] = (),
 ) -> dict[str, Any]:
-    """Train ``model`` (in place); returns the summary with the best validation accuracy."""
+    """Train ``model`` (in place); returns the summary with the best validation accuracy.
+
+    ``loss_fn(model, tokens, labels)`` replaces the cross-entropy (e.g. with distillation
+    terms, whose own parameters go in ``extra_parameters``)."""
     log = log or _quiet
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     last, best = run_dir / "last.pt", run_dir / "best.pt"
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam([*model.parameters(), *extra_parameters], lr=lr)
     state = {"epoch": 0, "pos": 0, "best_acc": -1.0, "history": []}
     if resume:
         if not last.exists():

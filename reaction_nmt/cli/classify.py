@@ -55,11 +55,48 @@ def add_classify(sub) -> None:
     e.add_argument("--threads", type=threads_int, default=None)
     e.set_defaults(func=run_evaluate)
 
+    c = act.add_parser("prune", help="remove channels to a FLOP budget, then fine-tune",
+                       description="Prune a trained classifier's channels (the same fraction in "
+                       "every block) to --flops of its MACs, remove them for real and fine-tune "
+                       "on the training split.")  # fmt: skip
+    c.add_argument("--model", type=Path, required=True)
+    c.add_argument("--data", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True, help="run folder (best.pt, last.pt)")
+    c.add_argument("--method", choices=("cdc", "magnitude", "random"), default="cdc")
+    c.add_argument("--flops", type=_fraction, required=True,
+                   help="fraction of the MACs kept (1.8x fewer: 0.556)")  # fmt: skip
+    c.add_argument("--function", default="symmetric_divergence",
+                   help="cdc's discriminant: snr, fdr, symmetric_divergence, t_statistic, or an "
+                   "expression (chemprune.prune.evolve)")  # fmt: skip
+    c.add_argument("--coarse", type=positive_int, default=None,
+                   help="hierarchical labels: this many coarse classes (from the model's "
+                   "validation confusion) for the first --coarse-blocks blocks")  # fmt: skip
+    c.add_argument("--coarse-blocks", type=positive_int, default=1)
+    c.add_argument("--distill", type=float, default=0.0,
+                   help="weight of the discriminant-subspace feature distillation (0: none)")  # fmt: skip
+    c.add_argument("--epochs", type=positive_int, default=2)
+    c.add_argument("--minutes", type=positive_float, default=None)
+    c.add_argument("--lr", type=positive_float, default=5e-4)
+    c.add_argument("--batch-size", type=positive_int, default=64)
+    c.add_argument("--seed", type=seed_int, default=0)
+    c.add_argument("--threads", type=threads_int, default=None)
+    c.set_defaults(func=run_prune)
+
     r = act.add_parser("predict", help="the class of each reaction SMILES")
     r.add_argument("--model", type=Path, required=True)
     r.add_argument("reactions", nargs="+", help="'reactants>>product' SMILES")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=run_predict)
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"a fraction of the model's MACs in (0, 1], got {text!r}")
+    return v
 
 
 def _threads(n: int | None) -> None:
@@ -177,3 +214,59 @@ def run_predict(args: argparse.Namespace) -> int:
         for o in out:
             print(f"{o['reaction']}\tclass {o['class']}\t{o['probability']:.3f}")
     return 1 if failed else 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    import copy
+
+    import torch
+
+    from chemprune.prune.discriminant import DISCRIMINANTS, hierarchical_labels
+    from reaction_nmt.classify.data import read_split
+    from reaction_nmt.classify.prune import discriminant_distillation, prune_classifier
+    from reaction_nmt.classify.train import (
+        encode_reactions,
+        evaluate_classifier,
+        load_classifier,
+        train_classifier,
+    )
+
+    _threads(args.threads)
+    model, vocab, ckpt = load_classifier(args.model)
+    train = encode_reactions(read_split(args.data, "train", model.num_classes), vocab,
+                             ckpt["max_len"])  # fmt: skip
+    valid = encode_reactions(read_split(args.data, "valid", model.num_classes), vocab,
+                             ckpt["max_len"])  # fmt: skip
+    function = args.function
+    if function not in DISCRIMINANTS:
+        from chemprune.prune.evolve import compile_expression
+
+        function = compile_expression(function)
+    coarse = None
+    if args.coarse is not None:
+        conf = evaluate_classifier(model, *valid, model.num_classes)["confusion"]
+        coarse = hierarchical_labels(conf, args.coarse)
+    teacher = copy.deepcopy(model)
+    dense_acc = evaluate_classifier(model, *valid, model.num_classes)["accuracy"]
+    perm = torch.randperm(len(train[0]), generator=torch.Generator().manual_seed(args.seed))
+    report = prune_classifier(
+        model, (train[0][perm], train[1][perm]), method=args.method, flops_fraction=args.flops,
+        function=function, coarse=coarse, coarse_groups=args.coarse_blocks if coarse else 0,
+        seed=args.seed,
+    )  # fmt: skip
+    pruned_acc = evaluate_classifier(model, *valid, model.num_classes)["accuracy"]
+    loss_fn, extra = None, []
+    if args.distill > 0:
+        loss_fn, extra = discriminant_distillation(model, teacher, train, weight=args.distill)
+    summary = train_classifier(
+        train, valid, vocab, args.out, model=model, max_len=ckpt["max_len"], epochs=args.epochs,
+        minutes=args.minutes, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+        data={**ckpt.get("data", {}), "pruned_from": str(args.model), **report},
+        log=print, loss_fn=loss_fn, extra_parameters=extra,
+    )  # fmt: skip
+    ch = ", ".join(f"{a}->{b}" for a, b in zip(report["channels_before"],
+                                                report["channels_after"], strict=True))  # fmt: skip
+    print(f"{args.method}: channels {ch} ({report['flops_fraction']:.1%} of the MACs); validation "
+          f"accuracy {dense_acc:.4f} dense, {pruned_acc:.4f} pruned, "
+          f"{summary['best_valid_accuracy']:.4f} fine-tuned; wrote {summary['best']}")  # fmt: skip
+    return 0

@@ -41,3 +41,19 @@ def test_bad_inputs(tmp_path):
     assert r.returncode == 2 and "has no src-train.txt" in r.stderr
     r = cli("predict", "--model", str(tmp_path / "none.pt"), "CC>>C")
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_prune_with_cdc_and_distillation(liu_dir, tmp_path):
+    run = tmp_path / "run"
+    r = cli("train", "--data", str(liu_dir), "--out", str(run), "--epochs", "3", "--channels",
+            "16,16", "--embed", "16", "--batch-size", "8", "--lr", "3e-3", "--threads", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "pruned"
+    r = cli("prune", "--model", str(run / "best.pt"), "--data", str(liu_dir), "--out", str(out),
+            "--flops", "0.33", "--method", "cdc", "--function", "fdr", "--coarse", "2",
+            "--distill", "1.0", "--epochs", "1", "--batch-size", "8", "--threads", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "cdc: channels 16->" in r.stdout and (out / "best.pt").exists()
+    r = cli("prune", "--model", str(run / "best.pt"), "--data", str(liu_dir), "--out",
+            str(tmp_path / "x"), "--flops", "0.5", "--function", "nonsense(mu_in)")  # fmt: skip
+    assert r.returncode == 2 and "not a pruning-function expression" in r.stderr
