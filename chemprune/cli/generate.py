@@ -10,6 +10,7 @@ from chemprune.cli.options import (
     nonneg_float,
     positive_float,
     positive_int,
+    ramp_fraction,
     seed_int,
     threads_int,
 )
@@ -20,18 +21,6 @@ wgan_gp; mgan adds a critic head that must tell the generators apart; mgo_gan an
 term between their samples' embeddings), `sample` molecules with their validity, uniqueness,
 novelty, internal diversity and Frechet ChemNet Distance, `compress` a trained generator by
 content-aware channel pruning (removed for real) and distillation from the original."""
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(
-            f"a fraction of the generator's MACs in (0, 1], got {text!r}"
-        )
-    return v
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -84,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = act.add_parser("compress", help="prune a generator's channels to a MAC budget")
     c.add_argument("--model", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
-    c.add_argument("--target-macs", type=_fraction, required=True)
+    c.add_argument("--target-macs", type=ramp_fraction, required=True)
     c.add_argument("--method", choices=("content", "magnitude"), default="content")
     c.add_argument("--steps", type=positive_int, default=None, help="fine-tuning critic steps")
     c.add_argument("--minutes", type=positive_float, default=None, help="fine-tuning budget")

@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from chemprune.cli.options import positive_float, positive_int, seed_int, threads_int
+from chemprune.cli.options import (
+    positive_float,
+    positive_int,
+    ramp_fraction,
+    seed_int,
+    threads_int,
+)
 
 DESCRIPTION = """Classify reactions into the ten USPTO-50k reaction classes (Schneider et al.
 2016) with a convolutional network over SMILES tokens of 'reactants>>product'. --data is the
@@ -63,7 +69,7 @@ def add_classify(sub) -> None:
     c.add_argument("--data", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True, help="run folder (best.pt, last.pt)")
     c.add_argument("--method", choices=("cdc", "magnitude", "random"), default="cdc")
-    c.add_argument("--flops", type=_fraction, required=True,
+    c.add_argument("--flops", type=ramp_fraction, required=True,
                    help="fraction of the MACs kept (1.8x fewer: 0.556)")  # fmt: skip
     c.add_argument("--function", default="symmetric_divergence",
                    help="cdc's discriminant: snr, fdr, symmetric_divergence, t_statistic, or an "
@@ -87,16 +93,6 @@ def add_classify(sub) -> None:
     r.add_argument("reactions", nargs="+", help="'reactants>>product' SMILES")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=run_predict)
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"a fraction of the model's MACs in (0, 1], got {text!r}")
-    return v
 
 
 def _threads(n: int | None) -> None:

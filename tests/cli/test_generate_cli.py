@@ -55,7 +55,7 @@ def test_bad_inputs(generator, trained, tmp_path):
     assert r.returncode == 2 and "same file" in r.stderr
     r = run_cli("generate", "compress", "--model", str(generator), "--out", str(tmp_path / "x"),
                 "--target-macs", "1.5")  # fmt: skip
-    assert r.returncode == 2 and "(0, 1]" in r.stderr
+    assert r.returncode == 2 and "--target-macs: must be a finite number > 0 and <= 1" in r.stderr
     r = run_cli("generate", "train", "--out", str(tmp_path / "y.pt"))
     assert r.returncode == 2 and "--steps or --minutes" in r.stderr
     bad = tmp_path / "trunc.pt"
