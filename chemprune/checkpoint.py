@@ -41,6 +41,7 @@ __all__ = [
     "CheckpointError",
     "atomic_save",
     "atomic_write_text",
+    "check_finite",
     "load_checkpoint",
     "load_model",
     "model_checkpoint",
@@ -227,6 +228,17 @@ def model_checkpoint(
     return ckpt
 
 
+def check_finite(state_dict: dict[str, torch.Tensor], path: os.PathLike | str) -> None:
+    """Refuse weights holding NaN or inf (``CheckpointError`` naming the file and tensor)."""
+    for name, t in state_dict.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            n = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(
+                f"model file {path}: {n} non-finite weight(s) in {name!r} (NaN or inf); the "
+                "model would predict nonsense"
+            )
+
+
 def load_model(path: os.PathLike | str) -> tuple[SchNet, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint; returns ``(model in eval mode, checkpoint)``."""
     ckpt = load_checkpoint(path)
@@ -238,12 +250,6 @@ def load_model(path: os.PathLike | str) -> tuple[SchNet, dict[str, Any]]:
         raise CheckpointError(
             f"model file {path}: architecture and weights disagree: {msg}"
         ) from None
-    for name, t in ckpt["state_dict"].items():
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            n = int((~torch.isfinite(t)).sum())
-            raise CheckpointError(
-                f"model file {path}: {n} non-finite weight(s) in {name!r} (NaN or inf); the "
-                "model would predict nonsense"
-            )
+    check_finite(ckpt["state_dict"], path)
     model.eval()
     return model, ckpt

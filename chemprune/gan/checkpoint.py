@@ -25,7 +25,12 @@ from typing import Any
 import torch
 
 from chemprune import __version__
-from chemprune.checkpoint import CheckpointError, load_weights_file, weights_digest
+from chemprune.checkpoint import (
+    CheckpointError,
+    check_finite,
+    load_weights_file,
+    weights_digest,
+)
 from chemprune.gan.models import GraphCritic, GraphGenerator
 
 __all__ = ["FORMAT", "generator_checkpoint", "load_generator", "load_generator_file"]
@@ -135,8 +140,6 @@ def load_generator(path: os.PathLike | str) -> tuple[GraphGenerator, GraphCritic
         raise CheckpointError(
             f"model file {path}: architecture and weights disagree: {msg}"
         ) from None
-    for name, t in ckpt["state_dict"].items():
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise CheckpointError(f"model file {path}: non-finite weights in {name!r}")
+    check_finite(ckpt["state_dict"], path)
     gen.eval()
     return gen, critic, ckpt

@@ -185,6 +185,20 @@ def _quiet(_: str) -> None:
     pass
 
 
+def _epoch_order(train: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled training indices of ``epoch`` (a function of seed and epoch), computed once
+    per epoch rather than at every step; the cache holds the array it was computed from."""
+    global _ORDER
+    held, key, order = _ORDER
+    if held is not train or key != (seed, epoch):
+        order = np.random.default_rng([seed, epoch]).permutation(train)
+        _ORDER = (train, (seed, epoch), order)
+    return order
+
+
+_ORDER: tuple = (None, None, None)
+
+
 def _batch(graphs: GraphData, step: int, batch_size: int, seed: int):
     per_epoch = len(graphs.train) // batch_size
     if per_epoch < 1:
@@ -192,7 +206,7 @@ def _batch(graphs: GraphData, step: int, batch_size: int, seed: int):
             f"{len(graphs.train)} training molecules are fewer than one batch of {batch_size}"
         )
     epoch, pos = divmod(step, per_epoch)
-    order = np.random.default_rng([seed, epoch]).permutation(graphs.train)
+    order = _epoch_order(graphs.train, seed, epoch)
     idx = order[pos * batch_size : (pos + 1) * batch_size]
     return one_hot_graphs(
         torch.from_numpy(graphs.atoms[idx]), torch.from_numpy(graphs.bonds[idx]),

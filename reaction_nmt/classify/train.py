@@ -25,7 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from chemprune.checkpoint import CheckpointError, atomic_save, load_weights_file, weights_digest
+from chemprune.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    check_finite,
+    load_weights_file,
+    weights_digest,
+)
 from reaction_nmt.classify.data import ClassifiedReaction, Vocabulary, reaction_tokens
 from reaction_nmt.classify.model import ReactionCNN
 
@@ -93,6 +99,7 @@ def load_classifier(path: os.PathLike | str) -> tuple[ReactionCNN, Vocabulary, d
             )
         model = ReactionCNN.from_config(obj["config"])
         model.load_state_dict(obj["state_dict"])
+        check_finite(obj["state_dict"], path)
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:

@@ -238,12 +238,10 @@ def run_prune(args: argparse.Namespace) -> int:
         from chemprune.prune.evolve import compile_expression
 
         function = compile_expression(function)
-    coarse = None
-    if args.coarse is not None:
-        conf = evaluate_classifier(model, *valid, model.num_classes)["confusion"]
-        coarse = hierarchical_labels(conf, args.coarse)
+    dense = evaluate_classifier(model, *valid, model.num_classes)
+    dense_acc = dense["accuracy"]
+    coarse = None if args.coarse is None else hierarchical_labels(dense["confusion"], args.coarse)
     teacher = copy.deepcopy(model)
-    dense_acc = evaluate_classifier(model, *valid, model.num_classes)["accuracy"]
     perm = torch.randperm(len(train[0]), generator=torch.Generator().manual_seed(args.seed))
     report = prune_classifier(
         model, (train[0][perm], train[1][perm]), method=args.method, flops_fraction=args.flops,

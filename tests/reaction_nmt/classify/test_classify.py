@@ -112,6 +112,11 @@ def test_foreign_and_damaged_files(tmp_path, liu_dir):
     atomic_save(ck, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="corrupted"):
         load_classifier(tmp_path / "bad.pt")
+    with torch.no_grad():
+        model.head.bias[0] = float("nan")
+    atomic_save(classifier_file(model, vocab, 32), tmp_path / "nan.pt")  # a valid digest
+    with pytest.raises(CheckpointError, match="non-finite weight"):
+        load_classifier(tmp_path / "nan.pt")
 
 
 def test_difference_fingerprint_baseline(tmp_path):
