@@ -51,7 +51,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from chemprune.checkpoint import atomic_write_text  # noqa: E402
+from chemprune.checkpoint import atomic_save, atomic_write_text  # noqa: E402
 from chemprune.prune.discriminant import hierarchical_labels  # noqa: E402
 from chemprune.prune.evolve import compile_expression, evolve  # noqa: E402
 from reaction_nmt.classify.data import Vocabulary, read_split  # noqa: E402
@@ -63,6 +63,7 @@ from reaction_nmt.classify.prune import (  # noqa: E402
     prune_classifier,
 )
 from reaction_nmt.classify.train import (  # noqa: E402
+    classifier_file,
     encode_reactions,
     evaluate_classifier,
     load_classifier,
@@ -359,9 +360,6 @@ def main(argv=None) -> int:
         s0 = time.perf_counter()
         try:
             name, model, rep = run_row(method, frac, dense_path, data, vocab, args)
-            from chemprune.checkpoint import atomic_save
-            from reaction_nmt.classify.train import classifier_file
-
             atomic_save(classifier_file(model, vocab, args.max_len), mpath)
             models[name] = model
         except Exception as err:  # recorded; the run goes on

@@ -168,10 +168,9 @@ class GANSettings:
         }  # fmt: skip
 
     def build(self) -> tuple[GraphGenerator, GraphCritic]:
-        GAN_ENGINES.get(self.engine)  # an unknown engine fails before anything is built
+        cls = GAN_ENGINES.get(self.engine)  # an unknown engine fails before anything is built
         torch.manual_seed(self.seed)
         gen = GraphGenerator(num_generators=self.generators, z_dim=self.z_dim, hidden=self.hidden)
-        cls = GAN_ENGINES.get(self.engine)
         cw = (
             cls.default_classifier_weight
             if self.classifier_weight is None
