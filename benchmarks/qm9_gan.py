@@ -74,7 +74,7 @@ def train_row(name: str, graphs, args) -> Path:
     variant, seed = name.rsplit("_s", 1)
     settings = GANSettings(
         **VARIANTS[variant], hidden=tuple(args.hidden), lr=args.lr, batch_size=args.batch_size,
-        seed=int(seed),
+        seed=int(seed), minibatch_std=args.minibatch_std,
     )  # fmt: skip
     run = Path(args.work_dir) / "runs" / name
     out = Path(args.work_dir) / "rows" / f"{name}.pt"
@@ -230,6 +230,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--minibatch-std", action="store_true", help="every critic sees the batch spread"
+    )
     p.add_argument("--compress-parent", default="k4_both_s0")
     p.add_argument("--target-macs", type=float, default=0.25)
     p.add_argument("--finetune-steps", type=int, default=2000)

@@ -312,6 +312,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--filters", type=int, default=None, help="default 128")
     p.add_argument("--interactions", type=int, default=None, help="default 6")
     p.add_argument("--lam", type=float, default=1e-4, help="AutoPrune/attention gate strength")
+    p.add_argument("--target-bins", type=int, default=5, help="cdc rows: target bins as classes")
+    p.add_argument(
+        "--evolved",
+        default=str(ROOT / "benchmarks/results/reaction_class_evolved.json"),
+        help="evolved row: a discriminant, expression or evolution JSON (its best; "
+        "default: what benchmarks/reaction_class_prune.py evolved)",
+    )
     p.add_argument("--ssl-strength", type=float, default=1e-4, help="ssl rows: group lasso")
     p.add_argument("--depth-sparsity", type=float, default=1 / 3,
                    help="ssl_depth: share of the blocks removed (default 1/3: 2 of 6)")  # fmt: skip

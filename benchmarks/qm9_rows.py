@@ -25,12 +25,16 @@ from chemprune.pipeline.train import TrainSettings, train
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ("attention", "autoprune", "magnitude", "random")
+#: issue 21's rows: class-discriminative kernel pruning (the classes: quantile bins of the
+#: target) with the symmetric divergence and with ``--evolved`` (a function or an evolution JSON)
+DISCRIMINATIVE = ("cdc", "evolved")
 #: issue 20's rows: structured sparsity learning of the kernels and of the depth (blocks), force
 #: regularisation + low rank of the atom-wise layers (their sparsity: the share of each rank)
 LEARNED = ("ssl", "ssl_depth", "force", "combo")
 CONTROLS = ("dense_continued", "scratch_b", "torch_pruning")
-METHODS = (*ENGINES, *LEARNED, *CONTROLS)
+METHODS = (*ENGINES, *DISCRIMINATIVE, *LEARNED, *CONTROLS)
 MARKERS = {"attention": "o", "autoprune": "s", "magnitude": "^", "random": "v"}
+MARKERS |= {"cdc": "p", "evolved": "d"}
 MARKERS |= {"ssl": "<", "ssl_depth": ">", "force": "*", "combo": "h"}
 MARKERS |= {"torch_pruning": "D", "scratch_b": "P", "dense_continued": "X"}
 
@@ -88,8 +92,17 @@ def run_engine(method: str, sparsity: float, dense: SchNet, mset, split, args):
         options["lam"] = args.lam
     if method == "random":
         options["seed"] = args.seed
+    engine = method
+    if method in DISCRIMINATIVE:
+        from chemprune.prune.evolve import resolve_function
+
+        engine = "cdc"
+        options["target_bins"] = args.target_bins
+        options["function"] = resolve_function(
+            args.evolved if method == "evolved" else "symmetric_divergence"
+        )
     report = prune_schnet(
-        model, mset, split, method=method, sparsity=sparsity, kind="kernel",
+        model, mset, split, method=engine, sparsity=sparsity, kind="kernel",
         engine_options=options, progress=False, log=log, distill=args.distill,
         distill_output_weight=args.distill_output_weight,
         distill_feature_weight=args.distill_feature_weight, **tune_options(args),
@@ -238,7 +251,7 @@ def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) ->
         s0 = time.perf_counter()
         row: dict[str, Any] = {"target": target, "method": method, "sparsity": sp}
         try:
-            if method in ENGINES:
+            if method in ENGINES or method in DISCRIMINATIVE:
                 model, rep = run_engine(method, sp, dense, mset, split, args)
             elif method in LEARNED:
                 model, rep = run_learned(method, sp, dense, mset, split, args)

@@ -48,6 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="MGAN's generator-classifier term (default: the engine's)")  # fmt: skip
     t.add_argument("--orthogonal-weight", type=nonneg_float, default=None,
                    help="MGO-GAN's orthogonality term (default: the engine's)")  # fmt: skip
+    t.add_argument("--minibatch-std", action="store_true",
+                   help="give the critic the batch's spread (Karras et al. 2018), against collapse")  # fmt: skip
     t.add_argument("--hidden", type=_widths, default=(128, 256, 512))
     t.add_argument("--lr", type=positive_float, default=1e-3)
     t.add_argument("--batch-size", type=positive_int, default=32)
@@ -112,7 +114,7 @@ def run_train(args: argparse.Namespace) -> int:
     settings = GANSettings(
         engine=args.engine, generators=args.generators, classifier_weight=args.classifier_weight,
         orthogonal_weight=args.orthogonal_weight, hidden=args.hidden, lr=args.lr,
-        batch_size=args.batch_size, seed=args.seed,
+        batch_size=args.batch_size, seed=args.seed, minibatch_std=args.minibatch_std,
     )  # fmt: skip
     graphs = load_graphs(args.data_dir, molecules=args.molecules, seed=args.seed)
     work = args.work_dir or args.out.with_name(args.out.name + ".run")

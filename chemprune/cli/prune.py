@@ -184,6 +184,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--budget", type=positive_int, default=None, help="OLMP: candidate evaluations")
     p.add_argument(
+        "--function",
+        default=None,
+        help="cdc: the discriminant scoring each channel (snr, fdr, symmetric_divergence "
+        "(default), t_statistic), an expression of chemprune.prune.evolve, or the JSON an "
+        "evolution run wrote",
+    )
+    p.add_argument(
+        "--target-bins",
+        type=positive_int,
+        default=None,
+        help="cdc: the target's quantile bins that act as classes (default 5)",
+    )
+    p.add_argument(
         "--data-dir",
         type=Path,
         default=None,
@@ -260,6 +273,20 @@ def run_prune(args: argparse.Namespace) -> int:
         raise CliError("--target-macs cannot count blocks: give --sparsity with depth")
     if args.min_lr > args.lr:
         raise CliError(f"--min-lr must be in [0, --lr], got {args.min_lr}")
+    data_driven = PRUNERS.get(args.method).needs_data
+    for flag, value in (("--function", args.function), ("--target-bins", args.target_bins)):
+        if value is not None and not data_driven:
+            raise CliError(f"{flag} is for engines that score from data (cdc), not {args.method}")
+    if args.target_bins == 1:
+        raise CliError("--target-bins must be at least 2")
+    function = None
+    if args.function is not None:
+        from chemprune.prune.evolve import resolve_function
+
+        try:
+            function = resolve_function(args.function)
+        except ValueError as err:
+            raise CliError(f"--function: {err}") from None
     model, ckpt = load_model(args.model)
     data, source, _ = load_dataset(args.data_dir)
     split = split_from_checkpoint(ckpt, len(data))
@@ -285,6 +312,10 @@ def run_prune(args: argparse.Namespace) -> int:
         options["max_increase"] = args.max_increase
     if args.budget is not None:
         options["budget"] = args.budget
+    if function is not None:
+        options["function"] = function
+    if args.target_bins is not None:
+        options["target_bins"] = args.target_bins
     if args.strength is not None:
         if args.method not in ("ssl", "force"):
             raise CliError(f"--strength is for --method ssl or force, not {args.method}")

@@ -136,6 +136,16 @@ class RelationalGraphConv(nn.Module):
         return torch.tanh(self.self_loop(h) + agg)
 
 
+def batch_spread(emb: Tensor) -> Tensor:
+    """The minibatch-standard-deviation feature (Karras et al. 2018): the mean over features of
+    the batch's standard deviation, ``[1, 1]`` (0 for a batch of one). A critic that sees it can
+    tell a collapsed batch of fakes (low spread) from a real one, which pushes the generator
+    towards diverse samples."""
+    if emb.shape[0] < 2:
+        return emb.new_zeros(1, 1)
+    return torch.sqrt(emb.var(0, unbiased=False) + 1e-8).mean().view(1, 1)
+
+
 class GraphCritic(nn.Module):
     """MolGAN's critic (WGAN: an unbounded score), with an optional K-way generator head.
 
@@ -151,13 +161,16 @@ class GraphCritic(nn.Module):
         aggregate: int = 128,
         mlp: Sequence[int] = (128, 64),
         num_generators: int = 0,
+        minibatch_std: bool = False,
     ) -> None:
         super().__init__()
         self._config = {
             "atom_types": int(atom_types), "bond_types": int(bond_types),
             "conv": [int(c) for c in conv], "aggregate": int(aggregate),
             "mlp": [int(m) for m in mlp], "num_generators": int(num_generators),
+            "minibatch_std": bool(minibatch_std),
         }  # fmt: skip
+        self.minibatch_std = bool(minibatch_std)
         convs, width = [], 0
         for c in conv:
             convs.append(RelationalGraphConv(width + atom_types, c, bond_types))
@@ -165,7 +178,7 @@ class GraphCritic(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.gate = nn.Linear(width + atom_types, aggregate)
         self.value = nn.Linear(width + atom_types, aggregate)
-        layers, w = [], aggregate
+        layers, w = [], aggregate + int(self.minibatch_std)
         for m in mlp:
             layers += [nn.Linear(w, m), nn.Tanh()]
             w = m
@@ -187,6 +200,9 @@ class GraphCritic(nn.Module):
             h = conv(torch.cat([h, x], dim=-1), adj)
         hx = torch.cat([h, x], dim=-1)
         emb = torch.tanh((torch.sigmoid(self.gate(hx)) * torch.tanh(self.value(hx))).sum(1))
-        trunk = self.mlp(emb)
+        feats = emb
+        if self.minibatch_std:
+            feats = torch.cat([emb, batch_spread(emb).expand(emb.shape[0], 1)], dim=1)
+        trunk = self.mlp(feats)
         logits = self.classifier(trunk) if self.classifier is not None else None
         return self.score(trunk).squeeze(-1), logits, emb

@@ -31,6 +31,7 @@ from chemprune.prune import (
 )
 from chemprune.prune.attention import schnet_filter_profiles
 from chemprune.prune.schnet import schnet_groups, schnet_layer_groups, shrink_schnet
+from chemprune.prune.schnet_stats import observe_targets, schnet_channel_features
 
 __all__ = [
     "split_from_checkpoint", "prune_schnet", "model_stats", "shrunk_config", "sparsity_for_macs",
@@ -170,7 +171,10 @@ def prune_schnet(
         finetune_steps: also stop after this many optimizer steps in all (a budget that does not
             depend on how busy the machine is); engines with gates spend half on gate training.
         lr, batch_size: of the fine-tuning (and gate-training) steps.
-        engine_options: extra keyword arguments of the engine.
+        engine_options: extra keyword arguments of the engine. Engines that score from data
+            (``cdc``: a discriminant ``function``, a name or an evolved expression) see the first
+            ``observe_molecules`` (2048) training molecules with ``target_bins`` (5) quantile
+            bins of the target as classes (:mod:`chemprune.prune.schnet_stats`).
         lr_schedule, min_lr: of the fine-tuning after removal (``constant`` or ``cosine`` from
             ``lr`` to ``min_lr``); gate training runs at the constant ``lr``.
         distill: ``none``, ``output`` or ``features``: the dense model as passed in teaches the
@@ -254,7 +258,15 @@ def prune_schnet(
         if gradual:
             ramp = max(1, int(0.6 * (finetune_steps // 2)))
             options.setdefault("schedule", Schedule(begin=0, end=ramp, every=10, power=3.0))
+        if engine_cls.needs_data:  # class statistics, the classes being the target's bins
+            bins = int(options.pop("target_bins", 5))
+            observe = int(options.pop("observe_molecules", 2048))
+            options.setdefault("features", schnet_channel_features(groups))
+            options.setdefault("num_classes", bins)
         engine = engine_cls(groups=groups, sparsity=sparsity, scope=scope, **options)
+        if engine_cls.needs_data:
+            observe_targets(engine, model, data, split.train[:observe], bins=bins,
+                            batch_size=max(batch_size, 64))  # fmt: skip
 
     kd = None
     if distill != "none":  # the model as passed in, frozen, teaches its pruned self

@@ -159,6 +159,7 @@ class GANSettings:
     gp_weight: float = 10.0
     batch_size: int = 32
     seed: int = 0
+    minibatch_std: bool = False
 
     def engine_options(self) -> dict[str, Any]:
         return {
@@ -176,7 +177,9 @@ class GANSettings:
             if self.classifier_weight is None
             else self.classifier_weight
         )
-        critic = GraphCritic(num_generators=self.generators if cw > 0 else 0)
+        critic = GraphCritic(
+            num_generators=self.generators if cw > 0 else 0, minibatch_std=self.minibatch_std
+        )
         return gen, critic
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "evolve",
     "primitive_set",
     "register_expression",
+    "resolve_function",
 ]
 
 TERMINALS = ("mu_in", "mu_out", "var_in", "var_out", "n_in", "n_out", "w_l1", "w_l2")
@@ -146,6 +147,9 @@ def compile_expression(text: str) -> Callable[[Mapping[str, Tensor]], Tensor]:
     ps = primitive_set()
     try:
         tree = gp.PrimitiveTree.from_string(text, ps)
+        if len(tree) != 1 + sum(node.arity for node in tree) or text.count("(") != text.count(")"):
+            # (deap's parser accepts "add(mu_in" and "mu_in)")
+            raise SyntaxError("operators and operands do not match")
         fn = gp.compile(tree, ps)
     except Exception as err:  # noqa: BLE001 - deap raises TypeError/KeyError/SyntaxError
         raise ValueError(f"not a pruning-function expression: {text!r} ({err})") from None
@@ -159,6 +163,30 @@ def compile_expression(text: str) -> Callable[[Mapping[str, Tensor]], Tensor]:
 
     score.expression = text  # type: ignore[attr-defined]
     return score
+
+
+def resolve_function(spec: str) -> str | Callable[[Mapping[str, Tensor]], Tensor]:
+    """A discriminant from what a user names: a name in
+    :data:`~chemprune.prune.discriminant.DISCRIMINANTS`, a JSON file whose ``best`` is an
+    expression (what an evolution run writes), or an expression; ``ValueError`` otherwise."""
+    import json
+    from pathlib import Path
+
+    if spec in DISCRIMINANTS:
+        return spec
+    if spec.endswith(".json"):
+        path = Path(spec)
+        try:
+            text = json.loads(path.read_text())["best"]
+        except FileNotFoundError:
+            raise ValueError(f"{spec}: no such file") from None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{spec}: not an evolution result with a 'best' expression "
+                             f"({type(err).__name__})") from None  # fmt: skip
+        if not isinstance(text, str):
+            raise ValueError(f"{spec}: 'best' is not an expression string")
+        return compile_expression(text)
+    return compile_expression(spec)
 
 
 def register_expression(name: str, text: str) -> None:

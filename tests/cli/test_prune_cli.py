@@ -19,6 +19,7 @@ from tests.conftest import run_cli
         ("olmp", ["--budget", "8"]),
         ("autoprune", ["--structured", "filter_hidden", "--lam", "1e-3"]),
         ("attention", ["--structured", "--lam", "1e-3"]),
+        ("cdc", ["--structured", "--function", "t_statistic", "--target-bins", "3"]),
     ],
 )
 def test_prune_each_engine(trained, qm9_dir, tmp_path, method, extra):
@@ -102,6 +103,15 @@ def test_prune_errors(trained, qm9_dir, tmp_path):
         "prune", *common, "--method", "magnitude", "--target-macs", "0.01", "--structured"
     )  # filters alone cannot remove 99% of the work
     assert r.returncode == 2 and "cannot reach 0.01 of the MACs" in r.stderr
+    r = run_cli("prune", *common, "--method", "magnitude", "--sparsity", "0.5", "--function", "snr")
+    assert r.returncode == 2 and "--function is for engines that score from data" in r.stderr
+    cdc = [*common, "--method", "cdc", "--sparsity", "0.5", "--structured"]
+    r = run_cli("prune", *cdc, "--function", "add(mu_in")
+    assert r.returncode == 2 and "--function: not a pruning-function expression" in r.stderr
+    r = run_cli("prune", *cdc, "--function", str(tmp_path / "none.json"))
+    assert r.returncode == 2 and "none.json: no such file" in r.stderr
+    r = run_cli("prune", *cdc, "--target-bins", "1")
+    assert r.returncode == 2 and "--target-bins must be at least 2" in r.stderr
     r = run_cli("prune", *common, "--method", "magnitude", "--sparsity", "0.5", "--structured", "x")
     assert r.returncode == 2 and "--structured takes kernel" in r.stderr
     foreign = tmp_path / "foreign.pt"

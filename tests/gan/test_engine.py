@@ -136,3 +136,25 @@ def test_content_mask_and_sampling():
     assert torch.equal(a1, a2) and torch.equal(b1, b2) and w1.tolist() == [0, 1, 2, 0, 1, 2, 0]
     with pytest.raises(ValueError, match=">= 1"):
         sample_graphs(g, 0)
+
+
+def test_batch_spread_is_the_mean_feature_deviation():
+    from chemprune.gan.models import batch_spread
+
+    emb = torch.tensor([[0.0, 1.0], [2.0, 5.0]])  # per-feature std (biased) 1 and 2
+    assert batch_spread(emb).item() == pytest.approx(1.5, abs=1e-4)
+    assert batch_spread(emb[:1]).item() == 0.0  # one sample has no spread
+
+
+def test_minibatch_std_critic_sees_the_batch_and_old_configs_load():
+    from chemprune.gan import GraphCritic
+
+    torch.manual_seed(1)
+    critic = GraphCritic(conv=(16, 8), aggregate=16, mlp=(16, 8), minibatch_std=True)
+    x, a = real_batch(size=8)
+    alone = torch.cat([critic(x[i : i + 1], a[i : i + 1])[0] for i in range(8)])
+    together = critic(x, a)[0]
+    assert not torch.allclose(alone, together)  # the score depends on the rest of the batch
+    old = tiny_critic(k=0).config()
+    old.pop("minibatch_std")
+    assert GraphCritic.from_config(old).minibatch_std is False

@@ -101,3 +101,25 @@ def test_gradual_magnitude_removal_ramps_then_fine_tunes(setup):
     with pytest.raises(ValueError, match="not attention"):
         prune_schnet(model, data, split, method="attention", sparsity=0.5, kind="kernel",
                      gradual=True, finetune_steps=4, progress=False, log=lambda m: None)  # fmt: skip
+
+
+@pytest.mark.parametrize("function", ["snr", "pdiv(square(sub(mu_in, mu_out)), add(w_l2, var_in))"])
+def test_cdc_prunes_schnet_kernels_from_target_bins(setup, function):
+    from chemprune.prune.evolve import resolve_function
+
+    model, data, split = setup
+    report = prune_schnet(
+        model, data, split, method="cdc", sparsity=0.5, kind="kernel", finetune_steps=3,
+        finetune_minutes=30, batch_size=16, progress=False, log=lambda m: None,
+        engine_options={"function": resolve_function(function), "target_bins": 4,
+                        "observe_molecules": 64},
+    )  # fmt: skip
+    assert model.filter_channels == [4, 4]
+    assert _steps(report) == 3 and report["after"]["params"] < report["before"]["params"]
+
+
+def test_cdc_on_weights_is_refused(setup):
+    model, data, split = setup
+    with pytest.raises(ValueError, match="weight group"):
+        prune_schnet(model, data, split, method="cdc", sparsity=0.5, kind="weight",
+                     progress=False, log=lambda m: None)  # fmt: skip

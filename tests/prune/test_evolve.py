@@ -33,8 +33,26 @@ def test_expressions_never_give_nan():
                  "square(square(square(pdiv(1.0, n_in))))", "mul(pdiv(1.0, 0.5), w_l1)"]:  # fmt: skip
         out = compile_expression(text)(zeros)
         assert out.shape == (2, 3) and torch.isfinite(out).all()
-    with pytest.raises(ValueError, match="not a pruning-function expression"):
-        compile_expression("frobnicate(mu_in)")
+    for bad in ["frobnicate(mu_in)", "add(mu_in", "add(mu_in, mu_out, n_in)", "mu_in)"]:
+        with pytest.raises(ValueError, match="not a pruning-function expression"):
+            compile_expression(bad)
+
+
+def test_a_function_is_named_written_or_read_from_an_evolution_run(tmp_path):
+    import json
+
+    from chemprune.prune.evolve import resolve_function
+
+    assert resolve_function("snr") == "snr"
+    assert resolve_function("square(w_l1)").expression == "square(w_l1)"
+    run = tmp_path / "evolved.json"
+    run.write_text(json.dumps({"best": "pdiv(mu_in, var_in)", "fitness": 0.9}))
+    assert resolve_function(str(run)).expression == "pdiv(mu_in, var_in)"
+    run.write_text("{")
+    with pytest.raises(ValueError, match="not an evolution result"):
+        resolve_function(str(run))
+    with pytest.raises(ValueError, match="no such file"):
+        resolve_function(str(tmp_path / "missing.json"))
 
 
 def test_search_returns_a_valid_picklable_expression():
