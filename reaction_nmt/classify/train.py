@@ -15,6 +15,7 @@ random state, so ``resume`` continues exactly).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -153,6 +154,8 @@ def train_classifier(
     epochs: int = 10,
     minutes: float | None = None,
     lr: float = 1e-3,
+    lr_schedule: str = "constant",
+    min_lr: float = 0.0,
     batch_size: int = 64,
     seed: int = 0,
     resume: bool = False,
@@ -164,8 +167,14 @@ def train_classifier(
 ) -> dict[str, Any]:
     """Train ``model`` (in place); returns the summary with the best validation accuracy.
 
-    ``loss_fn(model, tokens, labels)`` replaces the cross-entropy (e.g. with distillation
-    terms, whose own parameters go in ``extra_parameters``)."""
+    ``lr_schedule``: ``constant`` or ``cosine`` (from ``lr`` to ``min_lr`` over ``epochs``; a
+    resumed run continues the curve). ``loss_fn(model, tokens, labels)`` replaces the
+    cross-entropy (e.g. with distillation terms, whose own parameters go in
+    ``extra_parameters``)."""
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+    if not 0.0 <= min_lr <= lr:
+        raise ValueError(f"min_lr must be in [0, lr={lr}], got {min_lr}")
     log = log or _quiet
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -186,6 +195,15 @@ def train_classifier(
         torch.manual_seed(seed)
     n = len(train[0])
     per_epoch = max(1, n // batch_size)
+    total = epochs * per_epoch
+
+    def set_lr() -> None:
+        if lr_schedule == "constant":
+            return
+        t = min(state["epoch"] * per_epoch + state["pos"], total)
+        for group in opt.param_groups:
+            group["lr"] = min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t / total))
+
     loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y))
 
     def save() -> None:
@@ -212,6 +230,7 @@ def train_classifier(
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                set_lr()
                 opt.step()
                 state["pos"] += 1
                 if time.perf_counter() - last_save > save_every:

@@ -47,6 +47,12 @@ def add_classify(sub) -> None:
     t.add_argument("--max-len", type=positive_int, default=256, help="tokens kept per reaction")
     t.add_argument("--batch-size", type=positive_int, default=64)
     t.add_argument("--lr", type=positive_float, default=1e-3)
+    t.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="cosine",
+        help="cosine: from --lr to 0 over --epochs (default)",
+    )
     t.add_argument("--seed", type=seed_int, default=0)
     t.add_argument("--resume", action="store_true")
     t.add_argument("--threads", type=threads_int, default=None)
@@ -118,7 +124,8 @@ def run_train(args: argparse.Namespace) -> int:
     summary = train_classifier(
         encode_reactions(train, vocab, args.max_len), encode_reactions(valid, vocab, args.max_len),
         vocab, args.out, model=model, max_len=args.max_len, epochs=args.epochs,
-        minutes=args.minutes, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+        minutes=args.minutes, lr=args.lr, lr_schedule=args.lr_schedule,
+        batch_size=args.batch_size, seed=args.seed,
         resume=args.resume, data={"source": str(args.data), "train": len(train),
                                   "valid": len(valid)}, log=print,
     )  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -72,16 +74,45 @@ def test_model_ignores_padding_and_shows_widths(liu_dir):
     assert [f.shape[1] for f in model.features(x)] == [8, 12]
 
 
-def _tiny_run(liu_dir, out, epochs, resume=False):
+def _tiny_run(liu_dir, out, epochs, resume=False, **options):
     train, valid = read_split(liu_dir, "train"), read_split(liu_dir, "valid")
     vocab = Vocabulary.build(train)
     torch.manual_seed(0)
     model = ReactionCNN(vocab_size=len(vocab), channels=(16, 16), embed_dim=16)
     summary = train_classifier(
         encode_reactions(train, vocab, 64), encode_reactions(valid, vocab, 64), vocab, out,
-        model=model, max_len=64, epochs=epochs, batch_size=8, lr=3e-3, resume=resume,
+        model=model, max_len=64, epochs=epochs, batch_size=8, lr=3e-3, resume=resume, **options,
     )  # fmt: skip
     return model, summary
+
+
+def test_cosine_schedule_ends_at_min_lr_and_resumes_exactly(liu_dir, tmp_path):
+    cos = {"lr_schedule": "cosine", "min_lr": 1e-4}
+    whole, summary = _tiny_run(liu_dir, tmp_path / "a", 4, **cos)
+    lrs = [g["lr"] for g in torch.load(summary["last"], weights_only=True)["training"]
+           ["optimizer"]["param_groups"]]  # fmt: skip
+    steps = 4 * (len(read_split(liu_dir, "train")) // 8)  # the last step is one before the end
+    expected = 1e-4 + (3e-3 - 1e-4) * 0.5 * (1 + math.cos(math.pi * (steps - 1) / steps))
+    assert lrs == pytest.approx([expected] * len(lrs)) and expected < 3e-3 / 5
+    calls = []
+
+    def interrupted(m, x, y):  # an interrupt in the middle of the second epoch
+        calls.append(1)
+        if len(calls) == steps // 4 + 2:
+            raise KeyboardInterrupt
+        return torch.nn.functional.cross_entropy(m(x), y)
+
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_run(liu_dir, tmp_path / "b", 4, loss_fn=interrupted, **cos)
+    resumed, _ = _tiny_run(liu_dir, tmp_path / "b", 4, resume=True, **cos)
+    constant, _ = _tiny_run(liu_dir, tmp_path / "c", 4)
+    weights = [list(m.state_dict().values()) for m in (whole, resumed, constant)]
+    assert all(torch.equal(a, b) for a, b in zip(weights[0], weights[1], strict=True))
+    assert not all(torch.equal(a, c) for a, c in zip(weights[0], weights[2], strict=True))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _tiny_run(liu_dir, tmp_path / "d", 1, lr_schedule="step")
+    with pytest.raises(ValueError, match="min_lr"):
+        _tiny_run(liu_dir, tmp_path / "e", 1, lr_schedule="cosine", min_lr=1.0)
 
 
 def test_training_learns_and_resumes_exactly(liu_dir, tmp_path):
