@@ -265,7 +265,7 @@ def run_prune(args: argparse.Namespace) -> int:
         raise CliError("--target-macs needs --structured (unstructured zeros save no MACs)")
     if args.rank_energy is not None and not by_rank:
         raise CliError(f"--rank-energy is for --method force, not {args.method}")
-    if args.threshold is not None and args.method != "ssl":
+    if args.threshold is not None and not PRUNERS.get(args.method).supports_threshold:
         raise CliError(f"--threshold is for --method ssl, not {args.method}")
     if by_rank and args.structured is not None:
         raise CliError(f"--method {args.method} makes layers low-rank: say which with --layers")
@@ -317,7 +317,7 @@ def run_prune(args: argparse.Namespace) -> int:
     if args.target_bins is not None:
         options["target_bins"] = args.target_bins
     if args.strength is not None:
-        if args.method not in ("ssl", "force"):
+        if not PRUNERS.get(args.method).trains_first:
             raise CliError(f"--strength is for --method ssl or force, not {args.method}")
         options["strength"] = args.strength
     report = prune_schnet(

@@ -201,14 +201,14 @@ def prune_schnet(
         raise ValueError(f"distill must be one of {DISTILL_MODES}, got {distill!r}")
     engine_cls = PRUNERS.get(method)
     gated = issubclass(engine_cls, AutoPrunePruner)
-    if gradual and (gated or method == "olmp"):
+    if gradual and (gated or engine_cls.needs_metric):
         raise ValueError(f"gradual removal is for engines without gates or search, not {method}")
     if gradual and not finetune_steps:
         raise ValueError("gradual removal needs a step budget (finetune_steps)")
     by_rank = engine_cls.unit == "rank"
     if rank_energy is not None and not by_rank:
         raise ValueError(f"--rank-energy is for engines that remove rank (force), not {method}")
-    if threshold is not None and method != "ssl":
+    if threshold is not None and not engine_cls.supports_threshold:
         raise ValueError(f"a norm threshold is for structured sparsity learning, not {method}")
     if by_rank:
         kind = "atomwise+filter_network" if kind == "weight" else kind
@@ -227,7 +227,7 @@ def prune_schnet(
     before = model_stats(model, data, val_idx)
     options = dict(engine_options or {})
     scope = "layer" if kind != "weight" or by_rank else "global"
-    if method == "olmp":
+    if engine_cls.needs_metric:
         probe = val_idx[: min(len(val_idx), 1000)]
         dense_probe = evaluate_model(model, data, probe)["mae"]
 
@@ -245,7 +245,7 @@ def prune_schnet(
             **options,
         )
     else:
-        if method == "attention":  # filter groups get distance profiles, the others weights
+        if engine_cls.uses_profiles:  # filter groups get distance profiles, the others weights
             options.setdefault("profile_fn", schnet_filter_profiles())
         if issubclass(engine_cls, AutoPrunePruner):
             # gates close by rank, ramping to the requested sparsity over 60% of the gate

@@ -154,6 +154,8 @@ class AttentionPruner(AutoPrunePruner):
             ``weight_grad``, ``init``, ``unit_cost``), passed on unchanged.
     """
 
+    uses_profiles = True
+
     def __init__(
         self,
         *,

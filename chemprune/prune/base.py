@@ -152,6 +152,15 @@ class Pruner(ABC):
     #: whether ``score`` needs labelled batches through ``observe`` first (class-discriminant
     #: engines)
     needs_data: bool = False
+    #: whether the engine searches under an accuracy constraint: its constructor takes
+    #: ``metric`` (higher is better) and ``max_drop`` (OLMP)
+    needs_metric: bool = False
+    #: whether the engine scores filter groups by the distance profile of their filters
+    #: (``profile_fn``, the attention engine)
+    uses_profiles: bool = False
+    #: whether the engine can also remove every unit whose norm fell below a threshold
+    #: (``threshold(model, value)``, structured sparsity learning)
+    supports_threshold: bool = False
 
     def __init__(
         self,

@@ -91,6 +91,8 @@ class OLMPPruner(Pruner):
             with training rely on; the warm start lets a few searches go as far.
     """
 
+    needs_metric = True
+
     def __init__(
         self,
         *,

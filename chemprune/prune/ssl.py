@@ -106,6 +106,7 @@ class SSLPruner(Pruner):
     """
 
     trains_first = True
+    supports_threshold = True
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ positions.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -93,13 +94,14 @@ def prune_classifier(
     groups = classifier_groups(model)
     counts = keep_counts(model, flops_fraction)
     sparsity = {g.name: 1 - c / g.size for g, c in zip(groups, counts, strict=True)}
+    engine = PRUNERS.get(method)
     kwargs: dict = {}
-    if method == "cdc":
+    if engine.needs_data:  # class statistics of the blocks' outputs
         kwargs = {"function": function, "num_classes": model.num_classes, "coarse": coarse,
                   "coarse_groups": coarse_groups, "features": class_features}  # fmt: skip
-    elif method == "random":
+    elif "seed" in inspect.signature(engine.__init__).parameters:  # random selection
         kwargs = {"seed": seed}
-    pruner = PRUNERS.get(method)(groups=groups, sparsity=0.5, scope="layer", **kwargs)
+    pruner = engine(groups=groups, sparsity=0.5, scope="layer", **kwargs)
     if pruner.needs_data:
         x, y = data
         for i in range(0, min(len(x), batch_size * max_batches), batch_size):

@@ -20,6 +20,20 @@ def test_every_engine_is_under_one_of_the_contracts():
     assert sorted(MASKING + RANK) == sorted(PRUNERS.names()) and RANK == ["force"]
 
 
+@pytest.mark.parametrize("name", PRUNERS.names())
+def test_capability_flags_match_what_the_engine_offers(name):
+    """Pipelines ask the engine (never its name) what it needs: the flags must be true."""
+    import inspect
+
+    cls = PRUNERS.get(name)
+    params = inspect.signature(cls.__init__).parameters
+    assert cls.needs_metric == ("metric" in params and "max_drop" in params)
+    assert cls.uses_profiles == ("profile_fn" in params)
+    assert cls.supports_threshold == hasattr(cls, "threshold")
+    assert cls.needs_data == (cls.observe is not Pruner.observe)  # the base one does nothing
+    assert cls.trains_first == (name in ("ssl", "force"))  # the regularised first phase
+
+
 def make(name: str, groups, sparsity: float) -> Pruner:
     return PRUNERS.get(name)(groups=groups, sparsity=sparsity)
 
