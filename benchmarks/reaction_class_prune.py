@@ -95,7 +95,7 @@ def dense_model(args, data, vocab) -> Path:
     train_classifier(
         data["train"], data["valid"], vocab, run, model=model, max_len=args.max_len,
         epochs=args.dense_epochs, minutes=args.dense_minutes, lr=args.lr, seed=args.seed,
-        resume=(run / "last.pt").exists(), log=log,
+        lr_schedule=args.lr_schedule, resume=(run / "last.pt").exists(), log=log,
     )  # fmt: skip
     (run / "done").write_text("")
     return best
@@ -106,7 +106,8 @@ def finetune(model, name, data, vocab, args, *, loss_fn=None, extra=(), epochs=N
     s = train_classifier(
         data["train"], data["valid"], vocab, run, model=model, max_len=args.max_len,
         epochs=epochs or args.finetune_epochs, lr=args.finetune_lr, seed=args.seed,
-        resume=(run / "last.pt").exists(), log=log, loss_fn=loss_fn, extra_parameters=extra,
+        lr_schedule=args.lr_schedule, resume=(run / "last.pt").exists(), log=log,
+        loss_fn=loss_fn, extra_parameters=extra,
     )  # fmt: skip
     best, _, _ = load_classifier(s["best"])
     return best, s
@@ -275,6 +276,12 @@ def parse_args(argv=None):
     p.add_argument("--finetune-epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--finetune-lr", type=float, default=5e-4)
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="of the dense training and every row's (fine-)tuning: cosine to 0",
+    )
     p.add_argument("--coarse", type=int, default=4)
     p.add_argument("--distill", type=float, default=1.0)
     p.add_argument("--evolved", default=None, help="an expression, or a JSON file with 'best'")
