@@ -200,7 +200,7 @@ def plot(stats: dict[str, dict], path: Path) -> None:
         xs = [j + (i - 1) * width for j in range(len(methods))]
         ax.bar(xs, [100 * stats[m][k]["mean"] for m in methods], width,
                yerr=[100 * stats[m][k]["std"] for m in methods], label=k)  # fmt: skip
-    ax.set_xticks(range(len(methods)), methods)
+    ax.set_xticks(range(len(methods)), methods, rotation=20, ha="right")
     ax.set_ylabel("% (mean over seeds, 1 s.d.)")
     ax.legend()
     fig.tight_layout()
