@@ -260,12 +260,13 @@ def run_prune(args: argparse.Namespace) -> int:
     # (each option's own range is checked by its type; these are the combinations)
     from chemprune.prune import PRUNERS
 
-    by_rank = PRUNERS.get(args.method).unit == "rank"
+    engine_cls = PRUNERS.get(args.method)  # what the engine needs decides which flags apply
+    by_rank = engine_cls.unit == "rank"
     if args.target_macs is not None and args.structured is None:
         raise CliError("--target-macs needs --structured (unstructured zeros save no MACs)")
     if args.rank_energy is not None and not by_rank:
         raise CliError(f"--rank-energy is for --method force, not {args.method}")
-    if args.threshold is not None and not PRUNERS.get(args.method).supports_threshold:
+    if args.threshold is not None and not engine_cls.supports_threshold:
         raise CliError(f"--threshold is for --method ssl, not {args.method}")
     if by_rank and args.structured is not None:
         raise CliError(f"--method {args.method} makes layers low-rank: say which with --layers")
@@ -273,9 +274,8 @@ def run_prune(args: argparse.Namespace) -> int:
         raise CliError("--target-macs cannot count blocks: give --sparsity with depth")
     if args.min_lr > args.lr:
         raise CliError(f"--min-lr must be in [0, --lr], got {args.min_lr}")
-    data_driven = PRUNERS.get(args.method).needs_data
     for flag, value in (("--function", args.function), ("--target-bins", args.target_bins)):
-        if value is not None and not data_driven:
+        if value is not None and not engine_cls.needs_data:
             raise CliError(f"{flag} is for engines that score from data (cdc), not {args.method}")
     if args.target_bins == 1:
         raise CliError("--target-bins must be at least 2")
@@ -317,7 +317,7 @@ def run_prune(args: argparse.Namespace) -> int:
     if args.target_bins is not None:
         options["target_bins"] = args.target_bins
     if args.strength is not None:
-        if not PRUNERS.get(args.method).trains_first:
+        if not engine_cls.trains_first:
             raise CliError(f"--strength is for --method ssl or force, not {args.method}")
         options["strength"] = args.strength
     report = prune_schnet(
