@@ -7,9 +7,13 @@ An interaction block is a residual update ``v = block(h, pairs, rbf, fcut)`` of 
   atom-wise layers ``f2out`` and ``out``;
 * ``linear_filter``: the same convolution with filters that are a linear map of the radial
   basis (``filter_network.lin2`` only, no hidden layer): cheaper per pair;
-* ``atomwise``: no message passing, an atom-wise MLP ``out(ssp(f2out(ssp(in2f(h)))))``.
+* ``atomwise``: no message passing, an atom-wise MLP ``out(ssp(f2out(ssp(in2f(h)))))``;
+* ``tabulated``: the convolution with the filters ``W(d) * fcut(d)`` of a trained block read
+  from a table of cubic pieces over the distance (:mod:`chemprune.models.tabulated`): no filter
+  network and no radial basis per pair.
 
-The kinds beyond ``cfconv`` are what architecture search (:mod:`chemprune.nas.schnet`) derives.
+``linear_filter`` and ``atomwise`` are what architecture search (:mod:`chemprune.nas.schnet`)
+derives; ``tabulated`` is what :meth:`chemprune.models.SchNet.tabulated` makes of a trained model.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chemprune.models.lowrank import LowRankLinear
+from chemprune.models.tabulated import TabulatedFilter
 
 __all__ = [
     "BLOCK_KINDS",
@@ -33,7 +38,7 @@ __all__ = [
 ]
 
 #: the kinds of interaction block a SchNet may hold
-BLOCK_KINDS = ("cfconv", "linear_filter", "atomwise")
+BLOCK_KINDS = ("cfconv", "linear_filter", "atomwise", "tabulated")
 
 _LOG2 = math.log(2.0)
 
@@ -146,12 +151,16 @@ class LinearFilter(nn.Module):
 
 
 class InteractionBlock(nn.Module):
+    __jit_unused_properties__ = ["table_knots"]
+
     """One SchNet interaction: continuous-filter convolution, then an atom-wise MLP.
 
     ``v_i = out(ssp(f2out(sum_j in2f(h_j) * W(d_ij) * fcut(d_ij))))``; ``kind`` (one of
     :data:`BLOCK_KINDS`) picks how ``W`` is made (``cfconv``: :class:`FilterNetwork`,
-    ``linear_filter``: :class:`LinearFilter`) or drops the convolution (``atomwise``:
-    ``out(ssp(f2out(ssp(in2f(h)))))``, no filter network, ``filter_hidden_channels`` unused).
+    ``linear_filter``: :class:`LinearFilter`, ``tabulated``: :class:`TabulatedFilter` of
+    ``table_knots`` knots over ``[0, cutoff]``, which reads ``W * fcut`` from the distance) or
+    drops the convolution (``atomwise``: ``out(ssp(f2out(ssp(in2f(h)))))``, no filter network,
+    ``filter_hidden_channels`` unused).
     """
 
     def __init__(
@@ -163,6 +172,8 @@ class InteractionBlock(nn.Module):
         filter_hidden_channels: int | None = None,
         interaction_channels: int | None = None,
         kind: str = "cfconv",
+        table_knots: int = 0,
+        cutoff: float | None = None,
     ) -> None:
         super().__init__()
         if kind not in BLOCK_KINDS:
@@ -181,6 +192,12 @@ class InteractionBlock(nn.Module):
         elif kind == "linear_filter":
             self.filter_network = LinearFilter(
                 num_gaussians=num_gaussians, filter_channels=filter_channels
+            )
+        elif kind == "tabulated":
+            if cutoff is None:
+                raise ValueError("a tabulated block needs the model's cutoff")
+            self.filter_network = TabulatedFilter(
+                knots=table_knots, filter_channels=filter_channels, cutoff=cutoff
             )
         else:
             self.filter_network = None
@@ -209,8 +226,23 @@ class InteractionBlock(nn.Module):
         _xavier_(self.out)
 
     def filters(self, rbf: Tensor, fcut: Tensor) -> Tensor:
-        """``[P, F]`` filters of the pairs, cutoff applied."""
+        """``[P, F]`` filters of the pairs from their radial basis, cutoff applied (the kinds
+        with a filter network)."""
         return self.filter_network(rbf) * fcut.unsqueeze(-1)
+
+    @property
+    def table_knots(self) -> int:
+        """Knots of a tabulated block's table (0 for the other kinds)."""
+        return self.filter_network.knots if self.kind == "tabulated" else 0
+
+    def pair_filters(self, rbf: Tensor | None, fcut: Tensor | None, dist: Tensor | None) -> Tensor:
+        """``[P, F]`` filters of the pairs: from the distances for a tabulated block, from the
+        radial basis and cutoff for the others."""
+        if self.kind == "tabulated":
+            assert dist is not None, "a tabulated block needs the pair distances"
+            return self.filter_network(dist)
+        assert rbf is not None and fcut is not None, "this block needs the radial basis"
+        return self.filters(rbf, fcut)
 
     def convolve(self, h: Tensor, pairs: Tensor, w: Tensor) -> Tensor:
         """Continuous-filter convolution over unordered pairs, both directions."""
@@ -225,14 +257,27 @@ class InteractionBlock(nn.Module):
     def filter_hidden_channels(self) -> int:
         return 0 if self.filter_network is None else self.filter_network.hidden_channels
 
-    def forward(self, h: Tensor, pairs: Tensor, rbf: Tensor, fcut: Tensor) -> Tensor:
+    def forward(
+        self,
+        h: Tensor,
+        pairs: Tensor,
+        rbf: Tensor | None,
+        fcut: Tensor | None,
+        dist: Tensor | None = None,
+        w: Tensor | None = None,
+    ) -> Tensor:
+        """The block's update of ``h``; ``w`` overrides the pair filters (training on a grid)."""
         if self.filter_network is None:  # atomwise: no message passing
             return self.out(self.act(self.f2out(self.act(self.in2f(h)))))
-        agg = self.convolve(h, pairs, self.filters(rbf, fcut))
+        if w is None:
+            w = self.pair_filters(rbf, fcut, dist)
+        agg = self.convolve(h, pairs, w)
         return self.out(self.act(self.f2out(agg)))
 
     def extra_repr(self) -> str:
         kind = "" if self.kind == "cfconv" else f"kind={self.kind}, "
+        if self.kind == "tabulated":
+            kind += f"knots={self.table_knots}, "
         return (
             f"{kind}hidden={self.out.out_features}, filters={self.filter_channels}, "
             f"filter_hidden={self.filter_hidden_channels}, "

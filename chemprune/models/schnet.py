@@ -37,6 +37,7 @@ from chemprune.models.blocks import (
 )
 from chemprune.models.graph import radius_pairs
 from chemprune.models.lowrank import apply_low_rank, low_rank_manifest
+from chemprune.models.tabulated import filter_function, grid_filters
 
 __all__ = [
     "BLOCK_KINDS",
@@ -60,6 +61,8 @@ def _per_block(value: int | Sequence[int], n: int, name: str) -> list[int]:
 
 
 class SchNet(nn.Module):
+    __jit_unused_properties__ = ["table_knots"]
+
     """SchNet property model ``forward(z, pos, batch) -> [num_molecules]``.
 
     Args:
@@ -79,7 +82,8 @@ class SchNet(nn.Module):
         low_rank: linear layers stored as two thinner ones (module name -> rank), as low-rank
             decomposition (:mod:`chemprune.prune.lowrank`) leaves them.
         block_kinds: the kind of each interaction block (:data:`BLOCK_KINDS`; default all
-            ``cfconv``), as architecture search derives them.
+            ``cfconv``), as architecture search derives them or :meth:`tabulated` makes them.
+        table_knots: knots of each ``tabulated`` block's filter table (0 for the other kinds).
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class SchNet(nn.Module):
         head_channels: int | None = None,
         low_rank: Mapping[str, int] | None = None,
         block_kinds: Sequence[str] | None = None,
+        table_knots: int | Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if readout not in ("sum", "mean"):
@@ -124,7 +129,13 @@ class SchNet(nn.Module):
             raise ValueError(
                 f"block_kinds has {len(kinds)} entries for {num_interactions} interaction blocks"
             )
+        knots = [0] * num_interactions
+        if table_knots is not None:
+            knots = _per_block(table_knots, num_interactions, "table_knots")
         self.cutoff = float(cutoff)
+        #: training on a grid: cfconv filters interpolated from this many knots (0: exact);
+        #: a training setting (see :mod:`chemprune.models.tabulated`), not part of the config
+        self.filter_grid = 0
         self.readout = readout
         self.max_z = int(max_z)
         self.embedding = nn.Embedding(max_z, hidden_channels, padding_idx=0)
@@ -137,8 +148,10 @@ class SchNet(nn.Module):
                 filter_hidden_channels=fh,
                 interaction_channels=mid,
                 kind=kind,
+                table_knots=k,
+                cutoff=cutoff,
             )
-            for f, fh, mid, kind in zip(filters, fhidden, mids, kinds, strict=True)
+            for f, fh, mid, kind, k in zip(filters, fhidden, mids, kinds, knots, strict=True)
         )
         head = hidden_channels // 2 if head_channels is None else int(head_channels)
         self.lin1 = nn.Linear(hidden_channels, head)
@@ -153,6 +166,8 @@ class SchNet(nn.Module):
                 raise ValueError(f"atomref has {ref_in.numel()} entries, max_z is {max_z}")
             ref[: ref_in.numel()] = ref_in
         self.register_buffer("atomref", ref)
+        #: whether a block reads the radial basis (tabulated and atom-wise blocks do not)
+        self.needs_basis = any(k in ("cfconv", "linear_filter") for k in kinds)
         self.reset_parameters()
         if low_rank:
             apply_low_rank(self, dict(low_rank))
@@ -193,7 +208,60 @@ class SchNet(nn.Module):
             "head_channels": self.lin1.out_features,
             **({"low_rank": ranks} if (ranks := low_rank_manifest(self)) else {}),
             **({"block_kinds": self.block_kinds} if self._mixed_kinds() else {}),
+            **({"table_knots": self.table_knots} if any(self.table_knots) else {}),
         }
+
+    @property
+    def table_knots(self) -> list[int]:
+        """Knots of each block's filter table (0 for blocks that are not tabulated)."""
+        return [blk.table_knots for blk in self.interactions]
+
+    @torch.no_grad()
+    def tabulated(self, knots: int | Sequence[int]) -> SchNet:
+        """A copy whose ``cfconv``/``linear_filter`` blocks read their filters ``W(d) * fcut(d)``
+        from tables of ``knots`` knots (per block or one count for all) built in float64: the
+        same model without filter networks or radial basis at inference. Blocks already
+        tabulated keep their tables when their count is unchanged and are refused otherwise;
+        ``atomwise`` blocks are kept.
+        """
+        import copy
+
+        counts = _per_block(knots, len(self.interactions), "knots")
+        config = self.config()
+        kinds, new_knots = [], []
+        for blk, k in zip(self.interactions, counts, strict=True):
+            if blk.kind == "atomwise":
+                kinds.append("atomwise")
+                new_knots.append(0)
+                continue
+            if k < 2:
+                raise ValueError(f"a table needs at least 2 knots, got {k}")
+            if blk.kind == "tabulated" and blk.table_knots != k:
+                raise ValueError(
+                    f"a block is already tabulated on {blk.table_knots} knots; re-tabulating it "
+                    f"on {k} would interpolate an interpolation (tabulate the exact model)"
+                )
+            kinds.append("tabulated")
+            new_knots.append(k)
+        config.update(block_kinds=kinds, table_knots=new_knots)
+        config["filter_hidden_channels"] = [0] * len(kinds)
+        out = SchNet(
+            **config, mean=float(self.mean), std=float(self.std), atomref=self.atomref.clone()
+        ).to(self.atomref.device)
+        exact = copy.deepcopy(self).double()
+        for b, (src, dst) in enumerate(zip(self.interactions, out.interactions, strict=True)):
+            keep = {k: v for k, v in src.state_dict().items() if not k.startswith("filter_network")}
+            missing = dst.load_state_dict(keep, strict=False).missing_keys
+            if src.kind == "tabulated":
+                dst.filter_network.load_state_dict(src.filter_network.state_dict())
+            elif dst.kind == "tabulated":
+                fn = filter_function(exact.interactions[b], exact.rbf, exact.cutoff)
+                dst.filter_network.fill(fn, dtype=torch.float64)
+            assert all(m.startswith("filter_network") for m in missing), missing
+        for name in ("embedding", "lin1", "lin2"):
+            getattr(out, name).load_state_dict(getattr(self, name).state_dict())
+        out.train(self.training)
+        return out
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SchNet:
@@ -222,10 +290,18 @@ class SchNet(nn.Module):
         """Atom representations ``[N, hidden]`` after the last interaction block."""
         if pairs is None:
             pairs = radius_pairs(pos, batch, self.cutoff)
-        rbf, fcut = self.edge_features(pos, pairs)
+        dist = (pos.index_select(0, pairs[0]) - pos.index_select(0, pairs[1])).norm(p=2, dim=-1)
+        rbf: Tensor | None = None
+        fcut: Tensor | None = None
+        if self.needs_basis and self.filter_grid == 0:
+            rbf, fcut = self.rbf(dist), cosine_cutoff(dist, self.cutoff)
         h = self.embedding(z)
         for blk in self.interactions:
-            h = h + blk(h, pairs, rbf, fcut)
+            w: Tensor | None = None
+            if not torch.jit.is_scripting():
+                if self.filter_grid > 0 and blk.kind in ("cfconv", "linear_filter"):
+                    w = grid_filters(blk, self.rbf, self.cutoff, self.filter_grid, dist)
+            h = h + blk(h, pairs, rbf, fcut, dist, w)
         return h
 
     def atom_outputs(self, h: Tensor, z: Tensor) -> Tensor:
@@ -285,5 +361,6 @@ class SchNet(nn.Module):
             f"readout={self.readout!r}, "
             + (f"low_rank={ranks}, " if (ranks := low_rank_manifest(self)) else "")
             + (f"block_kinds={self.block_kinds}, " if self._mixed_kinds() else "")
+            + (f"table_knots={self.table_knots}, " if any(self.table_knots) else "")
             + f"params={sum(p.numel() for p in self.parameters()):,})"
         )

@@ -56,4 +56,4 @@ def test_bad_kinds_are_refused():
         InteractionBlock(hidden_channels=4, num_gaussians=3, filter_channels=2, kind="gcn")
     with pytest.raises(ValueError, match="2 entries for 3"):
         SchNet(num_interactions=3, block_kinds=["cfconv", "atomwise"])
-    assert set(BLOCK_KINDS) == {"cfconv", "linear_filter", "atomwise"}
+    assert set(BLOCK_KINDS) == {"cfconv", "linear_filter", "atomwise", "tabulated"}
