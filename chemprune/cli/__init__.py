@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         predict,
         prune,
         search,
+        tabulate,
         train,
     )
     from chemprune.cli.options import CheckedParser
@@ -65,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show the Python traceback of an error"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (train, evaluate, predict, import_model, prune, search, generate, export, demo):
+    for module in (
+        train, evaluate, predict, import_model, prune, tabulate, search, generate, export, demo
+    ):  # fmt: skip
         module.add_parser(sub)
     return parser
 

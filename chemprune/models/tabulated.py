@@ -9,7 +9,7 @@ polynomial coefficients in the local coordinate ``u = (d - d_k) / h``::
 
     W(d) ~ c0[k] + c1[k] u + c2[k] u^2 + c3[k] u^3        (coefficients [K - 1, 4, F])
 
-so a pair costs one gather of a ``4 x F`` row and one small batched product. The interpolant is
+so a pair costs one fused gather-and-weighted-sum of four ``F``-rows (``embedding_bag``). The interpolant is
 continuous with a continuous first derivative, so forces (autograd through ``u``) are continuous.
 The interpolation error falls as ``h^4``: on the project's 5 A models 512 knots sit at the
 float32 floor of the whole model's output (``chemprune tabulate`` chooses the count by measuring).
@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
@@ -70,8 +71,12 @@ def interpolate(coeffs: Tensor, dist: Tensor, inv_spacing: float) -> Tensor:
     t = dist * inv_spacing
     k = t.detach().long().clamp(0, coeffs.size(0) - 1)
     u = t - k.to(t.dtype)
-    basis = torch.stack((torch.ones_like(u), u, u * u, u * u * u), dim=-1).unsqueeze(1)
-    return torch.bmm(basis, coeffs.index_select(0, k)).squeeze(1)
+    basis = torch.stack((torch.ones_like(u), u, u * u, u * u * u), dim=-1)
+    rows = k.unsqueeze(-1) * 4 + torch.arange(4, device=k.device)
+    # one fused gather-and-weighted-sum of the four coefficient rows of each pair's piece
+    return F.embedding_bag(
+        rows, coeffs.reshape(-1, coeffs.size(-1)), per_sample_weights=basis, mode="sum"
+    )
 
 
 def filter_function(block: nn.Module, rbf: nn.Module, cutoff: float) -> Callable[[Tensor], Tensor]:
