@@ -25,6 +25,7 @@ __all__ = [
     "seed_int",
     "threads_int",
     "json_line",
+    "grid_knots",
     "CheckedParser",
     "MAX_SEED",
     "MAX_THREADS",
@@ -142,3 +143,11 @@ class CheckedParser(argparse.ArgumentParser):
                 if isinstance(value, list) and not value and action.default != []:
                     self.error(f"argument {'/'.join(action.option_strings)}: expected one value")
         return ns, extra
+
+
+def grid_knots(text: str) -> int:
+    """An argparse type: 0 (off) or a knot count >= 2 (at most 65,536)."""
+    value = integer(low=0, high=65536)(text)
+    if value == 1:
+        raise _fail("0 (off) or a knot count >= 2", text)
+    return value

@@ -9,6 +9,7 @@ from pathlib import Path
 from chemprune.cli._common import load_dataset_and_split
 from chemprune.cli.options import (
     below_one,
+    grid_knots,
     json_line,
     nonneg_float,
     nonneg_int,
@@ -101,6 +102,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="plateau: scale the LR by --lr-factor after --lr-patience epochs without a better "
         "validation MAE, stop at --min-lr; cosine: anneal it every step from --lr to --min-lr "
         "over --epochs (more epochs on --resume stretch the rest of the curve)",
+    )
+    opt.add_argument(
+        "--filter-grid",
+        type=grid_knots,
+        default=0,
+        help="train on a grid: each step evaluates the filter networks at K knots over "
+        "[0, cutoff] and interpolates the pairs (cubic Hermite; fewer multiply-adds per pair; "
+        "validation too); the saved model is the exact one. 0 (default): exact filters",
     )
     opt.add_argument(
         "--max-grad-norm",
@@ -407,6 +416,7 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
         lr_schedule=args.lr_schedule,
         warmup_steps=args.warmup_steps,
         max_grad_norm=args.max_grad_norm,
+        filter_grid=args.filter_grid,
         lr_factor=args.lr_factor,
         lr_patience=args.lr_patience,
         min_lr=args.min_lr,

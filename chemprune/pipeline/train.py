@@ -156,6 +156,7 @@ def _train(
         **settings.model_kwargs(), readout=target.readout, mean=mean, std=std, atomref=atomref
     )
     model.to(device)
+    model.filter_grid = settings.filter_grid
     distill = _distillation(settings, model, split, target.name, ctx, device, len(data))
     opt = make_optimizer(
         model.parameters(), name=settings.optimizer, lr=settings.lr, momentum=settings.momentum

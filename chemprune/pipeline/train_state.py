@@ -74,6 +74,9 @@ class TrainSettings:
     distill_output_weight: float = 1.0
     distill_feature_weight: float = 1.0
     teacher_blocks: tuple[int, ...] | None = None  # the teacher block each student block matches
+    # train on a grid: filters interpolated from this many knots per step (0: exact per pair);
+    # the saved model is the exact one (see chemprune.models.tabulated)
+    filter_grid: int = 0
 
     # Settings that may change when resuming (a longer budget, more epochs).
     resumable_changes: tuple[str, ...] = field(default=("epochs",), repr=False)
