@@ -18,7 +18,7 @@ through ``torch.compile`` (Inductor, dynamic shapes) and keeps the radius graph 
 per-molecule sum in eager PyTorch (Inductor's CPU code for that last scatter fails, see
 ``ENVIRONMENT.md``). Inductor fuses a tabulated block's interpolation, product and scatter into
 one loop: on 128/6 SchNet with tabulated filters it ran ~2.5x faster than tabulated eager at
-batch 64 (``benchmarks/tabulate.py``). It needs a C++ compiler, and the first call of each
+batch 64 (``benchmarks/tabulated_speed.py``). It needs a C++ compiler, and the first call of each
 process compiles for ~10 s (Inductor's cache on disk shortens later starts): meant for
 screening many molecules, not for a single prediction.
 """

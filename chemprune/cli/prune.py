@@ -7,6 +7,8 @@ from pathlib import Path
 
 from chemprune.cli.options import (
     below_one,
+    grid_knots,
+    integer,
     json_line,
     nonneg_float,
     open_fraction,
@@ -202,6 +204,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="folder of the qm9-format CSVs the model was trained on",
     )
+    p.add_argument(
+        "--filter-grid",
+        type=grid_knots,
+        default=0,
+        help="fine-tune on a grid: filters interpolated from K knots per step (student and "
+        "teacher; cheaper per pair); the pruned model is saved exact. 0 (default): exact",
+    )
+    p.add_argument(
+        "--tabulate",
+        action="store_true",
+        help="save the pruned model tabulated (as 'chemprune tabulate' does, checked against the "
+        "exact pruned model first); --target-macs then counts the tabulated runtime's work",
+    )
+    p.add_argument(
+        "--knots",
+        type=integer(low=2, high=65536),
+        default=None,
+        help="with --tabulate: knots per table (default: the smallest passing of 128, 256, ...)",
+    )
     p.add_argument("--out", required=True, type=Path, help="where to write the pruned checkpoint")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--threads", type=threads_int, default=None)
@@ -234,12 +255,34 @@ def _table(report: dict) -> str:
         ("parameters", f"{b['params']:,}", f"{a['params']:,}"),
         ("nonzero parameters", f"{b['nonzero_params']:,}", f"{a['nonzero_params']:,}"),
         ("MACs (batch of 64)", f"{b['macs_per_batch64']:,}", f"{a['macs_per_batch64']:,}"),
+        *(
+            [("MACs tabulated (batch 64)", "", f"{report['tabulated']['macs_per_batch64']:,}")]
+            if "tabulated" in report
+            else []
+        ),
         ("val MAE", f"{report['val_mae_before']:.4f}", f"{report['val_mae_after']:.4f}"),
     ]
     w = max(len(r[0]) for r in rows)
     lines = [f"{'':<{w}}  {'before':>24}  {'after':>24}"]
     lines += [f"{n:<{w}}  {x:>24}  {y:>24}" for n, x, y in rows]
     return "\n".join(lines)
+
+
+def _tabulate(model, mset, split, args, report: dict, extra: dict):
+    """The pruned model tabulated and checked (``(model, None)``), or the exact one and why
+    no table passed (``(model, reason)``); the report gains the tabulation."""
+    from chemprune.pipeline.compress_schnet import model_stats
+    from chemprune.pipeline.tabulate import TabulateSettings, TabulationFailed, tabulate_and_check
+
+    settings = TabulateSettings(knots=args.knots, time_molecules=0)
+    try:
+        tab, tab_report = tabulate_and_check(model, mset, split.val, settings)
+    except TabulationFailed as err:
+        return model, str(err)
+    tab_report.pop("settings", None)
+    report["tabulation"] = extra["tabulation"] = tab_report
+    report["tabulated"] = model_stats(tab, mset, split.val)
+    return tab, None
 
 
 def run_prune(args: argparse.Namespace) -> int:
@@ -279,6 +322,8 @@ def run_prune(args: argparse.Namespace) -> int:
             raise CliError(f"{flag} is for engines that score from data (cdc), not {args.method}")
     if args.target_bins == 1:
         raise CliError("--target-bins must be at least 2")
+    if args.knots is not None and not args.tabulate:
+        raise CliError("--knots is for --tabulate")
     function = None
     if args.function is not None:
         from chemprune.prune.evolve import resolve_function
@@ -302,8 +347,22 @@ def run_prune(args: argparse.Namespace) -> int:
             args.target_macs,
             kind=args.structured,
             blocks=args.blocks,
+            tabulated_knots=2 if args.tabulate else None,  # its work does not depend on knots
         )
-        print(f"--target-macs {args.target_macs:g}: sparsity {sparsity:.4f} of {args.structured}")
+        counted = " (counted tabulated)" if args.tabulate else ""
+        print(
+            f"--target-macs {args.target_macs:g}{counted}: sparsity {sparsity:.4f} of "
+            f"{args.structured}"
+        )
+    if (
+        args.tabulate
+        and args.structured
+        and {"kernel", "filter_hidden"} & set(args.structured.split("+"))
+    ):
+        print(
+            "note: once tabulated, filter-network hidden units cost nothing; --structured "
+            "filter prunes only what the tabulated model still pays for"
+        )
     model.to(device)
     options: dict = {}
     if args.lam is not None:
@@ -339,6 +398,7 @@ def run_prune(args: argparse.Namespace) -> int:
         gradual=args.gradual,
         rank_energy=args.rank_energy,
         threshold=args.threshold,
+        filter_grid=args.filter_grid,
         engine_options=options,
         seed=args.seed,
         progress=not args.no_progress,
@@ -347,14 +407,20 @@ def run_prune(args: argparse.Namespace) -> int:
         report["target_macs"] = args.target_macs
     model.cpu()
     metrics = dict(ckpt.get("metrics", {}), val_mae=report["val_mae_after"])
+    extra = {"pruning": {**report, "source_model": str(args.model)}}
+    failed = None
+    if args.tabulate:
+        model, failed = _tabulate(model, mset, split, args, report, extra)
     saved = model_checkpoint(
-        model,
-        target=target,
-        data=ckpt.get("data"),
-        metrics=metrics,
-        extra={"pruning": {**report, "source_model": str(args.model)}},
+        model, target=target, data=ckpt.get("data"), metrics=metrics, extra=extra
     )
     atomic_save(saved, args.out)
+    if failed is not None:
+        from chemprune.cli import EXIT_PARTIAL
+
+        raise CliError(
+            f"pruned model written exact (not tabulated) to {args.out}: {failed}", EXIT_PARTIAL
+        )
     if args.json:
         print(json_line({**report, "out": str(args.out)}))
     else:

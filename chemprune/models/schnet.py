@@ -216,6 +216,24 @@ class SchNet(nn.Module):
         """Knots of each block's filter table (0 for blocks that are not tabulated)."""
         return [blk.table_knots for blk in self.interactions]
 
+    @staticmethod
+    def tabulated_config(config: dict[str, Any], knots: int | Sequence[int]) -> dict[str, Any]:
+        """``config`` with every block that has filters (``cfconv``, ``linear_filter``,
+        ``tabulated``) tabulated on ``knots`` knots (per block or one count for all)."""
+        n = int(config["num_interactions"])
+        counts = _per_block(knots, n, "knots")
+        kinds = list(config.get("block_kinds") or ["cfconv"] * n)
+        out = dict(config)
+        out["block_kinds"] = ["atomwise" if k == "atomwise" else "tabulated" for k in kinds]
+        out["table_knots"] = [
+            0 if k == "atomwise" else c for k, c in zip(kinds, counts, strict=True)
+        ]
+        if any(c < 2 for k, c in zip(out["block_kinds"], out["table_knots"], strict=True)
+               if k == "tabulated"):  # fmt: skip
+            raise ValueError(f"a table needs at least 2 knots, got {knots}")
+        out["filter_hidden_channels"] = [0] * n
+        return out
+
     @torch.no_grad()
     def tabulated(self, knots: int | Sequence[int]) -> SchNet:
         """A copy whose ``cfconv``/``linear_filter`` blocks read their filters ``W(d) * fcut(d)``
@@ -227,24 +245,13 @@ class SchNet(nn.Module):
         import copy
 
         counts = _per_block(knots, len(self.interactions), "knots")
-        config = self.config()
-        kinds, new_knots = [], []
         for blk, k in zip(self.interactions, counts, strict=True):
-            if blk.kind == "atomwise":
-                kinds.append("atomwise")
-                new_knots.append(0)
-                continue
-            if k < 2:
-                raise ValueError(f"a table needs at least 2 knots, got {k}")
             if blk.kind == "tabulated" and blk.table_knots != k:
                 raise ValueError(
                     f"a block is already tabulated on {blk.table_knots} knots; re-tabulating it "
                     f"on {k} would interpolate an interpolation (tabulate the exact model)"
                 )
-            kinds.append("tabulated")
-            new_knots.append(k)
-        config.update(block_kinds=kinds, table_knots=new_knots)
-        config["filter_hidden_channels"] = [0] * len(kinds)
+        config = self.tabulated_config(self.config(), knots)
         out = SchNet(
             **config, mean=float(self.mean), std=float(self.std), atomref=self.atomref.clone()
         ).to(self.atomref.device)

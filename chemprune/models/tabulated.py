@@ -48,17 +48,32 @@ def hermite_table(
     knots: int,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
+    slopes: str = "jvp",
 ) -> Tensor:
     """Cubic Hermite coefficients ``[knots - 1, 4, F]`` of ``fn: d [K] -> [K, F]`` on ``knots``
-    even knots over ``[0, cutoff]`` (values and derivatives from one forward-mode pass,
-    differentiable in ``fn``'s parameters)."""
+    even knots over ``[0, cutoff]``, differentiable in ``fn``'s parameters.
+
+    ``slopes``: ``jvp`` takes the derivatives at the knots from one forward-mode pass (exact;
+    what tabulation uses); ``central`` from central differences at +-1% of the knot spacing
+    (two more evaluations; works through custom autograd functions that forward mode cannot
+    see through, such as pruning gates, and is what training on a grid uses: its error,
+    ~1e-5 of the filter's scale, is far below a training step's noise).
+    """
     if knots < 2:
         raise ValueError(f"a table needs at least 2 knots, got {knots}")
     d = torch.linspace(0.0, float(cutoff), knots, dtype=dtype, device=device)
-    values, slopes = torch.func.jvp(fn, (d,), (torch.ones_like(d),))
     h = float(cutoff) / (knots - 1)
+    if slopes == "jvp":
+        values, deriv = torch.func.jvp(fn, (d,), (torch.ones_like(d),))
+    elif slopes == "central":
+        eps = 0.01 * h
+        both = fn(torch.cat((d, d - eps, d + eps)))
+        values, below, above = both.split(knots)
+        deriv = (above - below) / (2.0 * eps)
+    else:
+        raise ValueError(f"slopes must be 'jvp' or 'central', got {slopes!r}")
     y0, y1 = values[:-1], values[1:]
-    m0, m1 = slopes[:-1] * h, slopes[1:] * h
+    m0, m1 = deriv[:-1] * h, deriv[1:] * h
     return torch.stack(
         (y0, m0, 3.0 * (y1 - y0) - 2.0 * m0 - m1, 2.0 * (y0 - y1) + m0 + m1), dim=1
     ).contiguous()
@@ -95,7 +110,9 @@ def grid_filters(
     """``[P, F]`` filters of the pairs interpolated from the block's network evaluated at
     ``knots`` knots only (differentiable in its parameters and in ``dist``): training on a grid."""
     fn = filter_function(block, rbf, cutoff)
-    table = hermite_table(fn, cutoff=cutoff, knots=knots, dtype=dist.dtype, device=dist.device)
+    table = hermite_table(
+        fn, cutoff=cutoff, knots=knots, dtype=dist.dtype, device=dist.device, slopes="central"
+    )
     return interpolate(table, dist, (knots - 1) / float(cutoff))
 
 
@@ -124,6 +141,12 @@ class TabulatedFilter(nn.Module):
     @property
     def hidden_channels(self) -> int:
         return 0
+
+    @property
+    def row_macs(self) -> int:
+        """Multiply-adds per pair: the weighted sum of four coefficient rows (what
+        :mod:`chemprune.prune.accounting` counts for this module)."""
+        return 4 * self.filter_channels
 
     def reset_parameters(self) -> None:
         """Nothing to initialise: the table comes from a trained filter network."""

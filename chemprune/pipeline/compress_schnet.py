@@ -103,19 +103,25 @@ def sparsity_for_macs(
     *,
     kind: str = "filter",
     blocks: Sequence[int] | None = None,
+    tabulated_knots: int | None = None,
 ) -> float:
     """The smallest structured sparsity whose shrunk model needs at most ``fraction`` of
     ``model``'s multiply-accumulates on ``batch`` (a :class:`MoleculeBatch`).
 
     MACs are counted on architectures rebuilt with the shrunk widths, so the answer holds for
-    any engine (they all remove the same number of units per group).
+    any engine (they all remove the same number of units per group). With ``tabulated_knots``
+    both the model and the shrunk ones are counted as they run once tabulated (no filter
+    networks; each pair's interpolation instead), the runtime a pruned model is meant for.
     """
     if not 0 < fraction < 1:
         raise ValueError(f"the target MAC fraction must be in (0, 1), got {fraction}")
     groups = schnet_groups(model, kind, blocks=blocks)
 
     def macs(sparsity: float) -> int:
-        m = SchNet.from_config(shrunk_config(model, groups, sparsity)).eval()
+        cfg = shrunk_config(model, groups, sparsity)
+        if tabulated_knots is not None:
+            cfg = SchNet.tabulated_config(cfg, tabulated_knots)
+        m = SchNet.from_config(cfg).eval()
         return summarize(m, lambda net: net(batch.z, batch.pos, batch.batch))["macs"]
 
     dense = macs(0.0)
@@ -159,6 +165,7 @@ def prune_schnet(
     gradual: bool = False,
     rank_energy: float | None = None,
     threshold: float | None = None,
+    filter_grid: int = 0,
 ) -> dict[str, Any]:
     """Prune ``model`` in place; returns a report (widths, params, MACs, MAE before/after).
 
@@ -191,6 +198,9 @@ def prune_schnet(
         threshold: ``ssl``: instead of ``sparsity``, remove every unit (channel, block) whose
             group norm fell to at most this after the regularised first half (the learned
             sparsity).
+        filter_grid: train on a grid (:attr:`SchNet.filter_grid`): during gate training and
+            fine-tuning, the student's and the teacher's filters are interpolated from this many
+            knots per step; the model is returned exact (0: exact throughout).
 
     Engines that train first (``ssl``, ``force``: ``trains_first``) spend the first half of the
     budget training with their regularizer, as the gated engines train their gates; ``ssl``
@@ -269,6 +279,7 @@ def prune_schnet(
                             batch_size=max(batch_size, 64))  # fmt: skip
 
     kd = None
+    model.filter_grid = filter_grid
     if distill != "none":  # the model as passed in, frozen, teaches its pruned self
         kd = SchNetDistillation(
             teacher=copy.deepcopy(model),
@@ -349,6 +360,7 @@ def prune_schnet(
         )
     if kd is not None:
         kd.close()
+    model.filter_grid = 0
     if not by_rank and kind != "weight":  # (rank engines split their layers before fine-tuning)
         extra["blocks_removed"] = shrink_schnet(model, groups)["blocks_removed"]
     elif not by_rank:
@@ -371,6 +383,7 @@ def prune_schnet(
         "lr_schedule": lr_schedule,
         "distill": kd.settings() if kd is not None else {"mode": "none"},
         "gradual": gradual,
+        "filter_grid": filter_grid,
         **extra,
     }
     if not math.isfinite(after_val["mae"]):

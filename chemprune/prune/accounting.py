@@ -3,6 +3,9 @@
 MACs are measured with forward hooks on a real input, so layers applied per edge or per atom
 (SchNet) are counted with their actual number of rows. "Effective" MACs count only nonzero
 weights (what a sparse kernel would execute); dense MACs are what the dense layer executes.
+A module that is not a layer but does work per output row declares it as ``row_macs`` (an int;
+e.g. a tabulated filter's interpolation, :class:`chemprune.models.tabulated.TabulatedFilter`)
+and is counted as ``rows * row_macs``.
 """
 
 from __future__ import annotations
@@ -66,12 +69,19 @@ def layer_stats(
                 int(torch.count_nonzero(mod.bias)) if getattr(mod, "bias", None) is not None else 0
             )
             stats[name] = LayerStats(name, type(mod).__name__, tuple(w.shape), n, nz)
+        elif isinstance(getattr(mod, "row_macs", None), int):
+            stats[name] = LayerStats(name, type(mod).__name__, (), 0, 0)
     if run is not None:
         hooks = []
 
         def make_hook(name: str):
             def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
                 s = stats[name]
+                if not isinstance(mod, _LAYERS):  # declares its work per output row
+                    rows = output.numel() // max(output.shape[-1], 1)
+                    s.macs += rows * mod.row_macs
+                    s.effective_macs += rows * mod.row_macs
+                    return
                 w = mod.weight
                 if isinstance(mod, nn.Linear):
                     rows = output.numel() // max(output.shape[-1], 1)

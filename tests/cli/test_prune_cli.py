@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from chemprune.checkpoint import load_model
 from tests.conftest import run_cli
@@ -267,3 +268,49 @@ def test_ssl_removes_a_block_and_force_splits_layers_and_they_compose(trained, q
     r = _prune(trained, qm9_dir, tmp_path / "x.pt", "--method", "force", "--sparsity", "0.5",
                "--structured")  # fmt: skip
     assert r.returncode == 2 and "say which with --layers" in r.stderr
+
+
+def test_prune_on_a_grid_then_tabulate_counts_the_tabulated_work(trained, qm9_dir, tmp_path):
+    from chemprune.data.batching import MoleculeSet
+    from chemprune.data.qm9 import read_qm9_csv
+    from chemprune.pipeline.compress_schnet import model_stats
+
+    out = tmp_path / "pruned_tab.pt"
+    r = run_cli(
+        "prune", "--model", str(trained), "--data-dir", str(qm9_dir), "--method", "attention",
+        "--target-macs", "0.5", "--structured", "filter", "--finetune-steps", "4",
+        "--finetune-minutes", "5", "--filter-grid", "64", "--tabulate", "--out", str(out),
+        "--json", "--no-progress", "--threads", "1",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "(counted tabulated)" in r.stdout
+    report = json.loads(r.stdout.splitlines()[-1])
+    assert report["filter_grid"] == 64 and report["tabulation"]["passed"]
+    tab = report["tabulated"]
+    dense, _ = load_model(trained)
+    data = read_qm9_csv(sorted(qm9_dir.glob("*.csv")))
+    mset = MoleculeSet(data.z, data.pos, data.ptr)
+    val = load_model(out)[1]["data"]["split"]["val"].numpy()
+    dense_tab = model_stats(dense.tabulated(128), mset, val)
+    # the target counted the tabulated runtime: at most half of the dense model's tabulated MACs
+    assert tab["macs_per_batch64"] <= 0.5 * dense_tab["macs_per_batch64"]
+    model, ckpt = load_model(out)
+    assert set(model.block_kinds) == {"tabulated"} and model.filter_grid == 0
+    assert model_stats(model, mset, val)["macs_per_batch64"] == tab["macs_per_batch64"]
+    # the MAC count equals the structure: 4F per pair for the interpolation, the linear layers
+    b = mset.collate(val[:64])
+    with torch.no_grad():
+        from chemprune.models.graph import radius_pairs
+
+        pairs = radius_pairs(b.pos, b.batch, model.cutoff).size(1)
+    atoms, h = b.z.numel(), model.hidden_channels
+    want = sum(
+        pairs * 4 * blk.filter_channels
+        + atoms * (h * blk.filter_channels + blk.filter_channels * blk.interaction_channels
+                   + blk.interaction_channels * h)
+        for blk in model.interactions
+    ) + atoms * (h * model.lin1.out_features + model.lin1.out_features)  # fmt: skip
+    assert tab["macs_per_batch64"] == want
+    r = run_cli("prune", "--model", str(trained), "--method", "magnitude", "--sparsity", "0.5",
+                "--knots", "64", "--out", str(tmp_path / "x.pt"))  # fmt: skip
+    assert r.returncode == 2 and "--knots is for --tabulate" in r.stderr
