@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from chemprune.cli.options import (
+    grid_knots,
     json_line,
     nonneg_float,
     nonneg_int,
@@ -82,6 +83,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup-steps", type=nonneg_int, default=None,
                    help="train the weights only for the first N steps (default: 30%% of --steps, "
                    "0 with --minutes alone)")  # fmt: skip
+    p.add_argument(
+        "--filter-grid",
+        type=grid_knots,
+        default=0,
+        help="search on a grid: the supernet's and the teacher's filters interpolated from K "
+        "knots per step (cheaper per pair); 0 (default): exact",
+    )
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--threads", type=threads_int, default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -137,7 +145,7 @@ def run_search(args: argparse.Namespace) -> int:
         candidates=args.candidates, target_macs=args.target_macs, cost_weight=args.cost_weight,
         steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
         arch_lr=args.arch_lr, seed=args.seed, progress=not args.no_progress,
-        warmup_steps=warmup,
+        warmup_steps=warmup, filter_grid=args.filter_grid,
     )  # fmt: skip
     if "config" not in report["derived"]:
         raise CliError(report["derived"]["error"], 1)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chemprune.models.lowrank import LowRankLinear
-from chemprune.models.tabulated import TabulatedFilter
+from chemprune.models.tabulated import GridSpec, TabulatedFilter, grid_filters
 
 __all__ = [
     "BLOCK_KINDS",
@@ -152,6 +152,7 @@ class LinearFilter(nn.Module):
 
 class InteractionBlock(nn.Module):
     __jit_unused_properties__ = ["table_knots"]
+    __jit_ignored_attributes__ = ["grid"]
 
     """One SchNet interaction: continuous-filter convolution, then an atom-wise MLP.
 
@@ -208,6 +209,8 @@ class InteractionBlock(nn.Module):
         self.f2out = nn.Linear(filter_channels, mid)
         self.act = ShiftedSoftplus()
         self.out = nn.Linear(mid, hidden_channels)
+        #: training on a grid (set through SchNet.filter_grid): filters from the knots only
+        self.grid: GridSpec | None = None
         self.reset_parameters()
 
     @property
@@ -236,11 +239,16 @@ class InteractionBlock(nn.Module):
         return self.filter_network.knots if self.kind == "tabulated" else 0
 
     def pair_filters(self, rbf: Tensor | None, fcut: Tensor | None, dist: Tensor | None) -> Tensor:
-        """``[P, F]`` filters of the pairs: from the distances for a tabulated block, from the
-        radial basis and cutoff for the others."""
+        """``[P, F]`` filters of the pairs: from the distances for a tabulated block (and for
+        the others while they train on a grid), from the radial basis and cutoff otherwise."""
         if self.kind == "tabulated":
             assert dist is not None, "a tabulated block needs the pair distances"
             return self.filter_network(dist)
+        if not torch.jit.is_scripting():
+            if self.grid is not None:
+                assert dist is not None, "training on a grid needs the pair distances"
+                g = self.grid
+                return grid_filters(self, g.rbf, g.cutoff, g.knots, dist)
         assert rbf is not None and fcut is not None, "this block needs the radial basis"
         return self.filters(rbf, fcut)
 
@@ -264,14 +272,10 @@ class InteractionBlock(nn.Module):
         rbf: Tensor | None,
         fcut: Tensor | None,
         dist: Tensor | None = None,
-        w: Tensor | None = None,
     ) -> Tensor:
-        """The block's update of ``h``; ``w`` overrides the pair filters (training on a grid)."""
         if self.filter_network is None:  # atomwise: no message passing
             return self.out(self.act(self.f2out(self.act(self.in2f(h)))))
-        if w is None:
-            w = self.pair_filters(rbf, fcut, dist)
-        agg = self.convolve(h, pairs, w)
+        agg = self.convolve(h, pairs, self.pair_filters(rbf, fcut, dist))
         return self.out(self.act(self.f2out(agg)))
 
     def extra_repr(self) -> str:

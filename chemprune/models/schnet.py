@@ -37,7 +37,7 @@ from chemprune.models.blocks import (
 )
 from chemprune.models.graph import radius_pairs
 from chemprune.models.lowrank import apply_low_rank, low_rank_manifest
-from chemprune.models.tabulated import filter_function, grid_filters
+from chemprune.models.tabulated import GridSpec, filter_function
 
 __all__ = [
     "BLOCK_KINDS",
@@ -61,7 +61,7 @@ def _per_block(value: int | Sequence[int], n: int, name: str) -> list[int]:
 
 
 class SchNet(nn.Module):
-    __jit_unused_properties__ = ["table_knots"]
+    __jit_unused_properties__ = ["table_knots", "filter_grid"]
 
     """SchNet property model ``forward(z, pos, batch) -> [num_molecules]``.
 
@@ -133,9 +133,7 @@ class SchNet(nn.Module):
         if table_knots is not None:
             knots = _per_block(table_knots, num_interactions, "table_knots")
         self.cutoff = float(cutoff)
-        #: training on a grid: cfconv filters interpolated from this many knots (0: exact);
-        #: a training setting (see :mod:`chemprune.models.tabulated`), not part of the config
-        self.filter_grid = 0
+        self._filter_grid = 0  # see the filter_grid property
         self.readout = readout
         self.max_z = int(max_z)
         self.embedding = nn.Embedding(max_z, hidden_channels, padding_idx=0)
@@ -210,6 +208,25 @@ class SchNet(nn.Module):
             **({"block_kinds": self.block_kinds} if self._mixed_kinds() else {}),
             **({"table_knots": self.table_knots} if any(self.table_knots) else {}),
         }
+
+    @property
+    def filter_grid(self) -> int:
+        """Training on a grid: the filters of every block with a filter network (its own or
+        inside a searched mixed operation) are interpolated from this many knots per call
+        (:func:`chemprune.models.tabulated.grid_filters`); 0: exact, per pair. A training
+        setting, not part of :meth:`config`: the model saved is the exact one."""
+        return self._filter_grid
+
+    @filter_grid.setter
+    def filter_grid(self, knots: int) -> None:
+        knots = int(knots)
+        if knots < 0 or knots == 1:
+            raise ValueError(f"filter_grid must be 0 (off) or a knot count >= 2, got {knots}")
+        self._filter_grid = knots
+        spec = GridSpec(knots, self.rbf, self.cutoff) if knots else None
+        for m in self.modules():
+            if isinstance(m, InteractionBlock):
+                m.grid = spec
 
     @property
     def table_knots(self) -> list[int]:
@@ -300,15 +317,11 @@ class SchNet(nn.Module):
         dist = (pos.index_select(0, pairs[0]) - pos.index_select(0, pairs[1])).norm(p=2, dim=-1)
         rbf: Tensor | None = None
         fcut: Tensor | None = None
-        if self.needs_basis and self.filter_grid == 0:
+        if self.needs_basis and self._filter_grid == 0:
             rbf, fcut = self.rbf(dist), cosine_cutoff(dist, self.cutoff)
         h = self.embedding(z)
         for blk in self.interactions:
-            w: Tensor | None = None
-            if not torch.jit.is_scripting():
-                if self.filter_grid > 0 and blk.kind in ("cfconv", "linear_filter"):
-                    w = grid_filters(blk, self.rbf, self.cutoff, self.filter_grid, dist)
-            h = h + blk(h, pairs, rbf, fcut, dist, w)
+            h = h + blk(h, pairs, rbf, fcut, dist)
         return h
 
     def atom_outputs(self, h: Tensor, z: Tensor) -> Tensor:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "GridSpec",
     "TabulatedFilter",
     "filter_function",
     "grid_filters",
@@ -102,6 +103,16 @@ def filter_function(block: nn.Module, rbf: nn.Module, cutoff: float) -> Callable
     if getattr(block, "filter_network", None) is None or block.kind == "tabulated":
         raise ValueError(f"a {block.kind} block has no filter network to tabulate")
     return lambda d: block.filters(rbf(d), cosine_cutoff(d, cutoff))
+
+
+class GridSpec:
+    """What a block training on a grid needs from its model: the knot count, the radial basis
+    module and the cutoff (a plain object, so the basis is not registered twice)."""
+
+    def __init__(self, knots: int, rbf: nn.Module, cutoff: float) -> None:
+        self.knots = int(knots)
+        self.rbf = rbf
+        self.cutoff = float(cutoff)
 
 
 def grid_filters(

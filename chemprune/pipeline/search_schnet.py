@@ -75,11 +75,14 @@ def search_schnet(
     seed: int = 0,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    filter_grid: int = 0,
 ) -> tuple[SchNetSupernet, dict[str, Any]]:
     """Search; returns the trained supernet and a report (genotype, costs, losses).
 
     Stops after ``steps`` search steps or ``minutes``, whichever comes first (at least one of
-    them); the first ``warmup_steps`` train the weights only. ``target_macs`` (a fraction of the teacher's MACs) turns on the cost penalty
+    them); the first ``warmup_steps`` train the weights only. ``filter_grid`` (knots): the
+    supernet's and the teacher's filters are interpolated from a grid during the search
+    (:attr:`SchNet.filter_grid`; costs are measured exact, the teacher is given back exact). ``target_macs`` (a fraction of the teacher's MACs) turns on the cost penalty
     ``cost_weight * max(0, E[MACs] / teacher MACs - target_macs)``.
     """
     if steps is None and minutes is None:
@@ -104,6 +107,7 @@ def search_schnet(
     )  # fmt: skip
     train_it = _forever(mset, w_idx, batch_size, seed)
     valid_it = _forever(mset, a_idx, batch_size, seed + 1)
+    supernet.filter_grid = teacher.filter_grid = filter_grid
     t0 = time.perf_counter()
     bar = progress_bar(total=steps, desc="search", mininterval=1.0) if progress else None
     history: list[dict[str, float]] = []
@@ -127,6 +131,7 @@ def search_schnet(
             bar.close()
         if distillation is not None:
             distillation.close()
+        supernet.filter_grid = teacher.filter_grid = 0
     seconds = time.perf_counter() - t0
     blocks = []
     for b, edge in enumerate(supernet.interactions):
@@ -141,6 +146,7 @@ def search_schnet(
         "target_macs": target_macs, "cost_weight": cost_weight if target_macs is not None else 0.0,
         "steps": search.step, "seconds": round(seconds, 1), "batch_size": batch_size, "lr": lr,
         "arch_lr": arch_lr, "warmup_steps": warmup_steps, "seed": seed, "blocks": blocks, "candidate_macs": costs,
+        "filter_grid": filter_grid,
         "teacher": teacher_cost, "final": last, "history": history,
         "expected_macs_fraction": float(search.expected_cost().detach()) / teacher_cost["macs"],
     }  # fmt: skip

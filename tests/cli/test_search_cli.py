@@ -20,7 +20,7 @@ def search(trained, qm9_dir, out, *extra):
 def test_search_writes_a_derivable_architecture(trained, qm9_dir, tmp_path):
     out = tmp_path / "arch.json"
     r = search(trained, qm9_dir, out, "--steps", "6", "--candidates", "cf8,cf16,linear8,atomwise,skip,none",
-               "--target-macs", "0.5")  # fmt: skip
+               "--target-macs", "0.5", "--filter-grid", "64")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "derived:" in r.stdout and "of the teacher's" in r.stdout
     rec = json.loads(out.read_text())
@@ -30,6 +30,7 @@ def test_search_writes_a_derivable_architecture(trained, qm9_dir, tmp_path):
     blocks = rec["search"]["blocks"]
     assert len(blocks) == 2 and all(b["chosen"] != "none" for b in blocks)
     assert rec["search"]["steps"] == 6 and rec["search"]["engine"] == "darts_minus"
+    assert rec["search"]["filter_grid"] == 64
 
 
 @pytest.mark.parametrize(

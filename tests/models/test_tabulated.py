@@ -138,3 +138,27 @@ def test_grid_training_gradient_equals_the_exact_gradient(molecules):
     assert float((exact - grid).norm() / exact.norm()) < 1e-3
     assert float((exact - grads(4)).norm() / exact.norm()) > 1e-3  # the test can fail
     m.filter_grid = 0
+
+
+def test_a_supernet_searches_on_a_grid(molecules):
+    from chemprune.nas.schnet import SchNetSupernet
+
+    torch.manual_seed(0)
+    net = SchNetSupernet(candidates=["cf8", "linear8", "atomwise", "skip"], hidden_channels=8,
+                         num_interactions=2, num_gaussians=8)  # fmt: skip
+    b = molecules.collate(np.arange(16))
+
+    def grads(grid: int) -> torch.Tensor:
+        net.zero_grad()
+        net.filter_grid = grid
+        net(b.z, b.pos, b.batch, num_molecules=b.num_molecules).sum().backward()
+        return torch.cat([p.grad.reshape(-1) for p in net.parameters() if p.grad is not None])
+
+    exact, grid = grads(0), grads(128)
+    assert float((exact - grid).norm() / exact.norm()) < 1e-3
+    blocks = [m for m in net.modules() if getattr(m, "kind", None) in ("cfconv", "linear_filter")]
+    assert len(blocks) == 4 and all(m.grid is not None and m.grid.knots == 128 for m in blocks)
+    net.filter_grid = 0
+    assert all(m.grid is None for m in blocks)
+    with pytest.raises(ValueError, match="knot count >= 2"):
+        net.filter_grid = 1
