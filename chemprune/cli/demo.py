@@ -143,9 +143,61 @@ def run_demo(args: argparse.Namespace) -> int:
     final = summary["best"]
     if args.prune_minutes > 0:
         final = _prune_and_compare(args, model, test["mae"], ckpt, mset, split, steps)
+    _released_tabulated(data, structs, z, pos, batch)
     print(f"checkpoint: {final}   ({time.perf_counter() - t0:.0f} s in all)")
     print(f"try: chemprune predict --model {final} --smiles 'CCO' --json")
     return 0
+
+
+RELEASED = Path(__file__).resolve().parents[2] / "models"
+
+
+def _released_tabulated(data, structs, z, pos, batch) -> None:
+    """The released gap model and its tabulated release: same predictions, the speed of each."""
+    import torch
+
+    from chemprune.checkpoint import load_model
+    from chemprune.data.batching import MoleculeSet
+    from chemprune.pipeline.evaluate import throughput
+
+    exact_path = RELEASED / "schnet_gap_small.pt"
+    tab_path = RELEASED / "schnet_gap_small_tab.pt"
+    if not (exact_path.exists() and tab_path.exists()):
+        return  # an installed copy without the repository's models/
+    exact, ckpt = load_model(exact_path)
+    tab, tab_ckpt = load_model(tab_path)
+    knots = tab.table_knots[0]
+    print(
+        f"[+] the released gap model with its filters tabulated ({tab_path.name}: {knots} knots, "
+        "checked against the exact model by `chemprune tabulate`)"
+    )
+    with torch.inference_mode():
+        a = exact(z, pos, batch, num_molecules=len(structs))
+        b = tab(z, pos, batch, num_molecules=len(structs))
+    for (name, _), x, y in zip(NAMED_MOLECULES, a.tolist(), b.tolist(), strict=True):
+        print(f"      {name:<13} exact {x:7.4f} eV   tabulated {y:7.4f} eV   |d| {abs(x - y):.1e}")
+    mset = MoleculeSet(data.z, data.pos, data.ptr)
+    test = ckpt["data"]["split"]["test"].numpy()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rates = {
+            name: [throughput(m, mset, test[:n], batch_size=bs) for n, bs in ((1024, 64), (128, 1))]
+            for name, m in (("exact", exact), ("tabulated", tab))
+        }
+    finally:
+        torch.set_num_threads(threads)
+    (e64, e1), (t64, t1) = rates["exact"], rates["tabulated"]
+    rep = tab_ckpt["tabulation"]
+    print(
+        f"      checked on {rep['molecules']} validation molecules: max |dE| "
+        f"{rep['max_abs_dE']:.1e} eV, mean {rep['mean_abs_dE']:.1e} eV (the model's MAE: "
+        f"{rep['exact_val_mae']:.3f} eV)"
+    )
+    print(
+        f"      CPU, 1 thread: batch 64 {e64:.0f} -> {t64:.0f} mol/s ({t64 / e64:.1f}x), "
+        f"batch 1 {e1:.0f} -> {t1:.0f} mol/s ({t1 / e1:.1f}x)"
+    )
 
 
 def _prune_and_compare(args, dense, dense_mae, ckpt, mset, split, steps) -> Path:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 
 def test_evaluate_text_and_json(trained, qm9_dir):
@@ -104,6 +104,10 @@ def test_demo_end_to_end(tmp_path, prune_minutes):
     assert "test MAE" in r.stdout and "predicting the training mean" in r.stdout
     for name in ("ethanol", "benzene", "pyridine"):
         assert name in r.stdout
+    if (REPO / "models" / "schnet_gap_small_tab.pt").exists():  # the released model, tabulated
+        rows = [ln for ln in r.stdout.splitlines() if "tabulated " in ln and "|d|" in ln]
+        assert len(rows) == 6 and all(float(ln.split("|d|")[1]) < 1e-4 for ln in rows)
+        assert "batch 64" in r.stdout
     if prune_minutes == "0":
         assert f"checkpoint: {out}/best.pt" in r.stdout and (out / "best.pt").exists()
         assert "attention AutoPrune" not in r.stdout
