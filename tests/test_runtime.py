@@ -73,3 +73,13 @@ def test_ase_calculator_runtimes_agree(pruned_model):
         np.testing.assert_allclose(results[runtime][1], results["eager"][1], atol=1e-5)
     with pytest.raises(ValueError, match="unknown runtime 'onnx'"):
         with_runtime(pruned_model, "onnx")
+
+
+@pytest.mark.slow  # Inductor compiles for ~30 s
+def test_compiled_runtime_of_a_tabulated_model_equals_eager(pruned_model, qm9_small):
+    ms = MoleculeSet(qm9_small.z, qm9_small.pos, qm9_small.ptr)
+    tab = pruned_model.tabulated(256).eval()
+    fast = with_runtime(tab, "compiled")
+    _assert_equal_to_eager(tab, fast, ms, [np.arange(40), np.arange(40, 47), np.array([3])])
+    with pytest.raises(ValueError, match="atomic numbers"):
+        fast(torch.tensor([0, 6]), torch.zeros(2, 3))
