@@ -69,6 +69,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-peers", action="store_true", help="skip PyG and schnetpack")
     p.add_argument("--no-compile", action="store_true", help="skip the compiled runtime")
+    p.add_argument(
+        "--knot-sweep", type=lambda t: [int(x) for x in t.split(",") if x], default=[],
+        help="knot counts whose accuracy and tabulated-eager speed (batch 64, first thread "
+        "count) are measured for the first model, e.g. 64,128,256,512,1024,2048",
+    )  # fmt: skip
+    p.add_argument(
+        "--profile", action="store_true",
+        help="also profile the tabulated eager model (torch.profiler, first thread count): "
+        "where the time goes once the filter network is gone",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/tabulated_speed.json")
     p.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/tabulated_speed.png")
     p.add_argument("--quick", action="store_true", help="small counts, to check the script")
@@ -167,6 +177,24 @@ class SchnetpackRunner(nn.Module):
 
 
 # ---------------------------------------------------------------------- timing
+def profile(model: nn.Module, batches: list, top: int = 10) -> list[dict]:
+    """Self CPU time per ATen operation over ``batches`` (after two warm-up batches)."""
+    from torch.profiler import profile as torch_profile
+
+    with torch.inference_mode():
+        for b in batches[:2]:
+            model(b.z, b.pos, b.batch, num_molecules=b.num_molecules)
+        with torch_profile() as prof:
+            for b in batches:
+                model(b.z, b.pos, b.batch, num_molecules=b.num_molecules)
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [
+        {"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count}
+        for e in events[:top]
+    ]
+
+
 def one_pass(model: nn.Module, batches: list) -> float:
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -188,6 +216,35 @@ def speeds(runners: dict[str, nn.Module], batches: dict[int, list], repeats: int
                 passes[n][bs].append(one_pass(runners[n], bl))
     return {n: {f"mol_per_s_b{bs}": statistics.median(v) for bs, v in p.items()}
             for n, p in passes.items()}  # fmt: skip
+
+
+def knot_sweep(model, tab, mset, split, report, b64, args) -> list[dict]:
+    """Accuracy (as the check measures it) and tabulated-eager speed at batch 64 per knot count,
+    timed interleaved with the exact model."""
+    from chemprune.pipeline.evaluate import predict_indices
+    from chemprune.pipeline.tabulate import check_tabulated
+
+    torch.set_num_threads(args.threads[0])
+    idx = split.val[: args.molecules]
+    exact_pred = predict_indices(model, mset, idx, 128).double()
+    settings = TabulateSettings(molecules=args.molecules, force_molecules=args.force_molecules)
+    rows = []
+    for k in args.knot_sweep:
+        t = model.tabulated(k).eval()
+        row = check_tabulated(
+            model, t, mset, idx, exact_pred=exact_pred, settings=settings,
+            floor=report["float32_floor"], val_mae=report["exact_val_mae"],
+        )  # fmt: skip
+        rates = speeds({"exact": model, "tab": t}, {64: b64}, args.repeats)
+        row["mol_per_s_b64"] = rates["tab"]["mol_per_s_b64"]
+        row["speedup_b64"] = rates["tab"]["mol_per_s_b64"] / rates["exact"]["mol_per_s_b64"]
+        print(
+            f"  {k:5d} knots: max|dE| {row['max_abs_dE']:.2e} mean|dE| {row['mean_abs_dE']:.2e} "
+            f"max|dF| {row['max_abs_dF']:.2e} passed={row['passed']} b64 {row['speedup_b64']:.2f}x",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
 
 
 def run_model(path: Path, data, args, peers: bool) -> dict:
@@ -242,6 +299,16 @@ def run_model(path: Path, data, args, peers: bool) -> dict:
             )
             if check[name] > max(tol, 1e-4):
                 raise SystemExit(f"{name} differs from the exact model by {check[name]:.3g}")
+    sweep = []
+    if args.knot_sweep and peers:  # the first model only
+        sweep = knot_sweep(model, tab, mset, split, report, b64, args)
+    profiles = {}
+    if args.profile:
+        torch.set_num_threads(args.threads[0])
+        profiles = {"b64": profile(tab, b64[:8]), "b1": profile(tab, b1[:64])}
+        for key, ops in profiles.items():
+            print(f"tabulated eager, {key}: " + ", ".join(
+                f"{o['op'].removeprefix('aten::')} {o['share']:.0%}" for o in ops[:8]))  # fmt: skip
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -261,6 +328,8 @@ def run_model(path: Path, data, args, peers: bool) -> dict:
         "target": ckpt["target"],
         "tabulation": report,
         "compile_s": compile_s,
+        "profile_tabulated_eager": profiles,
+        "knot_sweep": sweep,
         "rows": rows,
     }
 
