@@ -138,3 +138,20 @@ def test_colliding_atoms_and_non_finite_energy_raise(u0_path):
     ch4.calc = SchNetCalculator(model)
     with pytest.raises(FloatingPointError, match="non-finite energy"):
         ch4.get_potential_energy()
+
+
+@pytest.mark.parametrize("runtime", ["eager", "torchscript"])
+def test_a_tabulated_model_gives_the_exact_energy_and_continuous_forces(tmp_path, runtime):
+    exact = _model()
+    path = atomic_save(model_checkpoint(exact.tabulated(256), target=U0), tmp_path / "tab.pt")
+    atoms = molecule("CH3OH")
+    atoms.rattle(0.05, seed=3)
+    atoms.calc = SchNetCalculator(exact, target=U0)
+    e_exact, f_exact = atoms.get_potential_energy(), atoms.get_forces()
+    atoms.calc = SchNetCalculator(path, runtime=runtime)
+    assert atoms.get_potential_energy() == pytest.approx(e_exact, abs=1e-4)
+    forces = atoms.get_forces()
+    np.testing.assert_allclose(forces, f_exact, atol=1e-3)
+    # forces by autograd through the interpolation are the energy's gradient
+    fd = _fd_forces(atoms)
+    np.testing.assert_allclose(forces, fd, atol=1e-2 * max(float(np.abs(fd).max()), 1e-3))
