@@ -12,29 +12,49 @@ identical outputs, so that evaluate, predict, prune and export take it. --weight
 its state_dict (torch.save(model.state_dict(), PATH)); the widths are read from it, while what a
 state_dict does not hold (cutoff, readout, mean, std) must be given as the model was built. The
 data split recorded for later fine-tuning and evaluation is chosen here (--subset, --seed): use
-molecules the model was not trained on for --split test numbers to mean anything."""
+molecules the model was not trained on for --split test numbers to mean anything.
+
+--format schnetpack-legacy reads a schnetpack 0.x model file (a legacy torch.save pickle of
+whole modules, e.g. its best_model) without running any code from it: the architecture,
+cutoff, readout, mean, std and atom references are read from the file (do not give --cutoff,
+--readout, --mean or --std), and --split takes its split.npz (indices into all 133,885 QM9
+molecules), mapped to this data set's rows through molecule numbers."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import", help="import a PyG SchNet", description=DESCRIPTION)
-    p.add_argument("--weights", required=True, type=Path, help="PyG SchNet state_dict file")
+    p = sub.add_parser(
+        "import", help="import a PyG or schnetpack 0.x SchNet", description=DESCRIPTION
+    )
+    p.add_argument(
+        "--format", choices=["pyg", "schnetpack-legacy"], default="pyg", help="kind of --weights"
+    )
+    p.add_argument(
+        "--weights", required=True, type=Path, help="PyG state_dict or schnetpack 0.x model file"
+    )
     p.add_argument("--target", required=True, help="QM9 target it predicts (gap, U0, ...)")
     p.add_argument(
-        "--cutoff", type=positive_float, default=10.0, help="PyG's cutoff (default 10.0)"
+        "--cutoff", type=positive_float, default=None, help="PyG's cutoff (default 10.0)"
     )
-    p.add_argument("--readout", choices=["add", "mean"], default="add")
+    p.add_argument("--readout", choices=["add", "mean"], default=None, help="PyG's (default add)")
+    p.add_argument(
+        "--split", type=Path, default=None, help="schnetpack split.npz (schnetpack-legacy only)"
+    )
     p.add_argument("--mean", type=finite_float, default=None, help="PyG's mean (if it was set)")
     p.add_argument("--std", type=positive_float, default=None, help="PyG's std (if it was set)")
     p.add_argument("--data-dir", type=Path, default=None, help="qm9-format CSV folder")
     p.add_argument(
         "--subset", type=positive_int, default=None, help="molecules in the recorded split"
     )
-    p.add_argument("--seed", type=seed_int, default=0, help="seed of the recorded split")
+    p.add_argument("--seed", type=seed_int, default=None, help="seed of the recorded split")
     p.add_argument("--out", required=True, type=Path, help="chemprune checkpoint to write")
     p.set_defaults(run=run_import)
 
 
 def run_import(args: argparse.Namespace) -> int:
+    if args.format == "schnetpack-legacy":
+        from chemprune.cli.import_legacy import run_import_legacy
+
+        return run_import_legacy(args)
     import torch
 
     from chemprune.checkpoint import atomic_save, load_weights_file, model_checkpoint
@@ -46,6 +66,11 @@ def run_import(args: argparse.Namespace) -> int:
     from chemprune.pipeline.train_state import split_dict, target_dict
     from chemprune.runfolder import check_output_path
 
+    if args.split is not None:
+        raise CliError("--split is for --format schnetpack-legacy")
+    args.cutoff = 10.0 if args.cutoff is None else args.cutoff
+    args.readout = "add" if args.readout is None else args.readout
+    args.seed = 0 if args.seed is None else args.seed
     check_output_path(args.out, inputs=[("--weights", args.weights)])
     target = get_target(args.target)
     state = load_weights_file(args.weights)

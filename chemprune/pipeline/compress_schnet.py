@@ -39,10 +39,20 @@ __all__ = [
 
 
 def split_from_checkpoint(ckpt: dict[str, Any], num_molecules: int) -> Split:
-    """Rebuild the run's split from the seed and sizes stored in a checkpoint (checked)."""
+    """Rebuild the run's split from the seed and sizes stored in a checkpoint (checked), or
+    take it as stored when the checkpoint holds an explicit one (``"kind": "explicit"``, with
+    train indices, as ``chemprune import`` writes for a split made elsewhere)."""
     info = ckpt.get("data", {}).get("split")
     if not info:
         raise ValueError("the checkpoint records no data split")
+    if info.get("kind") == "explicit":
+        parts = {p: info[p].numpy().astype(np.int64) for p in ("train", "val", "test")}
+        if any(len(v) and int(v.max()) >= num_molecules for v in parts.values()):
+            raise ValueError(
+                "the checkpoint's split names molecules this data set does not have (different "
+                "data set?)"
+            )
+        return Split(train=parts["train"], val=parts["val"], test=parts["test"], seed=-1)
     sizes = tuple(int(s) for s in info["sizes"])
     split = make_split(num_molecules, sizes, int(info["seed"]))
     for part in ("val", "test"):
