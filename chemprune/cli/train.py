@@ -106,10 +106,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt.add_argument(
         "--filter-grid",
         type=grid_knots,
-        default=0,
+        default=256,
         help="train on a grid: each step evaluates the filter networks at K knots over "
-        "[0, cutoff] and interpolates the pairs (cubic Hermite; fewer multiply-adds per pair; "
-        "validation too); the saved model is the exact one. 0 (default): exact filters",
+        "[0, cutoff] and interpolates the pairs (cubic Hermite; ~3x the steps/s of exact "
+        "filters on 128/6 at the same validation MAE; validation too); the saved model is the "
+        "exact one. Default 256; 0: exact filters per pair",
     )
     opt.add_argument(
         "--max-grad-norm",
