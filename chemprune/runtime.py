@@ -87,14 +87,7 @@ class CompiledRuntime(nn.Module):
             pairs = radius_pairs(pos, batch, self.cutoff)
         if pairs.size(1) == 0:
             return m(z, pos, batch, pairs, num_molecules)
-        y = self._atoms(z, pos, batch, pairs)
-        if num_molecules is None:
-            num_molecules = int(batch[-1]) + 1
-        out = y.new_zeros(num_molecules).index_add(0, batch, y)
-        if m.readout == "mean":
-            counts = torch.bincount(batch, minlength=num_molecules).clamp_min(1)
-            out = out / counts.to(out.dtype)
-        return out
+        return m.read_out(self._atoms(z, pos, batch, pairs), batch, num_molecules)
 
 
 def with_runtime(model: SchNet, runtime: str) -> nn.Module:

@@ -363,6 +363,10 @@ class SchNet(nn.Module):
         if z.numel() > 0 and (int(z.min()) < 1 or int(z.max()) >= self.max_z):
             raise ValueError("atomic numbers must be in [1, " + str(self.max_z - 1) + "]")
         y = self.atom_outputs(self.atom_features(z, pos, batch, pairs), z)
+        return self.read_out(y, batch, num_molecules)
+
+    def read_out(self, y: Tensor, batch: Tensor, num_molecules: int | None = None) -> Tensor:
+        """Per-molecule sums (or means, by ``readout``) of the atoms' outputs ``y``."""
         if num_molecules is None:
             num_molecules = int(batch[-1]) + 1 if batch.numel() else 0
         out = y.new_zeros(num_molecules).index_add(0, batch, y)

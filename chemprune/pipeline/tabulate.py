@@ -18,8 +18,6 @@ the criterion holds (at most 8,192): the smallest table that passes, chosen by m
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,6 +26,7 @@ import torch
 
 from chemprune.data.batching import MoleculeSet
 from chemprune.models.schnet import SchNet
+from chemprune.pipeline.evaluate import predict_indices, throughput
 
 __all__ = [
     "TabulateSettings",
@@ -85,12 +84,17 @@ def table_bytes(model: SchNet) -> int:
     )
 
 
-def _predict(model: torch.nn.Module, data: MoleculeSet, idx: np.ndarray, bs: int, dtype=None):
+def _predict(model: torch.nn.Module, data: MoleculeSet, idx: np.ndarray, bs: int) -> torch.Tensor:
+    return predict_indices(model, data, idx, bs).double()
+
+
+@torch.no_grad()
+def _predict64(model: SchNet, data: MoleculeSet, idx: np.ndarray, bs: int) -> torch.Tensor:
+    """Predictions of a float64 copy of ``model`` from float64 positions."""
+    m64 = copy.deepcopy(model).double().eval()
     out = []
-    with torch.no_grad():
-        for b in data.batches(idx, bs):
-            pos = b.pos if dtype is None else b.pos.to(dtype)
-            out.append(model(b.z, pos, b.batch, num_molecules=b.num_molecules).double())
+    for b in data.batches(idx, bs):
+        out.append(m64(b.z, b.pos.double(), b.batch, num_molecules=b.num_molecules))
     return torch.cat(out)
 
 
@@ -98,10 +102,7 @@ def float32_floor(
     model: SchNet, data: MoleculeSet, idx: np.ndarray, batch_size: int = 128
 ) -> dict[str, float]:
     """``|dE|`` of the float32 model from its float64 evaluation (max, mean) on ``idx``."""
-    exact = _predict(model, data, idx, batch_size)
-    m64 = copy.deepcopy(model).double().eval()
-    ref = _predict(m64, data, idx, batch_size, dtype=torch.float64)
-    d = (exact - ref).abs()
+    d = (_predict(model, data, idx, batch_size) - _predict64(model, data, idx, batch_size)).abs()
     return {"max": float(d.max()), "mean": float(d.mean())}
 
 
@@ -113,30 +114,19 @@ def _forces(model: torch.nn.Module, data: MoleculeSet, idx: np.ndarray) -> torch
     return -g
 
 
-def _rate(model: torch.nn.Module, batches: list, repeats: int = 3) -> float:
-    times = []
-    with torch.inference_mode():
-        for r in range(repeats + 1):
-            t0 = time.perf_counter()
-            for b in batches:
-                model(b.z, b.pos, b.batch, num_molecules=b.num_molecules)
-            if r:
-                times.append(time.perf_counter() - t0)
-    return sum(b.num_molecules for b in batches) / statistics.median(times)
-
-
 def measure_speed(
     models: dict[str, torch.nn.Module], data: MoleculeSet, idx: np.ndarray, molecules: int
 ) -> dict[str, dict[str, float]]:
-    """Molecules/s at batch 64 and 1 (median of 3 passes after a warm-up, models interleaved
-    per batch size)."""
-    b64 = [data.collate(idx[i : i + 64]) for i in range(0, min(molecules, len(idx)), 64)]
-    b1 = [data.collate(idx[i : i + 1]) for i in range(min(max(molecules // 4, 1), len(idx)))]
-    out: dict[str, dict[str, float]] = {name: {} for name in models}
-    for key, batches in (("mol_per_s_b64", b64), ("mol_per_s_b1", b1)):
-        for name, m in models.items():
-            out[name][key] = _rate(m, batches)
-    return out
+    """Molecules/s at batch 64 (``molecules``) and 1 (a quarter of them): median of 3 passes
+    after a warm-up (:func:`chemprune.pipeline.evaluate.throughput`), models in turn."""
+    n64, n1 = min(molecules, len(idx)), min(max(molecules // 4, 1), len(idx))
+    return {
+        name: {
+            "mol_per_s_b64": throughput(m, data, idx[:n64], batch_size=64),
+            "mol_per_s_b1": throughput(m, data, idx[:n1], batch_size=1),
+        }
+        for name, m in models.items()
+    }
 
 
 def check_tabulated(
