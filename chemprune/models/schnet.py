@@ -249,6 +249,11 @@ class SchNet(nn.Module):
                if k == "tabulated"):  # fmt: skip
             raise ValueError(f"a table needs at least 2 knots, got {knots}")
         out["filter_hidden_channels"] = [0] * n
+        if out.get("low_rank"):  # low-rank filter layers are gone with the filter networks
+            kept = {k: r for k, r in out["low_rank"].items() if ".filter_network." not in k}
+            out.pop("low_rank")
+            if kept:
+                out["low_rank"] = kept
         return out
 
     @torch.no_grad()

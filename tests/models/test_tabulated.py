@@ -162,3 +162,20 @@ def test_a_supernet_searches_on_a_grid(molecules):
     assert all(m.grid is None for m in blocks)
     with pytest.raises(ValueError, match="knot count >= 2"):
         net.filter_grid = 1
+
+
+def test_a_low_rank_model_tabulates_and_keeps_its_atomwise_factors(molecules):
+    from chemprune.models.lowrank import apply_low_rank
+
+    torch.manual_seed(0)
+    m = SchNet(hidden_channels=16, filter_channels=8, num_interactions=2, num_gaussians=8)
+    apply_low_rank(m, {"interactions.0.filter_network.lin1": 4, "interactions.1.out": 4})
+    tab = m.tabulated(256)
+    assert tab.config()["low_rank"] == {"interactions.1.out": 4}
+    b = molecules.collate(np.arange(20))
+    with torch.no_grad():
+        ya = m(b.z, b.pos, b.batch, num_molecules=b.num_molecules)
+        yb = tab(b.z, b.pos, b.batch, num_molecules=b.num_molecules)
+    assert float((ya - yb).abs().max()) < 1e-4
+    again = SchNet.from_config(tab.config())
+    again.load_state_dict(tab.state_dict())
