@@ -266,6 +266,11 @@ class SchNet(nn.Module):
         """
         import copy
 
+        if any(hasattr(m, "parametrizations") for m in self.modules()):
+            raise ValueError(
+                "the model still carries pruning masks or gates (parametrizations): remove or "
+                "shrink them first (chemprune.prune.remove_masks / shrink)"
+            )
         counts = _per_block(knots, len(self.interactions), "knots")
         for blk, k in zip(self.interactions, counts, strict=True):
             if blk.kind == "tabulated" and blk.table_knots != k:

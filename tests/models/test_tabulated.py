@@ -96,6 +96,14 @@ def test_tabulated_keeps_atomwise_blocks_and_refuses_retabulation():
         m.tabulated(1)
     with pytest.raises(ValueError, match="at least 2 knots"):
         TabulatedFilter(knots=1, filter_channels=2, cutoff=5.0)
+    from chemprune.prune import MagnitudePruner
+    from chemprune.prune.schnet import schnet_groups
+
+    MagnitudePruner(
+        groups=schnet_groups(m, "filter", blocks=[0]), sparsity=0.5, scope="layer"
+    ).apply(m)
+    with pytest.raises(ValueError, match="pruning masks or gates"):
+        m.tabulated(64)
 
 
 def test_checkpoint_round_trip_and_a_corrupted_table_is_refused(released, tmp_path):
