@@ -12,7 +12,7 @@ from chemprune.cli.options import integer, positive_float, positive_int, threads
 DESCRIPTION = """Replace every interaction block's filter network by a table of cubic pieces
 over the pair distance (the same model, several times faster), then check it against the exact
 model on the model's validation molecules (energies; forces on a sample) and write it only if it
-passes: mean |dE| at most 1%% of the model's validation MAE and max |dE| at most twice the
+passes: mean |dE| at most 1% of the model's validation MAE and max |dE| at most twice the
 float32 floor (the exact model's own deviation from its float64 evaluation), or max |dE| at most
 --tolerance. Without --knots the smallest count from 128 up (doubling) that passes is taken.
 Prints knots, table size, max/mean |dE|, max |dF| and speed at batch 1 and 64."""
