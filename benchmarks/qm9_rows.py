@@ -48,7 +48,7 @@ def settings_for(args, target: str, filters: int | None = None) -> TrainSettings
     return TrainSettings(
         target=target, hidden_channels=args.hidden, filter_channels=filters or args.filters,
         num_interactions=args.interactions, epochs=args.dense_epochs or 100_000, seed=args.seed,
-        batch_size=args.batch_size, lr=args.dense_lr,
+        batch_size=args.batch_size, lr=args.dense_lr, filter_grid=args.filter_grid,
     )  # fmt: skip
 
 
@@ -102,11 +102,12 @@ def run_engine(method: str, sparsity: float, dense: SchNet, mset, split, args):
             args.evolved if method == "evolved" else "symmetric_divergence"
         )
     report = prune_schnet(
-        model, mset, split, method=engine, sparsity=sparsity, kind="kernel",
+        model, mset, split, method=engine, sparsity=sparsity, kind=args.kind,
         engine_options=options, progress=False, log=log, distill=args.distill,
         distill_output_weight=args.distill_output_weight,
         distill_feature_weight=args.distill_feature_weight, **tune_options(args),
         gradual=args.gradual and method in ("magnitude", "random"),
+        filter_grid=args.filter_grid,
     )  # fmt: skip
     report.pop("before", None)
     return model, report
@@ -159,11 +160,15 @@ def run_finetune_only(model: SchNet, dense: SchNet | None, mset, split, args) ->
             teacher=copy.deepcopy(dense).to(mset.device), student=model, mode=args.distill,
             output_weight=args.distill_output_weight, feature_weight=args.distill_feature_weight,
         )  # fmt: skip
+    model.filter_grid = args.filter_grid
+    if kd is not None:
+        kd.teacher.filter_grid = args.filter_grid
     out = finetune(
         model, mset, split.train, split.val, minutes=o["finetune_minutes"], lr=o["lr"],
         seed=o["seed"] + 1, batch_size=o["batch_size"], max_steps=o["finetune_steps"],
         lr_schedule=o["lr_schedule"], min_lr=o["min_lr"], distill=kd, progress=False, log=log,
     )  # fmt: skip
+    model.filter_grid = 0
     if kd is not None:
         kd.close()
     return out
@@ -181,11 +186,10 @@ def kept(width: int, sparsity: float) -> int:
 def run_scratch_b(sparsity: float, dense: SchNet, info: dict, mset, data, split, args, target):
     """The kernel-pruned architecture trained from scratch with the parent's recipe and
     epochs plus the fine-tuning steps (rounded up to whole epochs)."""
-    widths = set(dense.filter_channels) | {
-        blk.filter_network.hidden_channels for blk in dense.interactions
-    }
-    if len(widths) != 1:
-        raise ValueError("scratch_b needs a parent with one kernel width in every block")
+    hidden = {blk.filter_network.hidden_channels for blk in dense.interactions}
+    widths = set(dense.filter_channels) | (hidden if args.kind == "kernel" else set())
+    if len(widths) != 1 or args.kind not in ("kernel", "filter"):
+        raise ValueError("scratch_b needs --kind kernel or filter and one width in every block")
     filters = kept(widths.pop(), sparsity)
     per_epoch = len(batch_indices(split.train, args.batch_size, shuffle=False, seed=0))
     if info.get("epochs") is None:
@@ -193,6 +197,10 @@ def run_scratch_b(sparsity: float, dense: SchNet, info: dict, mset, data, split,
     epochs = int(info["epochs"]) + math.ceil(args.finetune_steps / per_epoch)
     settings = settings_for(args, target, filters=filters)
     settings.epochs = epochs
+    if args.kind == "filter":  # the filter networks keep their hidden units
+        arch = dense.config()
+        n = len(dense.interactions)
+        settings.architecture = arch | {"filter_channels": [filters] * n}
     out = Path(args.work_dir) / f"scratch_{target}_{sparsity:g}"
     minutes = (args.dense_minutes or 0) + args.finetune_minutes
     summary = train(
