@@ -31,7 +31,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -40,7 +39,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qm9_prune import environment  # noqa: E402
+from qm9_prune import environment, measure_speed  # noqa: E402
 
 from chemprune.checkpoint import atomic_write_text, load_model  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
@@ -195,27 +194,10 @@ def profile(model: nn.Module, batches: list, top: int = 10) -> list[dict]:
     ]
 
 
-def one_pass(model: nn.Module, batches: list) -> float:
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for b in batches:
-            model(b.z, b.pos, b.batch, num_molecules=b.num_molecules)
-    return sum(b.num_molecules for b in batches) / (time.perf_counter() - t0)
-
-
-def speeds(runners: dict[str, nn.Module], batches: dict[int, list], repeats: int) -> dict:
-    names = list(runners)
-    passes = {n: {bs: [] for bs in batches} for n in names}
-    for n in names:
-        for bl in batches.values():
-            one_pass(runners[n], bl[: max(2, len(bl) // 8)])  # warm-up
-    for rep in range(repeats):
-        order = names[rep % len(names) :] + names[: rep % len(names)]
-        for n in order:
-            for bs, bl in batches.items():
-                passes[n][bs].append(one_pass(runners[n], bl))
-    return {n: {f"mol_per_s_b{bs}": statistics.median(v) for bs, v in p.items()}
-            for n, p in passes.items()}  # fmt: skip
+def speeds(runners: dict[str, nn.Module], batches: dict[int, list], args) -> dict:
+    """Molecules/s per runner and batch size: ``qm9_prune.measure_speed`` (warm-up, median of
+    ``--repeats`` passes, runners interleaved within each repeat)."""
+    return dict(zip(runners, measure_speed(list(runners.values()), batches, args), strict=True))
 
 
 def knot_sweep(model, tab, mset, split, report, b64, args) -> list[dict]:
@@ -235,7 +217,7 @@ def knot_sweep(model, tab, mset, split, report, b64, args) -> list[dict]:
             model, t, mset, idx, exact_pred=exact_pred, settings=settings,
             floor=report["float32_floor"], val_mae=report["exact_val_mae"],
         )  # fmt: skip
-        rates = speeds({"exact": model, "tab": t}, {64: b64}, args.repeats)
+        rates = speeds({"exact": model, "tab": t}, {64: b64}, args)
         row["mol_per_s_b64"] = rates["tab"]["mol_per_s_b64"]
         row["speedup_b64"] = rates["tab"]["mol_per_s_b64"] / rates["exact"]["mol_per_s_b64"]
         print(
@@ -312,7 +294,7 @@ def run_model(path: Path, data, args, peers: bool) -> dict:
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        s = speeds(runners, {64: b64, 1: b1}, args.repeats)
+        s = speeds(runners, {64: b64, 1: b1}, args)
         base = s["exact eager"]
         for name, v in s.items():
             rows.append({

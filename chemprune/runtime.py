@@ -59,7 +59,6 @@ class CompiledRuntime(nn.Module):
         super().__init__()
         self.model = model.eval()
         self.cutoff = model.cutoff
-        self.max_z = model.max_z
         self._atoms = torch.compile(self._atom_outputs, dynamic=True)
 
     def _atom_outputs(self, z: Tensor, pos: Tensor, batch: Tensor, pairs: Tensor) -> Tensor:
@@ -75,17 +74,10 @@ class CompiledRuntime(nn.Module):
         num_molecules: int | None = None,
     ) -> Tensor:
         m = self.model
-        if batch is None:
-            batch = torch.zeros_like(z)
-        if z.numel() == 0 or num_molecules == 0:
-            return m(z, pos, batch, pairs, num_molecules)  # nothing to compile for
-        if z.dim() != 1 or pos.shape != (z.size(0), 3) or batch.shape != z.shape:
-            return m(z, pos, batch, pairs, num_molecules)  # SchNet's own error
-        if int(z.min()) < 1 or int(z.max()) >= self.max_z:
-            raise ValueError(f"atomic numbers must be in [1, {self.max_z - 1}]")
+        batch = m.check_inputs(z, pos, batch)
         if pairs is None:
             pairs = radius_pairs(pos, batch, self.cutoff)
-        if pairs.size(1) == 0:
+        if z.numel() == 0 or pairs.size(1) == 0:  # nothing worth compiling for
             return m(z, pos, batch, pairs, num_molecules)
         return m.read_out(self._atoms(z, pos, batch, pairs), batch, num_molecules)
 

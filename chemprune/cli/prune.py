@@ -347,7 +347,7 @@ def run_prune(args: argparse.Namespace) -> int:
             args.target_macs,
             kind=args.structured,
             blocks=args.blocks,
-            tabulated_knots=2 if args.tabulate else None,  # its work does not depend on knots
+            tabulated=args.tabulate,
         )
         counted = " (counted tabulated)" if args.tabulate else ""
         print(

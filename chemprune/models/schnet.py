@@ -359,6 +359,13 @@ class SchNet(nn.Module):
         Returns:
             ``[num_molecules]`` predictions in the target's unit.
         """
+        batch = self.check_inputs(z, pos, batch)
+        y = self.atom_outputs(self.atom_features(z, pos, batch, pairs), z)
+        return self.read_out(y, batch, num_molecules)
+
+    def check_inputs(self, z: Tensor, pos: Tensor, batch: Tensor | None) -> Tensor:
+        """Raise ``ValueError`` on inputs of the wrong shape or atomic numbers outside the
+        embedding; returns ``batch`` (all zeros if omitted)."""
         if batch is None:
             batch = torch.zeros_like(z)
         if z.dim() != 1 or pos.dim() != 2 or pos.size(0) != z.size(0) or pos.size(1) != 3:
@@ -372,8 +379,7 @@ class SchNet(nn.Module):
             raise ValueError("expected z [N], pos [N, 3], batch [N]; got batch " + str(batch.shape))
         if z.numel() > 0 and (int(z.min()) < 1 or int(z.max()) >= self.max_z):
             raise ValueError("atomic numbers must be in [1, " + str(self.max_z - 1) + "]")
-        y = self.atom_outputs(self.atom_features(z, pos, batch, pairs), z)
-        return self.read_out(y, batch, num_molecules)
+        return batch
 
     def read_out(self, y: Tensor, batch: Tensor, num_molecules: int | None = None) -> Tensor:
         """Per-molecule sums (or means, by ``readout``) of the atoms' outputs ``y``."""

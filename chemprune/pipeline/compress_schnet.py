@@ -113,15 +113,15 @@ def sparsity_for_macs(
     *,
     kind: str = "filter",
     blocks: Sequence[int] | None = None,
-    tabulated_knots: int | None = None,
+    tabulated: bool = False,
 ) -> float:
     """The smallest structured sparsity whose shrunk model needs at most ``fraction`` of
     ``model``'s multiply-accumulates on ``batch`` (a :class:`MoleculeBatch`).
 
     MACs are counted on architectures rebuilt with the shrunk widths, so the answer holds for
-    any engine (they all remove the same number of units per group). With ``tabulated_knots``
-    both the model and the shrunk ones are counted as they run once tabulated (no filter
-    networks; each pair's interpolation instead), the runtime a pruned model is meant for.
+    any engine (they all remove the same number of units per group). With ``tabulated`` both the
+    model and the shrunk ones are counted as they run once tabulated (no filter networks; each
+    pair's interpolation instead, whose work does not depend on the knot count).
     """
     if not 0 < fraction < 1:
         raise ValueError(f"the target MAC fraction must be in (0, 1), got {fraction}")
@@ -129,8 +129,8 @@ def sparsity_for_macs(
 
     def macs(sparsity: float) -> int:
         cfg = shrunk_config(model, groups, sparsity)
-        if tabulated_knots is not None:
-            cfg = SchNet.tabulated_config(cfg, tabulated_knots)
+        if tabulated:
+            cfg = SchNet.tabulated_config(cfg, 2)  # any count: the table is not filled
         m = SchNet.from_config(cfg).eval()
         return summarize(m, lambda net: net(batch.z, batch.pos, batch.batch))["macs"]
 
