@@ -116,3 +116,38 @@ def test_kernel_profiles_cover_hidden_units_from_original_weights(setup):
     torch.testing.assert_close(schnet_filter_profiles(8)(model, groups[1]), prof)
     b = ms.collate(list(range(16)))
     (model(b.z, b.pos, b.batch) - b.y).pow(2).mean().backward()  # no recursion between gates
+
+
+def test_shrunk_and_tabulated_equals_gated_on_the_grid(setup):
+    """What prune --filter-grid K --tabulate does: gates trained on a K-knot grid, applied, the
+    model shrunk and tabulated on K knots gives the gated model's energies (filter channels
+    closed by gates cost nothing and change nothing once the model runs on tables)."""
+    model, ms = setup
+    knots = 256
+    groups = schnet_groups(model, "filter")
+    pruner = AttentionPruner(
+        groups=groups, sparsity=0.5, lam=0.05, scope="layer",
+        profile_fn=schnet_filter_profiles(16), init=0.02,
+    )  # fmt: skip
+    aux = pruner.attach(model)
+    model.filter_grid = knots
+    opt = torch.optim.Adam([*model.parameters(), *aux], lr=1e-3)
+    for step in range(20):
+        b = ms.collate(list(range(step * 8, step * 8 + 8)))
+        opt.zero_grad()
+        (model(b.z, b.pos, b.batch) - b.y).pow(2).mean().backward()
+        pruner.regularize(model)
+        opt.step()
+    b = ms.collate(list(range(40)))
+    with torch.no_grad():
+        before = model(b.z, b.pos, b.batch)
+        pruner.apply(model, 0.5)
+        gated = model(b.z, b.pos, b.batch)
+    assert (gated - before).abs().max() > 1e-3  # the closed channels mattered
+    model.filter_grid = 0
+    shrink(model, groups)
+    tab = model.tabulated(knots)
+    assert tab.filter_channels == [6, 6] and set(tab.block_kinds) == {"tabulated"}
+    with torch.no_grad():
+        out = tab(b.z, b.pos, b.batch)
+    torch.testing.assert_close(out, gated, atol=1e-5, rtol=0)
