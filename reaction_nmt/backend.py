@@ -240,6 +240,22 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
     return atomic_save(stamp(avg), out)
 
 
+@contextlib.contextmanager
+def _quiet_inference() -> Iterator[None]:
+    """OpenNMT-py's INFO lines (checkpoint loading, prediction scores) stay out of the output
+    while a translator loads and translates, unless ``CHEMPRUNE_DEBUG`` is set; warnings and
+    errors still show."""
+    if os.environ.get("CHEMPRUNE_DEBUG"):
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(max(previous, logging.INFO))
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 class Translator:
     """Beam search with n-best output over a list of tokenised sources."""
 
@@ -275,7 +291,7 @@ class Translator:
         level = logging.getLogger().level
         from reaction_nmt.modelfile import onmt_hooks  # shrunk heads, sparse files
 
-        with onmt_hooks():
+        with onmt_hooks(), _quiet_inference():
             self._engine = InferenceEnginePY(opt)
         logging.getLogger().setLevel(max(level, logging.WARNING))
 
@@ -283,7 +299,8 @@ class Translator:
         """For each tokenised source, ``n_best`` (tokenised prediction, log-probability)."""
         if not sources:
             return []
-        scores, preds = self._engine.infer_list(list(sources))
+        with _quiet_inference():
+            scores, preds = self._engine.infer_list(list(sources))
         return [
             [(p, float(s)) for p, s in zip(ps, ss, strict=True)]
             for ps, ss in zip(preds, scores, strict=True)

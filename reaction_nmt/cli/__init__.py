@@ -34,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reaction-nmt", description="Reactant SMILES to product SMILES as translation."
     )
     p.add_argument("--version", action="version", version=f"reaction-nmt {__version__}")
-    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of an error and OpenNMT-py's log lines",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     t = sub.add_parser(
         "tokenize",
@@ -97,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command not in _PASS_THROUGH:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     debug = bool(args.debug or os.environ.get("CHEMPRUNE_DEBUG"))
+    if debug:  # the backend's log lines too
+        os.environ["CHEMPRUNE_DEBUG"] = "1"
     try:
         return args.func(args, extra) if args.command in _PASS_THROUGH else args.func(args)
     except KeyboardInterrupt:

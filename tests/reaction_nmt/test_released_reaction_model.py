@@ -67,3 +67,28 @@ def test_card_top1_is_what_evaluate_measures(tmp_path, capsys):
     assert res["n"] == card_value("test_reactions")
     # one thread, as the release measured; a tie in the beam may still flip a reaction or two
     assert res["top_k"]["1"] == pytest.approx(card_value("test_top1"), abs=2.5 / res["n"])
+
+
+def test_predict_prints_answers_without_backend_log_lines(monkeypatch):
+    """OpenNMT-py logs INFO lines while loading and translating; a user reading the answers
+    (or piping them) gets the answers only, and --debug brings the log back."""
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("CHEMPRUNE_DEBUG", raising=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "reaction_nmt.cli",
+        "predict",
+        "--model",
+        str(MODEL),
+        "CC(=O)Cl.OCC",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "INFO" not in r.stdout + r.stderr and "1. " in r.stdout
+    r = subprocess.run(
+        [*cmd[:3], "--debug", *cmd[3:]], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert r.returncode == 0 and "INFO" in r.stdout + r.stderr
