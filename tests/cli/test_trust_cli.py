@@ -142,15 +142,9 @@ def test_two_trainers_in_one_folder(qm9_dir, tmp_path):
     assert (out / "last.pt").exists() and (out / ".lock").read_text() == ""
 
 
-def test_demo_refuses_a_foreign_folder(tmp_path):
-    mine = tmp_path / "results"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("keep me")
-    r = run_cli(
-        "demo", "--out", str(mine), "--subset", "300", "--minutes", "0.05", "--threads", "1"
-    )
-    assert r.returncode == 2 and "did not write" in r.stderr
-    assert (mine / "notes.txt").read_text() == "keep me"
+def test_demo_names_a_missing_model(tmp_path):
+    r = run_cli("demo", "--models", str(tmp_path / "none.pt"))
+    assert r.returncode == 2 and "none.pt does not exist" in r.stderr
 
 
 def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, capsys, tmp_path):
