@@ -320,6 +320,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning lr (rewound to the peak)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine")
     p.add_argument("--min-lr", type=float, default=1e-6)
+    p.add_argument(
+        "--ema", type=float, default=0.0,
+        help="every row's fine-tuning keeps an exponential moving average of the weights with "
+        "this decay (0: the weights themselves)",
+    )  # fmt: skip
     p.add_argument("--distill", choices=("none", "output", "features"), default="features")
     p.add_argument("--gradual", action="store_true",
                    help="magnitude and random remove units gradually (as the gates close)")  # fmt: skip

@@ -81,7 +81,7 @@ def tune_options(args) -> dict[str, Any]:
     return {
         "finetune_minutes": args.finetune_minutes, "finetune_steps": args.finetune_steps,
         "lr": args.lr, "lr_schedule": args.lr_schedule, "min_lr": args.min_lr,
-        "batch_size": args.batch_size, "seed": args.seed,
+        "batch_size": args.batch_size, "seed": args.seed, "ema": args.ema,
     }  # fmt: skip
 
 
@@ -167,6 +167,7 @@ def run_finetune_only(model: SchNet, dense: SchNet | None, mset, split, args) ->
         model, mset, split.train, split.val, minutes=o["finetune_minutes"], lr=o["lr"],
         seed=o["seed"] + 1, batch_size=o["batch_size"], max_steps=o["finetune_steps"],
         lr_schedule=o["lr_schedule"], min_lr=o["min_lr"], distill=kd, progress=False, log=log,
+        ema=o["ema"],
     )  # fmt: skip
     model.filter_grid = 0
     if kd is not None:

@@ -205,6 +205,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="folder of the qm9-format CSVs the model was trained on",
     )
     p.add_argument(
+        "--ema",
+        type=below_one,
+        default=0.0,
+        help="validate, keep and save an exponential moving average of the weights with this "
+        "decay during the fine-tuning after removal (e.g. 0.999; 0, the default: the weights "
+        "themselves)",
+    )
+    p.add_argument(
         "--filter-grid",
         type=grid_knots,
         default=0,
@@ -399,6 +407,7 @@ def run_prune(args: argparse.Namespace) -> int:
         rank_energy=args.rank_energy,
         threshold=args.threshold,
         filter_grid=args.filter_grid,
+        ema=args.ema,
         engine_options=options,
         seed=args.seed,
         progress=not args.no_progress,

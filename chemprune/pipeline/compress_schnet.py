@@ -176,6 +176,7 @@ def prune_schnet(
     rank_energy: float | None = None,
     threshold: float | None = None,
     filter_grid: int = 0,
+    ema: float = 0.0,
 ) -> dict[str, Any]:
     """Prune ``model`` in place; returns a report (widths, params, MACs, MAE before/after).
 
@@ -211,6 +212,9 @@ def prune_schnet(
         filter_grid: train on a grid (:attr:`SchNet.filter_grid`): during gate training and
             fine-tuning, the student's and the teacher's filters are interpolated from this many
             knots per step; the model is returned exact (0: exact throughout).
+        ema: the fine-tuning after removal validates, selects and returns an exponential moving
+            average of the weights with this decay (0: the weights themselves; see
+            :func:`~chemprune.pipeline.finetune.finetune`).
 
     Engines that train first (``ssl``, ``force``: ``trains_first``) spend the first half of the
     budget training with their regularizer, as the gated engines train their gates; ``ssl``
@@ -367,6 +371,7 @@ def prune_schnet(
             lr_schedule=lr_schedule,
             min_lr=min_lr,
             distill=kd,
+            ema=ema,
         )
     if kd is not None:
         kd.close()
@@ -394,6 +399,7 @@ def prune_schnet(
         "distill": kd.settings() if kd is not None else {"mode": "none"},
         "gradual": gradual,
         "filter_grid": filter_grid,
+        "ema": ema,
         **extra,
     }
     if not math.isfinite(after_val["mae"]):

@@ -7,6 +7,11 @@ teaching its pruned copy). The learning rate is constant or follows a cosine fro
 when either stops the run): with
 ``lr`` the parent's peak rate this is learning-rate rewinding (Renda et al., ICLR 2020), which
 recovers more than fine-tuning at the parent's last, small rate.
+
+With ``ema`` an exponential moving average of the weights (Polyak averaging, as potentials such
+as MACE and NequIP are trained) is what gets validated, selected and returned: Adam moves every
+weight of a converged model by about the learning rate per step whatever its gradient, and the
+average cancels much of that walk.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ def finetune(
     lr_schedule: str = "constant",
     min_lr: float = 1e-6,
     distill: SchNetDistillation | None = None,
+    ema: float = 0.0,
 ) -> dict[str, Any]:
     """Train ``model`` for a time budget, calling ``pruner.regularize`` and ``pruner.step``.
 
@@ -63,7 +69,9 @@ def finetune(
     the engine get their own Adam optimizer. ``start`` is the validation result of the model as
     passed in, when the caller has it already. ``lr_schedule``: ``constant`` or ``cosine`` (see
     the module docstring); ``distill``: the parent's distillation terms, added to the loss (its
-    adapters are trained with the model).
+    adapters are trained with the model); ``ema``: decay of the weight average that is validated
+    and returned (0: the weights themselves; e.g. 0.999, warmed up as ``min(ema, (1 + t) / (10 +
+    t))`` at step ``t``).
     """
     if not minutes >= 0:
         raise ValueError(f"fine-tuning minutes must be >= 0, got {minutes}")
@@ -73,6 +81,8 @@ def finetune(
         )
     if not (lr > 0 and math.isfinite(lr)) or not (0 <= min_lr <= lr):
         raise ValueError(f"need 0 < lr and 0 <= min_lr <= lr, got lr={lr}, min_lr={min_lr}")
+    if not 0.0 <= ema < 1.0:
+        raise ValueError(f"the weight average's decay must be in [0, 1), got {ema}")
     if distill is not None and distill.student is not model:
         raise ValueError("the distillation terms watch another model than the one fine-tuned")
     params = list(model.parameters()) + (distill.auxiliary_parameters() if distill else [])
@@ -93,6 +103,7 @@ def finetune(
     t0 = time.perf_counter()
     done = minutes == 0
     kd_sum = {"kd_output": 0.0, "kd_features": 0.0}
+    average = _WeightAverage(model, ema) if ema > 0 else None
 
     def progress_fraction() -> float:  # of whichever budget runs out first
         by_time = (time.perf_counter() - t0) / max(60.0 * minutes, 1e-9)
@@ -128,6 +139,8 @@ def finetune(
             opt.step()
             if aux_opt is not None:
                 aux_opt.step()
+            if average is not None:
+                average.update(step)
             if pruner is not None:
                 pruner.step(model, step)
             step += 1
@@ -144,10 +157,14 @@ def finetune(
                 done = True
                 break
         epoch += 1
+        if average is not None:
+            average.swap()  # the average is what is validated and kept
         val = evaluate_model(model, data, val_idx)
         if not select_best or val["mae"] < best["mae"] or not math.isfinite(best["mae"]):
             best = val
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if average is not None:
+            average.swap()  # training goes on from the weights themselves
         log(
             f"fine-tune epoch {epoch}: val MAE {val['mae']:.4f} (best {best['mae']:.4f}), {step} steps"
         )
@@ -164,7 +181,31 @@ def finetune(
         "lr_schedule": lr_schedule,
         "lr_last_step": float(opt.param_groups[0]["lr"]),
     }
+    if average is not None:
+        out["ema"] = ema
     if distill is not None:
         out["distill"] = distill.settings()
         out |= {f"mean_{k}": v / max(step, 1) for k, v in kd_sum.items()}
     return out
+
+
+class _WeightAverage:
+    """An exponential moving average of a model's parameters, swapped in and out in place."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.params = [p for p in model.parameters()]
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1.0 + step) / (10.0 + step))
+        for s, p in zip(self.shadow, self.params, strict=True):
+            s.lerp_(p.detach(), 1.0 - d)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        for s, p in zip(self.shadow, self.params, strict=True):
+            tmp = p.detach().clone()
+            p.copy_(s)
+            s.copy_(tmp)
