@@ -57,3 +57,18 @@ def test_bad_kinds_are_refused():
     with pytest.raises(ValueError, match="2 entries for 3"):
         SchNet(num_interactions=3, block_kinds=["cfconv", "atomwise"])
     assert set(BLOCK_KINDS) == {"cfconv", "linear_filter", "atomwise", "tabulated"}
+
+
+def test_inference_convolves_in_place_with_the_training_arithmetic():
+    """Without autograd the messages are multiplied and summed in a shared buffer: bit for bit
+    the results of the autograd path, for the exact and the tabulated blocks."""
+    exact = tiny(["cfconv", "cfconv"])
+    z, pos, batch = molecules()
+    for model in (exact, exact.tabulated(64)):
+        with torch.enable_grad():
+            want = model(z, pos, batch)
+        with torch.no_grad():
+            got = model(z, pos, batch)
+        with torch.inference_mode():
+            got2 = model(z, pos, batch)
+        assert torch.equal(got, want.detach()) and torch.equal(got2, got)
