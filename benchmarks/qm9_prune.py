@@ -248,6 +248,7 @@ def plot(results: list[dict], path: Path) -> None:
         dense = rows[0]
         ax.axhline(dense["test_mae"], color="k", lw=0.8, label=f"dense {dense['test_mae']:.4f}")
         ax.plot([1.0], [dense["test_mae"]], "k*", ms=11)
+        ax.axhline(1.05 * dense["test_mae"], color="k", lw=0.6, ls="--", label="dense +5%")
         for method in dict.fromkeys(r["method"] for r in rows[1:]):
             pts = sorted((r["speedup_b64"], r["test_mae"], r["sparsity"]) for r in rows
                          if r["method"] == method)  # fmt: skip
