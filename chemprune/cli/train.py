@@ -40,6 +40,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--target", default="gap", help="QM9 target (gap, homo, lumo, U0, U0_atom, mu, alpha, ...)"
     )
     p.add_argument("--out", required=True, type=Path, help="run folder")
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this trained checkpoint: its architecture, weights, normalization and "
+        "split (a pruned model fine-tuned for longer, with --teacher its parent; an imported "
+        "model trained on); --target must be its target",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     data = p.add_argument_group("data")
     data.add_argument(
@@ -396,8 +404,20 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
     main = context is None or context.is_main
     data, split, source = load_dataset_and_split(args.data_dir, args.subset, args.seed)
     arch, blocks = _architecture(args)
+    if args.init is not None:
+        from chemprune.pipeline.train import init_run
+
+        if arch is not None:
+            raise CliError("--init and --arch both give the architecture: pass one")
+        if args.subset is not None:
+            raise CliError("--init trains on its checkpoint's split: drop --subset")
+        try:
+            arch, split = init_run(args.init, args.target, len(data))
+        except ValueError as err:
+            raise CliError(str(err)) from None
     settings = TrainSettings(
         architecture=arch,
+        init=str(args.init.resolve()) if args.init else "",
         teacher=str(args.teacher.resolve()) if args.teacher else "",
         distill=args.distill if args.teacher else "none",
         distill_output_weight=args.distill_output_weight,

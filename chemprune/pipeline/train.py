@@ -155,6 +155,8 @@ def _train(
     model = SchNet(
         **settings.model_kwargs(), readout=target.readout, mean=mean, std=std, atomref=atomref
     )
+    if settings.init and state is None:  # a resumed run has its own weights
+        model.load_state_dict(_init_model(settings.init).state_dict())
     model.to(device)
     model.filter_grid = settings.filter_grid
     distill = _distillation(settings, model, split, target.name, ctx, device, len(data))
@@ -378,6 +380,38 @@ def _train(
         "elapsed_s": elapsed_total + time.perf_counter() - t_start,
         "processes": ctx.world_size,
     }
+
+
+def _init_model(path: str, model: SchNet | None = None) -> SchNet:
+    from chemprune.checkpoint import load_model
+
+    if model is None:
+        model, _ = load_model(path)
+    if "tabulated" in model.block_kinds:
+        raise ValueError(
+            f"--init {path} has tabulated filters, which do not train: start from the exact "
+            "model and tabulate the result"
+        )
+    return model
+
+
+def init_run(path: str | Path, target: str, num_molecules: int) -> tuple[dict[str, Any], Split]:
+    """The architecture and the split of a trained checkpoint a run starts from (``--init``:
+    a pruned model fine-tuned for longer, an imported one trained on); its target must be the
+    run's, and its validation and test molecules stay the run's."""
+    from chemprune.checkpoint import load_model
+    from chemprune.pipeline.compress_schnet import split_from_checkpoint
+
+    model, ckpt = load_model(path)
+    _init_model(str(path), model)
+    name = ckpt.get("target", {}).get("name")
+    if name != target:
+        raise ValueError(f"--init {path} predicts {name!r}, this run {target!r} (give --target)")
+    try:
+        split = split_from_checkpoint(ckpt, num_molecules)
+    except ValueError as err:
+        raise ValueError(f"--init {path}: {err}") from None
+    return model.config(), split
 
 
 def _distillation(

@@ -70,6 +70,9 @@ class TrainSettings:
     # an architecture found by `chemprune search` (SchNet config; replaces the widths above)
     architecture: dict[str, Any] | None = None
     teacher: str = ""  # distil from this trained checkpoint ("" for none)
+    # start from this trained checkpoint's weights and normalization ("" for a fresh model); its
+    # architecture goes in `architecture` and its split is the run's (see train.init_run)
+    init: str = ""
     distill: str = "none"  # none, output or features (with a teacher)
     distill_output_weight: float = 1.0
     distill_feature_weight: float = 1.0
