@@ -22,6 +22,7 @@ from chemprune.pipeline.compress_schnet import prune_schnet, split_from_checkpoi
 from chemprune.pipeline.evaluate import evaluate_model
 from chemprune.pipeline.finetune import finetune
 from chemprune.pipeline.train import TrainSettings, train
+from chemprune.pipeline.train_state import split_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ("attention", "autoprune", "magnitude", "random")
@@ -281,7 +282,8 @@ def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) ->
         if isinstance(model, SchNet):
             row["model"] = str(model_path)
             model_path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_save(model_checkpoint(model, target=tdict(target)), model_path)
+            atomic_save(model_checkpoint(model, target=tdict(target), data=split_dict(split, "qm9pack")),
+                        model_path)  # fmt: skip
         else:
             row["error"] = f"not a chemprune SchNet after pruning: {type(model).__name__}"
         atomic_write_text(json_path, json.dumps(row, indent=1, default=str))

@@ -119,6 +119,21 @@ def target_dict(t: Target) -> dict[str, Any]:
 
 
 def split_dict(split: Split, source: str) -> dict[str, Any]:
+    """A checkpoint's ``data`` section: seed, sizes and the validation and test ids of a seeded
+    split (rebuilt and checked on load), or every part of an explicit one (``seed`` -1: a split
+    made elsewhere, e.g. an imported model's, which no seed reproduces)."""
+    if split.seed < 0:
+        return {
+            "source": source,
+            "split": {
+                "kind": "explicit",
+                "sizes": list(split.sizes),
+                **{
+                    p: torch.as_tensor(split.part(p), dtype=torch.int32)
+                    for p in ("train", "val", "test")
+                },  # fmt: skip
+            },
+        }
     return {
         "source": source,
         "split": {

@@ -52,3 +52,28 @@ def test_init_refusals(trained, qm9_dir, tmp_path):
     r = run_cli("train", "--data-dir", str(qm9_dir), "--target", "homo", "--init", str(trained),
                 "--out", str(tmp_path / "c"), *TINY)  # fmt: skip
     assert r.returncode == 2 and "predicts 'gap', this run 'homo'" in r.stderr
+
+
+def test_an_explicit_split_is_kept_through_the_run(trained, qm9_dir, tmp_path):
+    """An imported model's split (made elsewhere, no seed reproduces it) stays explicit in the
+    checkpoints of a run started from it."""
+    from chemprune.data.splits import Split
+    from chemprune.pipeline.train_state import split_dict
+
+    data = read_qm9_csv(sorted(qm9_dir.glob("*.csv")))
+    model, ckpt = load_model(trained)
+    seeded = split_from_checkpoint(ckpt, len(data))
+    # another assignment than any seed gives: the first half of the training molecules only
+    explicit = Split(train=seeded.train[: len(seeded.train) // 2], val=seeded.val,
+                     test=seeded.test, seed=-1)  # fmt: skip
+    init = tmp_path / "imported.pt"
+    atomic_save(model_checkpoint(model, target=ckpt["target"], data=split_dict(explicit, "x")),
+                init)  # fmt: skip
+    out = tmp_path / "run"
+    r = init_train(qm9_dir, out, "--init", str(init), "--epochs", "1", "--lr", "1e-12")
+    assert r.returncode == 0, r.stderr
+    saved = load_model(out / "last.pt")[1]["data"]["split"]
+    assert saved["kind"] == "explicit"
+    got = split_from_checkpoint({"data": {"split": saved}}, len(data))
+    for part in ("train", "val", "test"):
+        assert (got.part(part) == explicit.part(part)).all()
