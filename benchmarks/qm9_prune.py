@@ -377,6 +377,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work-dir", type=Path, default=None, help="rows and runs (default: temporary)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/qm9_prune.json")
     p.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/qm9_prune.png")
+    p.add_argument(
+        "--only-done", action="store_true",
+        help="measure the rows saved in --work-dir and train none (rows not saved are left out)",
+    )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny smoke run of every code path")
     args = p.parse_args(argv)
     full = {"sparsities": [0.5, 0.75, 0.9], "subset": 20000, "dense_minutes": 60.0}

@@ -257,6 +257,9 @@ def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) ->
             log(f"{target}: {method} at {sp:g} done before ({json_path})")
             rows.append(json.loads(json_path.read_text()))
             continue
+        if args.only_done:
+            log(f"{target}: {method} at {sp:g} not run (--only-done)")
+            continue
         log(f"{target}: {method} at sparsity {sp:g}")
         s0 = time.perf_counter()
         row: dict[str, Any] = {"target": target, "method": method, "sparsity": sp}
