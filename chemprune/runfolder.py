@@ -16,12 +16,20 @@ import errno
 import json
 import os
 import socket
+import stat
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunFolderBusy", "RunLock", "LOCK_NAME", "check_output_path", "same_file"]
+__all__ = [
+    "RunFolderBusy",
+    "RunLock",
+    "LOCK_NAME",
+    "SPECIAL_ROOTS",
+    "check_output_path",
+    "same_file",
+]
 
 LOCK_NAME = ".lock"
 
@@ -167,6 +175,72 @@ def same_file(a: os.PathLike | str, b: os.PathLike | str) -> bool:
     return pa.resolve() == pb.resolve()
 
 
+#: kernel filesystems: nothing a command writes belongs there
+SPECIAL_ROOTS = (Path("/proc"), Path("/sys"))
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _check_writable_place(p: Path, flag: str, kind: str) -> None:
+    """Refuse an output under /proc or /sys, an existing special file (a device, a FIFO: an
+    atomic write would replace it), a path through a file, or one whose nearest existing folder
+    cannot be written (missing folders are created by the writers, as before)."""
+    absolute = Path(os.path.abspath(p))
+    try:
+        resolved = p.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        resolved = absolute
+    for root in SPECIAL_ROOTS:
+        if _under(absolute, root) or _under(resolved, root):
+            raise PermissionError(
+                f"{flag} {p} is under {root}, a kernel filesystem; choose a path in an ordinary "
+                "folder"
+            )
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        st = None
+    except NotADirectoryError:
+        st = None  # a file on the way: named below
+    except OSError as err:
+        raise PermissionError(f"{flag} {p}: {(err.strerror or str(err)).lower()}") from None
+    if st is not None and kind == "file" and not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            raise FileExistsError(f"{flag} {p} is a directory; give a file name")
+        raise FileExistsError(
+            f"{flag} {p} is not a regular file (a device, pipe or socket); give a file path"
+        )
+    # the nearest folder that exists: where the file (or the folders to it) will be created
+    folder = p if (kind == "folder" and st is not None) else p.parent
+    while True:
+        try:
+            fst = os.stat(folder)
+        except FileNotFoundError:
+            if folder.parent == folder:
+                break
+            folder = folder.parent
+            continue
+        except NotADirectoryError:
+            folder = folder.parent  # a file further up: found on the next step
+            continue
+        except OSError as err:
+            raise PermissionError(
+                f"{flag} {p}: cannot use folder {folder}: {(err.strerror or str(err)).lower()}"
+            ) from None
+        if not stat.S_ISDIR(fst.st_mode):
+            raise NotADirectoryError(
+                f"{flag} {p}: {folder} is a file, not a folder; choose another path"
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(
+                f"{flag} {p}: folder {folder} is not writable (permission denied or a "
+                "read-only filesystem)"
+            )
+        break
+
+
 def check_output_path(
     out: os.PathLike | str,
     *,
@@ -174,7 +248,7 @@ def check_output_path(
     inputs: Iterable[tuple[str, os.PathLike | str | None]] = (),
     kind: str = "file",
 ) -> Path:
-    """Refuse an output that would destroy an input or cannot be written as asked.
+    """Refuse, before any work, an output that would destroy an input or cannot be written.
 
     Args:
         out: the output path.
@@ -184,18 +258,25 @@ def check_output_path(
 
     Raises:
         FileExistsError: ``out`` is one of the inputs (``"--out x.pt is the same file as
-            --model; writing it would destroy the input"``), or a directory where a file is
-            meant.
+            --model; writing it would destroy the input"``), a directory where a file is meant
+            (a file where a folder is), or an existing device, FIFO or socket.
+        NotADirectoryError: a file stands where a folder on the way must be
+            (``"--out notes.txt/m.pt: notes.txt is a file, not a folder"``).
+        PermissionError: ``out`` is under ``/proc`` or ``/sys``, or the folder it goes in (the
+            nearest existing one, when the writer creates the rest) cannot be written.
     """
+    if kind not in ("file", "folder"):
+        raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
     p = Path(out)
+    if not str(out).strip():
+        raise FileNotFoundError(f"{flag} is empty; give a path")
     for in_flag, path in inputs:
         if path is not None and same_file(p, path):
             raise FileExistsError(
                 f"{flag} {p} is the same file as {in_flag}; writing it would destroy the input "
                 "(choose another output)"
             )
-    if kind == "file" and p.is_dir():
-        raise FileExistsError(f"{flag} {p} is a directory; give a file name")
     if kind == "folder" and p.exists() and not p.is_dir():
         raise FileExistsError(f"{flag} {p} is a file; give a folder")
+    _check_writable_place(p, flag, kind)
     return p

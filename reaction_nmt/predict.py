@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import math
 
-from chemprune.chem.sanity import SMILES_CHARACTERS
+from chemprune.chem.inputs import read_input_lines
+from chemprune.chem.sanity import DEFAULT_LIMITS, SMILES_CHARACTERS
 from reaction_nmt.chem import InvalidSmilesError, canonicalize, canonicalize_or_none
 from reaction_nmt.tokenize import detokenize, tokenize
 
-__all__ = ["InvalidInput", "prepare_input", "rank_products"]
+__all__ = ["InvalidInput", "prepare_input", "rank_products", "read_reactions"]
 
 
 class InvalidInput(ValueError):
@@ -19,6 +20,26 @@ class InvalidInput(ValueError):
 
 
 _ALLOWED = SMILES_CHARACTERS | {">"}
+
+
+def read_reactions(path, *, what: str = "reaction file", stdin=None) -> list[str]:
+    """The reactions of a text file, one per line (``-``: standard input; pipes, FIFOs and
+    ``/proc`` files too); blank lines and lines starting with ``#`` are skipped, UTF-8 with or
+    without a byte-order mark. The file's size (``DEFAULT_LIMITS.max_file_bytes``, checked while
+    reading) and line count (``max_molecules``) are limited.
+
+    Raises:
+        chemprune.chem.inputs.InputFileError: missing, empty, too large, not UTF-8, or no
+            reaction in it.
+    """
+    lines, _ = read_input_lines(
+        path,
+        what=what,
+        max_bytes=DEFAULT_LIMITS.max_file_bytes,
+        max_lines=DEFAULT_LIMITS.max_molecules,
+        stdin=stdin,
+    )
+    return [line for _, line in lines]
 
 
 def prepare_input(text: str, *, mode: str | None = None) -> str:

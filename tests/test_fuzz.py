@@ -72,6 +72,7 @@ def test_oracles_catch_what_they_are_for(tmp_path, checkpoint):
     assert fuzz.model_case(content[:100], reference).kind == "refused"
     assert fuzz.xyz_case(b"2\n\nC 0 0 0\nC 0 0 0\n").kind == "refused"
     assert fuzz.xyz_case(b"1\n\nC 0 0 0\n").kind == "ok"
+    assert fuzz.xyz_case(b"\xef\xbb\xbf1\n\nC 0 0 0\n").kind == "ok"  # read through a pipe too
     assert fuzz.smiles_case("CCO").kind == "ok"
     assert fuzz.smiles_case("C\u0421O").kind == "refused"
     assert fuzz.reaction_case("CC(=O)Cl.NCC").kind == "ok"

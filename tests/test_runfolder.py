@@ -82,3 +82,45 @@ def test_existing_run_of_any_kind_refused(tmp_path, files):
     with pytest.raises(FileExistsError, match="already holds"):
         check_new_run(tmp_path)
     check_new_run(tmp_path / "fresh")
+
+
+def test_output_path_refused_before_any_work(tmp_path, monkeypatch):
+    """Issue 35: an output that cannot be written is refused by the check, naming the option,
+    not after the work by the writer ([Errno 17], a temporary file's name)."""
+    note = tmp_path / "notes.txt"
+    note.write_text("x")
+    cases = [
+        ("/proc/self/x.pt", PermissionError, r"--out /proc/self/x\.pt is under /proc"),
+        ("/sys/x.pt", PermissionError, "is under /sys, a kernel filesystem"),
+        ("/dev/null", FileExistsError, "is not a regular file"),
+        (note / "m.pt", NotADirectoryError, f"--out {note}/m.pt: {note} is a file, not a folder"),
+        (note / "a" / "m.pt", NotADirectoryError, f"{note} is a file, not a folder"),
+    ]
+    for out, kind, message in cases:
+        with pytest.raises(kind, match=message):
+            check_output_path(out)
+    with pytest.raises(FileExistsError, match=f"--out-dir {note} is a file; give a folder"):
+        check_output_path(note, flag="--out-dir", kind="folder")
+    # missing folders are created by the writers, as before: fine when the nearest one is writable
+    assert check_output_path(tmp_path / "new" / "deeper" / "m.pt").name == "m.pt"
+    assert check_output_path(tmp_path / "run", kind="folder").name == "run"
+
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if str(p) == str(tmp_path) else real_access(p, mode)
+    )
+    with pytest.raises(PermissionError, match=f"--out {tmp_path}/new/m.pt: folder {tmp_path} is"):
+        check_output_path(tmp_path / "new" / "m.pt")
+    with pytest.raises(PermissionError, match="not writable"):
+        check_output_path(tmp_path, kind="folder")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any folder")
+def test_unwritable_folder_refused(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(PermissionError, match="is not writable"):
+            check_output_path(locked / "m.pt")
+    finally:
+        locked.chmod(0o700)

@@ -8,8 +8,10 @@ is wrong with it.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from chemprune.chem.inputs import (
+    STDIN,
+    InputFileError,
+    decode_text,
+    is_stream,
+    read_input_bytes,
+)
 from chemprune.chem.sanity import (
     DEFAULT_LIMITS,
     Limits,
@@ -269,63 +278,120 @@ def _first_line(err: BaseException) -> str:
     return re.sub(r"^ase\.io\.\w+:\s*", "", line)
 
 
-def _check_file(path: Path, kind: str, limits: Limits = DEFAULT_LIMITS) -> None:
-    if not path.exists():
-        raise StructureError(f"{kind} {path} does not exist")
-    if path.is_dir():
-        raise StructureError(f"{kind} {path} is a directory")
-    size = path.stat().st_size
-    if size == 0:
-        raise StructureError(f"{kind} {path} is empty")
-    if size > limits.max_file_bytes:
-        raise StructureError(
-            f"{kind} {path} is {size / 2**20:,.0f} MiB, more than the limit of "
-            f"{limits.max_file_bytes / 2**20:,.0f} MiB"
-        )
+def _read(path: os.PathLike | str, kind: str, limits: Limits) -> tuple[bytes, str]:
+    """The bytes of an input file (``-``: standard input; pipes and ``/proc`` files too), its
+    size limit checked while reading; every refusal a :class:`StructureError`."""
+    try:
+        return read_input_bytes(path, what=kind, max_bytes=limits.max_file_bytes)
+    except InputFileError as err:
+        raise StructureError(str(err)) from None
+
+
+def _decode(data: bytes, kind: str, label: str) -> str:
+    try:
+        return decode_text(data, kind, label)
+    except InputFileError as err:
+        raise StructureError(str(err)) from None
 
 
 XYZ_SUFFIXES = (".xyz", ".extxyz")
+XYZ_FORMATS = ("xyz", "extxyz")
 
 
-def _scan_xyz(path: Path, limits: Limits) -> None:
+def _scan_xyz(text: str, label: str, limits: Limits) -> None:
     """Walk an XYZ file's count lines before ASE reads it: a count above ``limits.max_atoms``, a
     negative one, a file that ends inside a frame or holds too many frames is refused here (ASE
-    would try to read 10**12 atoms, or fail with a bare ``StopIteration``)."""
+    would try to read 10**12 atoms, or fail with a bare ``StopIteration``). ``text`` is what ASE
+    will read, line endings as ASE sees them."""
     frame, lineno, blank = 0, 0, 0
-    with open(path, "rb") as fh:
-        lines = iter(fh)
-        for raw in lines:
+    lines = iter(io.StringIO(text, newline=None))
+    for raw in lines:
+        lineno += 1
+        line = raw.strip()
+        if not line:
+            blank = blank or lineno  # fine after the last frame only
+            continue
+        if blank and frame:
+            raise StructureError(
+                f"{label}: blank line {blank} between frames {frame} and {frame + 1}; ASE "
+                "stops reading there and would drop the frames after it: remove it"
+            )
+        try:
+            count = int(line.split()[0])
+        except ValueError:
+            return  # not a plain count line: let ASE judge the format
+        frame += 1
+        where = f"{label} (frame {frame}, line {lineno})"
+        if count < 0:
+            raise StructureError(f"{where}: negative atom count {count}")
+        check_atom_count(count, where, limits)
+        if frame > limits.max_molecules:
+            raise StructureError(
+                f"{label}: more than {limits.max_molecules:,} structures in one file"
+            )
+        for k in range(count + 1):  # the comment line, then the atoms
+            if next(lines, None) is None:
+                got = max(k - 1, 0)
+                raise StructureError(
+                    f"{where}: truncated: the frame declares {count} atoms but the file "
+                    f"ends after {got}"
+                )
             lineno += 1
-            line = raw.strip()
-            if not line:
-                blank = blank or lineno  # fine after the last frame only
-                continue
-            if blank and frame:
-                raise StructureError(
-                    f"{path}: blank line {blank} between frames {frame} and {frame + 1}; ASE "
-                    "stops reading there and would drop the frames after it: remove it"
-                )
-            try:
-                count = int(line.split()[0])
-            except ValueError:
-                return  # not a plain count line: let ASE judge the format
-            frame += 1
-            where = f"{path} (frame {frame}, line {lineno})"
-            if count < 0:
-                raise StructureError(f"{where}: negative atom count {count}")
-            check_atom_count(count, where, limits)
-            if frame > limits.max_molecules:
-                raise StructureError(
-                    f"{path}: more than {limits.max_molecules:,} structures in one file"
-                )
-            for k in range(count + 1):  # the comment line, then the atoms
-                if next(lines, None) is None:
-                    got = max(k - 1, 0)
-                    raise StructureError(
-                        f"{where}: truncated: the frame declares {count} atoms but the file "
-                        f"ends after {got}"
-                    )
-                lineno += 1
+
+
+class _NamedBytes(io.BytesIO):
+    """Bytes with a file name, for ASE's format guess (by name, then by content)."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
+
+
+def _structure_format(data: bytes, path: str, stream: bool, label: str) -> str:
+    """ASE's format name for the input: guessed from the file's name and first bytes as ASE
+    does for a path; a stream (``-``, a pipe) without a suffix is XYZ unless its bytes say
+    otherwise."""
+    from ase.io.formats import UnknownFileTypeError, filetype
+
+    name = "" if path == STDIN else os.path.basename(path)
+    head = data[3:] if data.startswith(b"\xef\xbb\xbf") else data  # a UTF-8 byte-order mark
+    try:
+        return filetype(_NamedBytes(head, name))
+    except UnknownFileTypeError as err:
+        if stream and "." not in name:
+            return "extxyz"
+        msg = _first_line(err)
+        raise StructureError(
+            f"could not read {label}: unknown structure file format ({msg}); use a format ASE "
+            "reads, e.g. .xyz, .extxyz, .sdf, .pdb"
+        ) from None
+
+
+def _ase_frames(data: bytes, path: str, stream: bool, label: str, limits: Limits) -> list:
+    """Every frame ASE reads from ``data`` (the bytes already read: a stream cannot be read
+    again); the XYZ count lines are checked first."""
+    import ase.io
+    from ase.io.formats import get_compression, ioformats
+
+    fmt = _structure_format(data, path, stream, label)
+    ioformat = ioformats.get(fmt)
+    compressed = get_compression(path)[1] is not None
+    if not compressed:  # (a compressed file's count lines are not scanned)
+        text = None
+        if ioformat is None or not ioformat.isbinary:
+            text = _decode(data, "structure file", label)
+        if fmt in XYZ_FORMATS:
+            _scan_xyz(text, label, limits)
+        if ioformat is not None and ioformat.acceptsfd:
+            fh = io.BytesIO(data) if ioformat.isbinary else io.StringIO(text, newline=None)
+            return ase.io.read(fh, format=fmt, index=":")
+    if not stream:  # a format ASE reads by name only (or compressed): the regular file
+        return ase.io.read(path, format=fmt, index=":")
+    suffix = "".join(Path(path).suffixes[-2:]) if path != STDIN else ".xyz"
+    with tempfile.TemporaryDirectory(prefix="chemprune_input_") as tmp:
+        copy = Path(tmp) / f"input{suffix}"
+        copy.write_bytes(data)
+        return ase.io.read(str(copy), format=fmt, index=":")
 
 
 def read_structure_file(
@@ -333,65 +399,67 @@ def read_structure_file(
 ) -> list[Structure]:
     """Read every frame of an ASE-readable structure file (xyz, extxyz, sdf, pdb, ...).
 
+    ``path`` may be ``-`` (standard input), a pipe, a FIFO, process substitution or a ``/proc``
+    file: it is read once, in chunks, and refused once larger than ``limits.max_file_bytes``.
+    The format is ASE's guess from the file's name and contents; a stream with no suffix
+    (``-``, ``/dev/stdin``, ``<(...)``) is read as XYZ.
+
     Structures are named ``"<file>"``, or ``"<file>#<k>"`` (``k`` from 1) when the file holds
-    several frames. Periodic cells are ignored: the models are molecular. Every frame's geometry
-    is checked (:func:`chemprune.chem.sanity.check_geometry`: atom count, coordinates float32
-    can hold, no coincident atoms); an XYZ file's count lines are checked before it is parsed.
+    several frames (``<stdin>`` for ``-``). Periodic cells are ignored: the models are
+    molecular. Every frame's geometry is checked (:func:`chemprune.chem.sanity.check_geometry`:
+    atom count, coordinates float32 can hold, no coincident atoms); an XYZ file's count lines
+    are checked before it is parsed.
 
     Args:
-        path: the file; the format is guessed by ASE from its name and contents.
+        path: the file, or ``-`` for standard input.
         limits: size and geometry limits.
 
     Returns:
-        One :class:`Structure` per frame, ``source`` being the path.
+        One :class:`Structure` per frame, ``source`` being the path (``<stdin>`` for ``-``).
 
     Raises:
-        StructureError: missing, empty or unreadable file (``"could not read <file>: <ASE's
-            reason>"``), unknown format, a frame with no atoms or non-finite coordinates, or
-            unsupported elements, too many atoms or frames, atoms closer than
+        StructureError: missing, empty, too large, not UTF-8 or unreadable file (``"could not
+            read <file>: <ASE's reason>"``), unknown format, a frame with no atoms or non-finite
+            coordinates, or unsupported elements, too many atoms or frames, atoms closer than
             ``limits.min_distance``; frames are named as ``"<file> (frame k)"``.
     """
-    import ase.io
     from ase.io.formats import UnknownFileTypeError
 
-    p = Path(path)
-    _check_file(p, "structure file", limits)
-    if p.suffix.lower() in XYZ_SUFFIXES:
-        try:
-            _scan_xyz(p, limits)
-        except OSError as err:
-            raise StructureError(f"could not read {p}: {_first_line(err)}") from None
+    stream = is_stream(path)
+    data, label = _read(path, "structure file", limits)
     try:
-        frames = ase.io.read(str(p), index=":")
+        frames = _ase_frames(data, os.fspath(path), stream, label, limits)
+    except StructureError:
+        raise
     except UnknownFileTypeError as err:
         msg = _first_line(err)
         if msg.lower().startswith("empty file"):
-            raise StructureError(f"structure file {p} is empty") from None
+            raise StructureError(f"structure file {label} is empty") from None
         raise StructureError(
-            f"could not read {p}: unknown structure file format ({msg}); use a format ASE reads, "
-            "e.g. .xyz, .extxyz, .sdf, .pdb"
+            f"could not read {label}: unknown structure file format ({msg}); use a format "
+            "ASE reads, e.g. .xyz, .extxyz, .sdf, .pdb"
         ) from None
     except Exception as err:  # ASE parsers raise anything from ValueError to StopIteration
-        raise StructureError(f"could not read {p}: {_first_line(err)}") from None
+        raise StructureError(f"could not read {label}: {_first_line(err)}") from None
     if not isinstance(frames, list):
         frames = [frames]
     if not frames:
-        raise StructureError(f"structure file {p} contains no structures")
+        raise StructureError(f"structure file {label} contains no structures")
     if len(frames) > limits.max_molecules:
-        raise StructureError(f"{p}: more than {limits.max_molecules:,} structures in one file")
+        raise StructureError(f"{label}: more than {limits.max_molecules:,} structures in one file")
 
     many = len(frames) > 1
     out: list[Structure] = []
     for k, atoms in enumerate(frames, start=1):
-        label = f"{p} (frame {k})" if many else str(p)
+        where = f"{label} (frame {k})" if many else label
         z = np.asarray(atoms.numbers, dtype=np.int64)
         pos = np.asarray(atoms.positions, dtype=np.float64)
         if z.size == 0:
-            raise StructureError(f"{label}: contains no atoms")
-        check_elements(z, label)
-        check_geometry(z, pos, label, limits)  # atom count, finite float32 coordinates, overlaps
-        name = f"{p}#{k}" if many else str(p)
-        out.append(Structure(name=name, z=z, pos=pos.copy(), source=str(p)))
+            raise StructureError(f"{where}: contains no atoms")
+        check_elements(z, where)
+        check_geometry(z, pos, where, limits)  # atom count, finite float32 coordinates, overlaps
+        name = f"{label}#{k}" if many else label
+        out.append(Structure(name=name, z=z, pos=pos.copy(), source=label))
     return out
 
 
@@ -400,24 +468,25 @@ def read_smiles_file(
 ) -> list[tuple[str, str]]:
     """Read a file of ``SMILES [name]`` lines.
 
-    Blank lines and lines starting with ``#`` are skipped; the name is the rest of the line
-    after the first whitespace, or ``"<file>:<lineno>"`` when absent.
+    ``path`` may be ``-`` (standard input), a pipe, a FIFO, process substitution or a ``/proc``
+    file; it is read in chunks and refused once larger than ``limits.max_file_bytes``. UTF-8,
+    with or without a byte-order mark. Blank lines and lines starting with ``#`` are skipped;
+    the name is the rest of the line after the first whitespace, or ``"<file>:<lineno>"``
+    (``<stdin>:<lineno>`` for ``-``) when absent.
 
     Args:
-        path: the text file.
+        path: the text file, or ``-`` for standard input.
+        limits: ``max_file_bytes`` and ``max_molecules`` apply.
 
     Returns:
         ``(smiles, name)`` pairs in file order.
 
     Raises:
-        StructureError: missing, empty or undecodable file, or one with no SMILES lines.
+        StructureError: missing, empty, too large or undecodable file (the byte offset named),
+            or one with no SMILES lines.
     """
-    p = Path(path)
-    _check_file(p, "SMILES file", limits)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (UnicodeDecodeError, OSError) as err:
-        raise StructureError(f"could not read SMILES file {p}: {_first_line(err)}") from None
+    data, label = _read(path, "SMILES file", limits)
+    text = _decode(data, "SMILES file", label)
     entries: list[tuple[str, str]] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -425,13 +494,13 @@ def read_smiles_file(
             continue
         parts = line.split(None, 1)
         name = parts[1].strip() if len(parts) > 1 else ""
-        entries.append((parts[0], name or f"{p}:{lineno}"))
+        entries.append((parts[0], name or f"{label}:{lineno}"))
         if len(entries) > limits.max_molecules:
             raise StructureError(
-                f"SMILES file {p}: more than {limits.max_molecules:,} SMILES in one file"
+                f"SMILES file {label}: more than {limits.max_molecules:,} SMILES in one file"
             )
     if not entries:
-        raise StructureError(f"SMILES file {p} contains no SMILES (only blank or # lines)")
+        raise StructureError(f"SMILES file {label} contains no SMILES (only blank or # lines)")
     return entries
 
 

@@ -111,13 +111,15 @@ def run_train(args: argparse.Namespace) -> int:
     if args.steps is None and args.minutes is None:
         raise CliError("give --steps or --minutes (the training budget)")
     check_output_path(args.out, inputs=[])
+    work = args.work_dir or args.out.with_name(args.out.name + ".run")
+    check_output_path(work, flag="--work-dir" if args.work_dir else "--out (its .run folder)",
+                      kind="folder")  # fmt: skip
     settings = GANSettings(
         engine=args.engine, generators=args.generators, classifier_weight=args.classifier_weight,
         orthogonal_weight=args.orthogonal_weight, hidden=args.hidden, lr=args.lr,
         batch_size=args.batch_size, seed=args.seed, minibatch_std=args.minibatch_std,
     )  # fmt: skip
     graphs = load_graphs(args.data_dir, molecules=args.molecules, seed=args.seed)
-    work = args.work_dir or args.out.with_name(args.out.name + ".run")
     summary = train_gan(
         graphs, work, args.out, settings=settings, steps=args.steps, minutes=args.minutes,
         resume=args.resume, progress=not args.no_progress, log=print,

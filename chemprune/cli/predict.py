@@ -14,7 +14,7 @@ DESCRIPTION = """Predict the model's target for molecules given as SMILES (3D st
 ETKDG embedding and MMFF relaxation) or structure files (XYZ or anything ASE reads). A molecule
 that cannot be used (invalid SMILES, failed embedding, malformed file, element outside H, C, N, O,
 F, atoms on top of each other, too large) gets a one-line error on stderr; the others are still
-predicted, and the exit code is 1. The fragments of a multi-fragment SMILES (a salt, 'C.C') are
+predicted, and the exit code is 1. Files may be '-' (standard input, once), pipes or FIFOs. The fragments of a multi-fragment SMILES (a salt, 'C.C') are
 embedded one by one and placed apart, beyond the model's cutoff (or refused: --fragments
 refuse)."""
 
@@ -37,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         type=Path,
         metavar="FILE",
-        help="file of 'SMILES [name]' lines (repeatable)",
+        help="file of 'SMILES [name]' lines, UTF-8 (repeatable); '-' reads standard input, and "
+        "pipes, FIFOs and <(...) work too",
     )
     p.add_argument(
         "--xyz",
@@ -47,7 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         type=Path,
         metavar="FILE",
-        help="XYZ or other ASE-readable file, all frames (repeatable)",
+        help="XYZ or other ASE-readable file, all frames (repeatable); the format comes from "
+        "the suffix and contents; '-' reads standard input, and pipes, FIFOs and <(...) work "
+        "too: read as XYZ when the name has no suffix",
     )
     p.add_argument("--seed", type=seed_int, default=0xF00D, help="seed of the RDKit embedding")
     p.add_argument(
@@ -75,6 +78,7 @@ def run_predict(args: argparse.Namespace) -> int:
     import torch
 
     from chemprune.checkpoint import load_model
+    from chemprune.chem.inputs import input_label, stdin_once
     from chemprune.chem.structures import (
         StructureError,
         read_smiles_file,
@@ -88,6 +92,7 @@ def run_predict(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     if not (args.smiles or args.smiles_file or args.structures):
         raise CliError("nothing to predict: give --smiles, --smiles-file or --xyz")
+    stdin_once([*args.smiles_file, *args.structures], "--smiles-file/--xyz")
     model, ckpt = load_model(args.model)
     target = ckpt["target"]
     gap = max(10.0, 2.0 * model.cutoff)  # fragments beyond the model's reach (read before
@@ -100,7 +105,7 @@ def run_predict(args: argparse.Namespace) -> int:
         try:
             inputs += [(smi, name) for smi, name in read_smiles_file(f)]
         except StructureError as err:
-            items.append(("file", str(f), err))
+            items.append(("file", input_label(f), err))
     for smi, name in inputs:
         try:
             struct = smiles_to_structure(
@@ -115,7 +120,7 @@ def run_predict(args: argparse.Namespace) -> int:
         try:
             items += [("file", s.name, s) for s in read_structure_file(f)]
         except StructureError as err:
-            items.append(("file", str(f), err))
+            items.append(("file", input_label(f), err))
 
     good = [(i, it[2]) for i, it in enumerate(items) if not isinstance(it[2], Exception)]
     values: dict[int, float] = {}

@@ -344,9 +344,11 @@ def run_train(args: argparse.Namespace) -> int:
     from chemprune.data.targets import get_target
     from chemprune.distributed.context import DistContext, WorldSizeError
     from chemprune.distributed.launch import LaunchError, LaunchSpec, in_torchrun, restart_count
+    from chemprune.runfolder import check_output_path
 
     set_threads(args.threads)
     get_target(args.target)  # fail fast on an unknown target
+    check_output_path(args.out, kind="folder")  # a run folder that can be made and written
     # (each option's own range is checked by its type, chemprune.cli.options; these are the
     # combinations)
     if args.comm_hook != "terngrad" and (args.terngrad_min_size != 1 or args.terngrad_fp32):

@@ -36,18 +36,48 @@ def smiles_case(text: str, *, limit: float = 60.0) -> Outcome:
 
 
 # ---------------------------------------------------------------------- structure files
-def xyz_case(content: bytes, *, suffix: str = ".xyz", limit: float = 20.0) -> Outcome:
+def _through_fifo(fifo: Path, content: bytes, read):
+    """``read(fifo)`` while a thread writes ``content`` into the FIFO (a pipe: stat says size
+    0, it can be read once); the writer is released whatever the reader does."""
+    import os
+    import threading
+
+    os.mkfifo(fifo)
+
+    def write():
+        try:
+            with open(fifo, "wb") as fh:
+                fh.write(content)
+        except OSError:  # the reader stopped early
+            pass
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        return read(fifo)
+    finally:
+        if writer.is_alive():  # the reader never opened it: open it to let the writer finish
+            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            os.close(fd)
+        writer.join(5)
+
+
+def xyz_case(
+    content: bytes, *, suffix: str = ".xyz", limit: float = 20.0, pipe: bool = True
+) -> Outcome:
     """``read_structure_file`` on a file holding ``content``: refused, or frames that pass the
-    geometry checks; the file is unchanged either way."""
+    geometry checks; the file is unchanged either way. With ``pipe``, the same bytes through a
+    FIFO of the same name must give the same outcome (the same frames, or a refusal)."""
     from chemprune.chem.sanity import StructureError, check_geometry
     from chemprune.chem.structures import read_structure_file
 
     with tempfile.TemporaryDirectory(prefix="fuzz_xyz_") as tmp:
         path = Path(tmp) / f"case{suffix}"
         path.write_bytes(content)
+        got: dict[str, list] = {}
 
-        def run() -> Outcome:
-            frames = read_structure_file(path)
+        def run(read, key: str) -> Outcome:
+            frames = got[key] = read()
             for f in frames:
                 try:
                     check_geometry(f.z, f.pos, f.name)
@@ -55,9 +85,32 @@ def xyz_case(content: bytes, *, suffix: str = ".xyz", limit: float = 20.0) -> Ou
                     return Outcome("wrong", f"accepted a frame the checks refuse: {err}")
             return Outcome("ok")
 
-        out = judge(run, (StructureError,), limit)
+        out = judge(
+            lambda: run(lambda: read_structure_file(path), "file"), (StructureError,), limit
+        )
         if path.read_bytes() != content:
             return Outcome("damaged", "the structure file changed")
+        if not pipe or out.kind not in ("ok", "refused"):
+            return out
+        (Path(tmp) / "pipe").mkdir()
+        fifo = Path(tmp) / "pipe" / path.name
+
+        def via_pipe():
+            return _through_fifo(fifo, content, read_structure_file)
+
+        piped = judge(lambda: run(via_pipe, "pipe"), (StructureError,), limit)
+        if piped.kind != out.kind:
+            return Outcome(
+                "wrong", f"as a file {out.kind} ({out.detail}), through a pipe {piped.kind} "
+                f"({piped.detail})"
+            )  # fmt: skip
+        if out.kind == "ok":
+            a, b = got["file"], got["pipe"]
+            same = len(a) == len(b) and all(
+                (x.z == y.z).all() and (x.pos == y.pos).all() for x, y in zip(a, b, strict=True)
+            )
+            if not same:
+                return Outcome("wrong", "other frames through a pipe than from the file")
     return out
 
 
@@ -124,7 +177,8 @@ def smiles_texts():
 
 def xyz_contents():
     """XYZ-like files: count lines (right, wrong, negative, huge, text), comments, atom lines
-    with odd elements and coordinates (NaN, inf, 1e39, coincident), blank lines, stray bytes."""
+    with odd elements and coordinates (NaN, inf, 1e39, coincident), blank lines, stray bytes,
+    a UTF-8 byte-order mark in front."""
     from hypothesis import strategies as st
 
     coord = st.one_of(
@@ -161,4 +215,5 @@ def xyz_contents():
             f"H {t[0]} {t[1] + 0.96 * t[2] / 3} 0\n"
         ).encode()
     )  # O-H from 0.064 to 0.96 A: refused below the 0.5 A limit, used above
-    return st.one_of(hostile, water)
+    bom = st.one_of(hostile, water).map(lambda b: b"\xef\xbb\xbf" + b)  # a UTF-8 byte-order mark
+    return st.one_of(hostile, water, bom)

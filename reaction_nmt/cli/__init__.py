@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print each SMILES (or reaction SMILES) as space-separated tokens.",
     )
     t.add_argument("smiles", nargs="*", help="SMILES strings")
-    t.add_argument("--file", type=Path, help="file with one SMILES per line")
+    t.add_argument("--file", type=Path, help="file with one SMILES per line ('-': standard input)")
     t.set_defaults(func=run_tokenize)
     data.add_prepare(sub)
     data.add_synth(sub)
@@ -62,14 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_tokenize(args: argparse.Namespace) -> int:
+    from chemprune.chem.inputs import read_input_lines
+    from chemprune.chem.sanity import DEFAULT_LIMITS
     from reaction_nmt.tokenize import TokenizationError, tokenize
 
     items = list(args.smiles)
     if args.file is not None:
-        if not args.file.is_file():
-            print(f"reaction-nmt: error: {args.file} does not exist", file=sys.stderr)
-            return 2
-        items += [line.strip() for line in args.file.read_text().splitlines() if line.strip()]
+        lines, _ = read_input_lines(
+            args.file,
+            what="SMILES file",
+            max_bytes=DEFAULT_LIMITS.max_file_bytes,
+            comments=False,  # '#' is a SMILES bond
+        )
+        items += [line for _, line in lines]
     if not items:
         print("reaction-nmt: error: no SMILES given", file=sys.stderr)
         return 2

@@ -96,7 +96,14 @@ def add_classify(sub) -> None:
 
     r = act.add_parser("predict", help="the class of each reaction SMILES")
     r.add_argument("--model", type=Path, required=True)
-    r.add_argument("reactions", nargs="+", help="'reactants>>product' SMILES")
+    r.add_argument("reactions", nargs="*", help="'reactants>>product' SMILES")
+    r.add_argument(
+        "--file",
+        type=Path,
+        metavar="PATH",
+        help="file of reactions, one per line (blank and # lines skipped, UTF-8); '-' reads "
+        "standard input, and pipes, FIFOs and <(...) work too",
+    )
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=run_predict)
 
@@ -191,10 +198,18 @@ def run_predict(args: argparse.Namespace) -> int:
     from reaction_nmt.classify.data import ClassifiedReaction, check_reaction
     from reaction_nmt.classify.train import encode_reactions, load_classifier, predict_logits
     from reaction_nmt.formats import DataFormatError
+    from reaction_nmt.predict import read_reactions
 
+    reactions = list(args.reactions)
+    if args.file is not None:
+        reactions += read_reactions(args.file)
+    if not reactions:
+        print("reaction-nmt: error: no reactions given: give them as arguments or --file",
+              file=sys.stderr)  # fmt: skip
+        return 2
     model, vocab, ckpt = load_classifier(args.model)
     good, failed = [], 0
-    for text in args.reactions:
+    for text in reactions:
         parts = text.split(">>")
         try:
             if len(parts) != 2:

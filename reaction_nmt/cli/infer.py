@@ -128,6 +128,12 @@ def add_evaluate(sub) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from chemprune.runfolder import check_output_path
+
+    if args.json is not None:
+        check_output_path(args.json, flag="--json")
+    if args.out_dir is not None:
+        check_output_path(args.out_dir, flag="--out-dir", kind="folder")
     timing = None
     if args.model is not None:
         if args.data is None:
@@ -176,11 +182,19 @@ def add_predict(sub) -> None:
         help="ranked products for reactant SMILES",
         description=(
             "Each argument is one reaction's inputs: '.'-separated molecules, or "
-            "'reactants>reagents' for a model trained on separated inputs."
+            "'reactants>reagents' for a model trained on separated inputs. --file reads more, "
+            "one per line."
         ),
     )
     _beam_options(p)
-    p.add_argument("inputs", nargs="+", help="reactant (and reagent) SMILES")
+    p.add_argument("inputs", nargs="*", help="reactant (and reagent) SMILES")
+    p.add_argument(
+        "--file",
+        type=Path,
+        metavar="PATH",
+        help="file of reactions, one per line (blank and # lines skipped, UTF-8); '-' reads "
+        "standard input, and pipes, FIFOs and <(...) work too",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_predict)
 
@@ -191,11 +205,18 @@ def _run_mode(model: Path) -> str | None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from reaction_nmt.predict import InvalidInput, prepare_input, rank_products
+    from reaction_nmt.predict import InvalidInput, prepare_input, rank_products, read_reactions
 
+    inputs = list(args.inputs)
+    if args.file is not None:
+        inputs += read_reactions(args.file)
+    if not inputs:
+        print("reaction-nmt: error: no reactions given: give them as arguments or --file",
+              file=sys.stderr)  # fmt: skip
+        return 2
     mode = _run_mode(args.model)
     sources, failed = {}, 0
-    for text in args.inputs:
+    for text in inputs:
         try:
             sources[text] = prepare_input(text, mode=mode)
         except InvalidInput as err:
