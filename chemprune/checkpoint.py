@@ -14,8 +14,27 @@ A chemprune SchNet checkpoint is a plain dict of tensors, numbers and strings::
 
 so ``predict``/``evaluate`` need nothing else to rebuild the model. The digest is checked on
 every load: a flipped byte inside the weights (which ``torch.load`` does not notice) is refused
-with an error naming the file, as are non-finite weights. Files written before the digest
-existed (no ``integrity`` section) still load.
+with an error naming the file, as are non-finite weights.
+
+Files without a digest. Checkpoints written before the digest existed have no ``integrity``
+section. They are still accepted (refusing them would strand every older run and model), but
+nothing vouches for them, so:
+
+* every load of one prints, once per file and process, ``chemprune: warning: <file> carries no
+  digest (written before chemprune checkpoints had one): its integrity cannot be checked`` on
+  stderr (re-saving it, e.g. with ``chemprune tabulate`` or ``prune``, writes a digest);
+* what such a file says is still checked for shape: the sections are dicts, the weights
+  tensors matching the architecture and finite, the target's name and unit strings, the split
+  well-formed where a command reads it (:func:`checkpoint_split`);
+* the command lines print every name taken from a file (target name, unit) through
+  :func:`chemprune.cli.options.printable`, so a hand-edited name cannot send terminal escape
+  sequences; JSON output escapes them anyway.
+
+A file with a digest gets the same checks; the digest covers the architecture, the target and
+the weights, not the split or the metrics.
+
+Weights-only loading never runs code from a file: a file holding other objects is refused
+(:func:`unpickling_refusal` says which object), and no message suggests loading it otherwise.
 """
 
 from __future__ import annotations
@@ -25,11 +44,14 @@ import json
 import math
 import os
 import pickle
+import re
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import torch
 
 from chemprune import __version__
@@ -42,9 +64,11 @@ __all__ = [
     "atomic_save",
     "atomic_write_text",
     "check_finite",
+    "checkpoint_split",
     "load_checkpoint",
     "load_model",
     "model_checkpoint",
+    "unpickling_refusal",
     "weights_digest",
 ]
 
@@ -106,10 +130,11 @@ def load_weights_file(path: os.PathLike | str) -> Any:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"model file {path} holds objects that are not allowed in a weights-only load "
-            f"(not a chemprune checkpoint?): {first}"
+            f"model file {path} holds objects other than tensors and plain data "
+            f"({unpickling_refusal(err)}) and is not loaded: every file chemprune writes holds "
+            "tensors and plain data only (a model pickled whole by another program? save its "
+            "state_dict there)"
         ) from None
     except Exception as err:  # noqa: BLE001 - a damaged file makes torch.load raise anything
         # (RuntimeError, EOFError, BadZipFile, and for a damaged header the legacy unpickler's
@@ -119,6 +144,20 @@ def load_weights_file(path: os.PathLike | str) -> Any:
             f"model file {path} is truncated or corrupted: {type(err).__name__}: {msg}"
         ) from None
     return obj
+
+
+def unpickling_refusal(err: BaseException) -> str:
+    """What a weights-only ``torch.load`` refused, in a few words (``it names the Python object
+    argparse.Namespace``), without torch's advice to load the file with ``weights_only=False``
+    (which runs whatever code the file names: never for a file one does not trust)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it names the Python object {found.group(1)}"
+    found = re.search(r"WeightsUnpickler error: ([^\n]*?)(?:\.\s|\.?$)", text, re.M)
+    if found and found.group(1).strip():
+        return found.group(1).strip()[:120]
+    return "the unpickler refused it"
 
 
 def _canonical(obj: Any) -> Any:
@@ -148,10 +187,29 @@ def weights_digest(
     return h.hexdigest()
 
 
+_WARNED_NO_DIGEST: set[str] = set()
+
+
+def _warn_no_digest(path: os.PathLike | str) -> None:
+    """The warning for a file without a digest, once per file (resolved path) and process."""
+    key = str(Path(path).resolve())
+    if key in _WARNED_NO_DIGEST:
+        return
+    _WARNED_NO_DIGEST.add(key)
+    from chemprune.cli.options import printable
+
+    print(
+        f"chemprune: warning: {printable(path)} carries no digest (written before chemprune "
+        "checkpoints had one): its integrity cannot be checked",
+        file=sys.stderr,
+    )
+
+
 def _check_integrity(obj: dict[str, Any], path: os.PathLike | str) -> None:
     integrity = obj.get("integrity")
     if integrity is None:
-        return  # written before checksums existed
+        _warn_no_digest(path)  # written before checksums existed: accepted, said so
+        return
     if not isinstance(integrity, dict) or integrity.get("algorithm") != "sha256":
         raise CheckpointError(f"model file {path} has an unreadable integrity section")
     try:
@@ -191,8 +249,61 @@ def load_checkpoint(path: os.PathLike | str) -> dict[str, Any]:
     bad = [k for k, v in obj["state_dict"].items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"model file {path}: state_dict entry {bad[0]!r} is not a tensor")
+    target = obj["target"]
+    if not isinstance(target.get("name"), str) or not isinstance(target.get("unit", ""), str):
+        raise CheckpointError(f"model file {path}: its target's name or unit is not a string")
     _check_integrity(obj, path)
     return obj
+
+
+def checkpoint_split(
+    ckpt: dict[str, Any],
+    path: os.PathLike | str,
+    num_molecules: int | None = None,
+    source: str | None = None,
+) -> dict[str, np.ndarray] | None:
+    """The molecule ids of the split recorded in a loaded checkpoint, checked
+    (:func:`chemprune.data.splits.check_split`); ``None`` when it records none.
+
+    With ``num_molecules`` (the data set's size) every id must also be below it: an id beyond
+    is ``invalid`` when ``source`` (the data set's description) is the one the checkpoint
+    records, and otherwise most likely means the model was trained on other data.
+
+    Raises:
+        CheckpointError: ``checkpoint <path> has an invalid split: <what>`` (negative, float,
+            repeated or shared ids, an empty part, sizes that disagree, ids beyond the end of
+            its own data set), or ``model file <path> was trained on other data (<source>):
+            its split names molecule <i>, this data set has <n>; pass its --data-dir``.
+    """
+    from chemprune.data.splits import InvalidSplit, check_split
+
+    data = ckpt.get("data")
+    if data is None or data == {}:
+        return None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint {path} has an invalid data section (not a mapping)")
+    info = data.get("split")
+    if info is None or (isinstance(info, dict) and not info):
+        return None
+    try:
+        parts = check_split(info)
+    except InvalidSplit as err:
+        raise CheckpointError(f"checkpoint {path} has an invalid split: {err.what}") from None
+    if num_molecules is not None:
+        part, top = max(((p, int(ids.max())) for p, ids in parts.items()), key=lambda t: t[1])
+        if top >= num_molecules:
+            recorded = data.get("source")
+            if source is not None and recorded == source:
+                raise CheckpointError(
+                    f"checkpoint {path} has an invalid split: {part} names molecule {top}, "
+                    f"beyond the {num_molecules} of the data set it records"
+                )
+            where = f" ({recorded})" if isinstance(recorded, str) and recorded else ""
+            raise CheckpointError(
+                f"model file {path} was trained on other data{where}: its split names molecule "
+                f"{top}, this data set has {num_molecules}; pass its --data-dir"
+            )
+    return parts
 
 
 def model_checkpoint(

@@ -66,10 +66,13 @@ def load_checkpoint(path: Path) -> dict:
     try:
         with onmt_loads():
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as err:
+        from chemprune.checkpoint import unpickling_refusal
+
         raise BackendError(
-            f"cannot load model {path}: it holds objects that are not allowed in a weights-only "
-            "load (not an OpenNMT-py or reaction-nmt model?)"
+            f"cannot load model {path}: it holds objects other than tensors and plain data "
+            f"({unpickling_refusal(err)}) and is not loaded: an OpenNMT-py 3 or reaction-nmt "
+            "model holds tensors, its vocabulary and OpenNMT-py's options only"
         ) from None
     except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
         text = str(err).strip()

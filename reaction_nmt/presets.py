@@ -118,6 +118,27 @@ def transformer_parameters(config: dict, *, vocab_size: int) -> int:
     return embeddings + enc + dec + d * vocab_size + vocab_size
 
 
+def yaml_error_text(err: Exception) -> str:
+    """PyYAML's multi-line parser message in one line: ``line 2, column 5: expected ',' or ']',
+    but got ':' (while parsing a flow sequence from line 1, column 4)`` (1-based, like an
+    editor's); the first line of anything else."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None)
+    if mark is not None and problem:
+        text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+        context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+        if context and start is not None:
+            text += f" ({context} from line {start.line + 1}, column {start.column + 1})"
+        elif context:
+            text += f" ({context})"
+        return text
+    lines = str(err).strip().splitlines()
+    first = lines[0] if lines else type(err).__name__
+    if isinstance(getattr(err, "position", None), int):  # yaml.reader.ReaderError
+        return f"character {err.position + 1}: {first}"
+    return first
+
+
 def parse_overrides(items: list[str]) -> dict:
     """``['-train_steps', '10', '-dropout', '[0.2]']`` (OpenNMT-py style pairs) or
     ``['train_steps=10']`` -> ``{'train_steps': 10, 'dropout': [0.2]}`` (values read as YAML)."""
@@ -137,7 +158,7 @@ def parse_overrides(items: list[str]) -> dict:
             out[key.replace("-", "_")] = yaml.safe_load(value)
         except yaml.YAMLError as err:
             raise PresetError(
-                f"override {key}: value {value!r} is not valid YAML ({err})"
+                f"override {key}: value {value!r} is not valid YAML ({yaml_error_text(err)})"
             ) from None
     return out
 

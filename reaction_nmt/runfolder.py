@@ -4,14 +4,13 @@ itself is :class:`chemprune.runfolder.RunLock`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from reaction_nmt.backend import BackendError, checkpoints, load_checkpoint
+from reaction_nmt.runinfo import RUN_INFO, read_run_info
 
 __all__ = ["RUN_INFO", "run_files", "check_new_run", "check_resume"]
 
-RUN_INFO = "reaction_nmt.json"
 _NAMED = ("config.yaml", RUN_INFO, "vocab.txt", "train.log")
 
 
@@ -43,12 +42,8 @@ def check_resume(out: Path, *, preset: str, data: Path) -> Path:
     if not found:
         raise BackendError(f"--resume: {out} has no checkpoint to resume from")
     load_checkpoint(found[-1])  # refuses a truncated or foreign file before anything changes
-    info_path = out / RUN_INFO
-    if info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text())
-        except ValueError:
-            raise BackendError(f"--resume: {info_path} is not valid JSON") from None
+    info = read_run_info(out / RUN_INFO)
+    if info is not None:
         if info.get("preset") not in (None, preset):
             raise BackendError(
                 f"--resume: {out} was trained with --preset {info['preset']}, not {preset}"

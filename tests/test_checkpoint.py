@@ -11,6 +11,7 @@ from chemprune.checkpoint import (
     CheckpointError,
     atomic_save,
     atomic_write_text,
+    checkpoint_split,
     load_checkpoint,
     load_model,
     model_checkpoint,
@@ -100,10 +101,18 @@ def test_foreign_and_unsafe_files(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="other.pt is not a chemprune"):
         load_checkpoint(tmp_path / "other.pt")
-    # arbitrary pickled objects are refused, not executed
-    torch.save({"format": "chemprune.schnet", "opt": argparse.Namespace(a=1)}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="evil.pt holds objects that are not allowed"):
-        load_checkpoint(tmp_path / "evil.pt")
+    # arbitrary pickled objects are refused, not executed, and no message suggests loading
+    # them with weights_only=False (torch's own message does)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "chemprune.schnet", "opt": argparse.Namespace(a=1)}, evil)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(evil)
+    assert str(err.value) == (
+        f"model file {evil} holds objects other than tensors and plain data (it names the "
+        "Python object argparse.Namespace) and is not loaded: every file chemprune writes "
+        "holds tensors and plain data only (a model pickled whole by another program? save its "
+        "state_dict there)"
+    )
 
 
 def test_newer_format_and_mismatched_weights(tmp_path, saved):
@@ -168,3 +177,64 @@ def test_non_finite_weights_refused(tmp_path, saved):
     atomic_save(nan, tmp_path / "nan.pt")
     with pytest.raises(CheckpointError, match=r"nan\.pt: 1 non-finite weight\(s\) in 'embedding"):
         load_model(tmp_path / "nan.pt")
+
+
+def test_unpickling_refusal_never_repeats_torchs_advice(tmp_path):
+    from chemprune.checkpoint import unpickling_refusal
+
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")
+    with pytest.raises(Exception) as err:  # torch's own error, with its advice
+        torch.load(tmp_path / "module.pt", weights_only=True)
+    assert "weights_only" in str(err.value) and "\n" in str(err.value)
+    detail = unpickling_refusal(err.value)
+    assert detail == "it names the Python object torch.nn.modules.linear.Linear"
+    assert unpickling_refusal(ValueError("")) == "the unpickler refused it"
+
+
+def test_a_file_without_digest_loads_with_one_warning(tmp_path, saved, capsys):
+    m, _ = saved
+    old = {k: v for k, v in model_checkpoint(m, target=TARGET).items() if k != "integrity"}
+    path = atomic_save(old, tmp_path / "old.pt")
+    for _ in range(3):
+        load_model(path)
+    assert capsys.readouterr().err == (
+        f"chemprune: warning: {path} carries no digest (written before chemprune checkpoints "
+        "had one): its integrity cannot be checked\n"
+    )
+    load_model(saved[1])  # a file with its digest: no word
+    assert capsys.readouterr().err == ""
+    # its names are still checked for shape (the CLIs print them escaped)
+    atomic_save({**old, "target": {**TARGET, "unit": 3}}, tmp_path / "unit.pt")
+    with pytest.raises(CheckpointError, match="unit.pt: its target's name or unit is not a str"):
+        load_checkpoint(tmp_path / "unit.pt")
+
+
+def test_checkpoint_split_names_the_file(tmp_path, saved):
+    m, _ = saved
+    split = {
+        "seed": 0,
+        "sizes": [6, 2, 2],
+        "val": torch.tensor([1, 4]),
+        "test": torch.tensor([0, 7]),
+    }
+    ckpt = model_checkpoint(m, target=TARGET, data={"source": "qm9 (10 molecules)", "split": split})
+    assert checkpoint_split(ckpt, "m.pt")["val"].tolist() == [1, 4]
+    assert checkpoint_split(model_checkpoint(m, target=TARGET), "m.pt") is None
+    bad = {**ckpt, "data": {**ckpt["data"], "split": {**split, "val": torch.tensor([1, -1])}}}
+    with pytest.raises(CheckpointError) as err:
+        checkpoint_split(bad, "m.pt")
+    assert str(err.value) == "checkpoint m.pt has an invalid split: val holds the negative id -1"
+    with pytest.raises(CheckpointError) as err:  # beyond the end of the data it records
+        checkpoint_split(ckpt, "m.pt", 5, "qm9 (10 molecules)")
+    assert str(err.value) == (
+        "checkpoint m.pt has an invalid split: test names molecule 7, beyond the 5 of the data "
+        "set it records"
+    )
+    with pytest.raises(CheckpointError) as err:  # beyond the end of other data
+        checkpoint_split(ckpt, "m.pt", 5, "qm9 (5 molecules)")
+    assert str(err.value) == (
+        "model file m.pt was trained on other data (qm9 (10 molecules)): its split names "
+        "molecule 7, this data set has 5; pass its --data-dir"
+    )
+    with pytest.raises(CheckpointError, match="^checkpoint m.pt has an invalid data section"):
+        checkpoint_split({**ckpt, "data": [1]}, "m.pt")

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from chemprune import fuzz  # noqa: E402
 
-FAST = {"smiles": 60, "xyz": 200, "model": 80, "argv": 300, "reaction": 150}
+FAST = {"smiles": 60, "xyz": 200, "model": 80, "split": 150, "argv": 300, "reaction": 150}
 MOLECULAR = tuple(FAST)  # corpus and reaction-model files: tests/reaction_nmt/test_fuzz_reaction.py
 SLOW = 10_000
 
@@ -85,3 +85,31 @@ def test_oracles_catch_what_they_are_for(tmp_path, checkpoint):
     assert fuzz.argv_case(["train", "--out", "r", "--lr=2"], {"lr": lambda v: v < 1}).kind == (
         "wrong"
     )
+
+
+def test_split_oracle_catches_what_it_is_for(monkeypatch):
+    """Split records: a valid one is used (a file without its digest too, warned about once),
+    a malformed one refused; ids read back other than the file's, or a missing warning, are
+    reported."""
+    from chemprune import checkpoint
+
+    good = {"kind": None, "seed": 0, "sizes": "auto", "digest": True,
+            "train": ("int32", [5]), "val": ("int16", [1, 2]), "test": ("uint8", [3])}  # fmt: skip
+    assert fuzz.split_case(good).kind == "ok"
+    assert fuzz.split_case({**good, "digest": False}).kind == "ok"
+    refused = fuzz.split_case({**good, "val": ("float32", [1, 2])})
+    assert refused.kind == "refused" and "val ids are float32, not integers" in refused.detail
+    assert fuzz.split_case({**good, "test": ("int64", [300])}).kind == "refused"
+    real = checkpoint.checkpoint_split
+
+    def off_by_one(ckpt, path, n=None, source=None):
+        parts = real(ckpt, path, n, source)
+        return None if parts is None else {k: v + 1 for k, v in parts.items()}
+
+    monkeypatch.setattr(checkpoint, "checkpoint_split", off_by_one)
+    assert fuzz.split_case(good).kind == "wrong"
+    monkeypatch.setattr(checkpoint, "checkpoint_split", real)
+    monkeypatch.setattr(checkpoint, "_warn_no_digest", lambda path: None)
+    assert fuzz.split_case({**good, "digest": False}).kind == "wrong"
+    assert fuzz.smiles_case("[NH4+]").kind == "refused"
+    assert fuzz.smiles_case("C[N+](=O)[O-]").kind == "ok"

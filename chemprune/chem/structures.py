@@ -175,7 +175,12 @@ def smiles_to_structure(
     before any embedding work. Coordinates come from RDKit's ETKDGv3 with ``randomSeed=seed``
     (later attempts use random starting coordinates and ``seed + k``), then an MMFF94 relaxation
     (UFF where MMFF lacks parameters; the ETKDG geometry where neither applies). The same
-    ``seed`` gives the same geometry. Charged species are allowed.
+    ``seed`` gives the same geometry.
+
+    The models are for neutral molecules (QM9): a SMILES whose formal charges do not sum to
+    zero (``[NH4+]``, ``C[O-]``, ``[C+5]``) is refused. Charges that cancel are accepted: a
+    nitro group ``[N+](=O)[O-]``, a zwitterion ``[NH3+]CC(=O)[O-]``, an ion pair given as
+    fragments. Radicals (``[CH3]``) are not checked.
 
     A multi-fragment SMILES (a salt, a solvate, ``C.C``) is, with ``fragments="separate"``,
     embedded fragment by fragment and the fragments placed ``fragment_gap`` A apart along x:
@@ -197,7 +202,8 @@ def smiles_to_structure(
 
     Raises:
         StructureError: ``"invalid SMILES '<s>': <reason>"`` (empty string, a character that is
-            not SMILES, parse or valence error), unsupported elements, too many atoms, a refused
+            not SMILES, parse or valence error), unsupported elements, ``"SMILES '<s>' has net
+            charge +1; the models are for neutral molecules"``, too many atoms, a refused
             multi-fragment SMILES, or ``"could not embed 3D coordinates for SMILES '<s>'"``.
     """
     from rdkit import Chem
@@ -227,6 +233,11 @@ def smiles_to_structure(
     except Exception as err:  # AtomValenceException, KekulizeException, ...
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StructureError(f"invalid SMILES {shown}: {reason}") from None
+    charge = sum(a.GetFormalCharge() for a in mol.GetAtoms())
+    if charge:
+        raise StructureError(
+            f"SMILES {shown} has net charge {charge:+d}; the models are for neutral molecules"
+        )
 
     mol = Chem.AddHs(mol)
     if mol.GetNumAtoms() > limits.max_smiles_atoms:

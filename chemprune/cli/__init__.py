@@ -3,7 +3,9 @@
 Exit codes: 0 success; 1 some inputs could not be predicted (the others were); 2 bad arguments or
 unusable input files; 3 training diverged (NaN loss); 70 an internal error (a bug: please report
 it with the output of ``--debug``); 130 interrupted (state saved). Every failure is one line on
-stderr; ``chemprune --debug ...`` (or ``CHEMPRUNE_DEBUG=1``) shows the traceback instead.
+stderr; ``chemprune --debug ...`` (or ``CHEMPRUNE_DEBUG=1``) shows the traceback instead, and
+the libraries' own warnings (torch's notices), which are silenced otherwise. Names read from
+files (a checkpoint's target and unit) are printed with non-printable characters escaped.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from chemprune.cli.failures import EXIT_INTERNAL, EXIT_USAGE, report
+from chemprune.cli.failures import EXIT_INTERNAL, EXIT_USAGE, quiet_libraries, report
 
 # Small CPU steps are ~60x slower with OpenMP spin-waiting (see README); set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -100,12 +102,15 @@ def resolve_device(name: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with quiet_libraries("--debug" in argv or bool(os.environ.get("CHEMPRUNE_DEBUG"))):
+        parser = build_parser()  # (imports torch)
+        args = parser.parse_args(argv)
     debug = bool(args.debug or os.environ.get("CHEMPRUNE_DEBUG"))
     run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return int(run(args) or 0)
+        with quiet_libraries(debug):
+            return int(run(args) or 0)
     except KeyboardInterrupt:
         print("chemprune: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -96,9 +96,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _print(result: dict, what: dict[str, str]) -> None:
-    unit, rows = result["unit"], result["models"]
+    from chemprune.cli.options import printable
+
+    unit, rows = printable(result["unit"]), result["models"]  # (read from the model files)
     print(
-        f"\n[1/2] {result['target']} ({unit}) predicted from SMILES (RDKit ETKDG + MMFF geometry; "
+        f"\n[1/2] {printable(result['target'])} ({unit}) predicted from SMILES (RDKit ETKDG + MMFF geometry; "
         "QM9's value is DFT on QM9's own geometry)"
     )
     short = [f"m{k + 1}" for k in range(len(rows))]

@@ -43,27 +43,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from chemprune.checkpoint import load_model
+    from chemprune.checkpoint import checkpoint_split, load_model
     from chemprune.cli import CliError, set_threads
     from chemprune.cli._common import load_dataset
+    from chemprune.cli.options import printable
     from chemprune.data.batching import MoleculeSet
     from chemprune.pipeline.evaluate import evaluate_model
     from chemprune.runtime import with_runtime
 
     set_threads(args.threads)
     model, ckpt = load_model(args.model)
-    split = ckpt.get("data", {}).get("split")
-    if not split or args.split not in split:
+    if checkpoint_split(ckpt, args.model) is None:  # (checked before the data set is read)
         raise CliError(f"model file {args.model} records no {args.split} molecules to evaluate on")
     data, source, _ = load_dataset(args.data_dir)
-    indices = split[args.split].numpy().astype(np.int64)
-    if indices.max() >= len(data):
-        raise CliError(
-            f"model file {args.model} was trained on other data "
-            f"({ckpt['data'].get('source')}); pass its --data-dir"
-        )
+    indices = checkpoint_split(ckpt, args.model, len(data), source)[args.split]
     if args.limit is not None:
         indices = indices[: args.limit]
     target = ckpt["target"]
@@ -87,8 +80,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, allow_nan=False))
     else:
+        unit = printable(target["unit"])
         print(
-            f"{target['name']} on {metrics['n']} {args.split} molecules: "
-            f"MAE {metrics['mae']:.4f} {target['unit']}, RMSE {metrics['rmse']:.4f} {target['unit']}"
+            f"{printable(target['name'])} on {metrics['n']} {args.split} molecules: "
+            f"MAE {metrics['mae']:.4f} {unit}, RMSE {metrics['rmse']:.4f} {unit}"
         )
     return 0

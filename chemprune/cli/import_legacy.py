@@ -56,6 +56,12 @@ def run_import_legacy(args: argparse.Namespace) -> int:
         parts = read_schnetpack_split(args.split)
         data, source, _ = load_dataset(args.data_dir)
         rows, missing = map_to_rows(parts, data.ids)
+        empty = [p for p in ("train", "val", "test") if len(rows[p]) == 0]
+        if empty:  # (a checkpoint's split parts are never empty: chemprune.data.splits)
+            raise CliError(
+                f"--split {args.split}: none of its {empty[0]} molecules is in this data set "
+                "(give the --data-dir the model was trained on)"
+            )
         provenance = explicit_split_dict(
             rows, source, origin=f"schnetpack split {args.split}", missing=missing
         )

@@ -25,6 +25,7 @@ __all__ = [
     "seed_int",
     "threads_int",
     "json_line",
+    "printable",
     "grid_knots",
     "CheckedParser",
     "MAX_SEED",
@@ -123,6 +124,30 @@ def json_line(obj) -> str:
     """``obj`` as one line of strict JSON: a NaN or infinite number (e.g. the best validation
     MAE of a run that finished no epoch) becomes ``null``, never the invalid ``NaN``."""
     return json.dumps(_finite(obj), allow_nan=False, default=str)
+
+
+def printable(text: object) -> str:
+    """``text`` as it may be printed on a terminal: every character that is not printable
+    (control characters such as ESC, which starts a terminal escape sequence, line breaks, tabs,
+    bidirectional overrides, lone surrogates) becomes a ``\\x..``, ``\\u....`` or
+    ``\\U........`` escape; letters of any script stay as they are.
+
+    Every name a command prints that comes from a file (a checkpoint's target name and unit, a
+    molecule's name in a SMILES file, a token of a model's vocabulary) goes through it, and so
+    does every error line (:func:`chemprune.cli.failures.report`)."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in s)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 class CheckedParser(argparse.ArgumentParser):

@@ -12,8 +12,9 @@ from chemprune.cli.options import positive_int, seed_int, threads_int
 
 DESCRIPTION = """Predict the model's target for molecules given as SMILES (3D structure by RDKit
 ETKDG embedding and MMFF relaxation) or structure files (XYZ or anything ASE reads). A molecule
-that cannot be used (invalid SMILES, failed embedding, malformed file, element outside H, C, N, O,
-F, atoms on top of each other, too large) gets a one-line error on stderr; the others are still
+that cannot be used (invalid SMILES, a net charge: the models are for neutral molecules, failed
+embedding, malformed file, element outside H, C, N, O, F, atoms on top of each other, too large)
+gets a one-line error on stderr; the others are still
 predicted, and the exit code is 1. Files may be '-' (standard input, once), pipes or FIFOs. The fragments of a multi-fragment SMILES (a salt, 'C.C') are
 embedded one by one and placed apart, beyond the model's cutoff (or refused: --fragments
 refuse)."""
@@ -87,6 +88,7 @@ def run_predict(args: argparse.Namespace) -> int:
         structures_to_batch,
     )
     from chemprune.cli import EXIT_PARTIAL, CliError, set_threads
+    from chemprune.cli.options import printable
     from chemprune.runtime import with_runtime
 
     set_threads(args.threads)
@@ -131,6 +133,7 @@ def run_predict(args: argparse.Namespace) -> int:
             out = model(z, pos, batch, num_molecules=len(chunk))
             values.update({i: float(v) for (i, _), v in zip(chunk, out, strict=True)})
 
+    name, unit = printable(target["name"]), printable(target["unit"])  # read from the file
     failed = 0
     for i, (kind, label, obj) in enumerate(items):
         if not isinstance(obj, Exception) and not math.isfinite(values[i]):
@@ -140,7 +143,7 @@ def run_predict(args: argparse.Namespace) -> int:
             )
         if isinstance(obj, Exception):
             failed += 1
-            print(f"chemprune: error: {obj}", file=sys.stderr)
+            print(f"chemprune: error: {printable(obj)}", file=sys.stderr)
             continue
         record = {"smiles": label} if kind == "smiles" else {"file": label}
         if kind == "smiles" and obj.name != label:
@@ -148,7 +151,7 @@ def run_predict(args: argparse.Namespace) -> int:
         if obj.fragments > 1:
             record["fragments"] = obj.fragments
             print(
-                f"chemprune: note: {label}: {obj.fragments} fragments, embedded apart "
+                f"chemprune: note: {printable(label)}: {obj.fragments} fragments, embedded apart "
                 f"({gap:g} A between them)",
                 file=sys.stderr,
             )
@@ -156,6 +159,6 @@ def run_predict(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(record, allow_nan=False))
         else:
-            shown = record.get("name", label)
-            print(f"{shown}\t{target['name']} = {values[i]:.4f} {target['unit']}")
+            shown = printable(record.get("name", label))
+            print(f"{shown}\t{name} = {values[i]:.4f} {unit}")
     return EXIT_PARTIAL if failed else 0

@@ -294,7 +294,7 @@ def _tabulate(model, mset, split, args, report: dict, extra: dict):
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    from chemprune.checkpoint import atomic_save, load_model, model_checkpoint
+    from chemprune.checkpoint import atomic_save, checkpoint_split, load_model, model_checkpoint
     from chemprune.cli import CliError, resolve_device, set_threads
     from chemprune.cli._common import load_dataset
     from chemprune.data.batching import MoleculeSet
@@ -341,7 +341,9 @@ def run_prune(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise CliError(f"--function: {err}") from None
     model, ckpt = load_model(args.model)
+    checkpoint_split(ckpt, args.model)  # a malformed split, before the data set is read
     data, source, _ = load_dataset(args.data_dir)
+    checkpoint_split(ckpt, args.model, len(data), source)
     split = split_from_checkpoint(ckpt, len(data))
     target = ckpt["target"]
     mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target["name"]))

@@ -116,7 +116,7 @@ def _table(report: dict) -> str:
 def run_search(args: argparse.Namespace) -> int:
     import json
 
-    from chemprune.checkpoint import atomic_write_text, load_model
+    from chemprune.checkpoint import atomic_write_text, checkpoint_split, load_model
     from chemprune.cli import CliError, set_threads
     from chemprune.cli._common import load_dataset
     from chemprune.data.batching import MoleculeSet
@@ -136,7 +136,9 @@ def run_search(args: argparse.Namespace) -> int:
         raise CliError(f"--warmup-steps {warmup} leaves none of the {args.steps} --steps to search")
     check_output_path(args.out, inputs=[("--teacher", args.teacher)])
     teacher, ckpt = load_model(args.teacher)
-    data, _, _ = load_dataset(args.data_dir)
+    checkpoint_split(ckpt, args.teacher)  # a malformed split, before the data set is read
+    data, source, _ = load_dataset(args.data_dir)
+    checkpoint_split(ckpt, args.teacher, len(data), source)
     split = split_from_checkpoint(ckpt, len(data))
     target = ckpt["target"]
     mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target["name"]))

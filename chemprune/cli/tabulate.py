@@ -51,9 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_tabulate(args: argparse.Namespace) -> int:
-    from chemprune.checkpoint import atomic_save, load_model, model_checkpoint
+    from chemprune.checkpoint import atomic_save, checkpoint_split, load_model, model_checkpoint
     from chemprune.cli import CliError, set_threads
     from chemprune.cli._common import load_dataset
+    from chemprune.cli.options import printable
     from chemprune.data.batching import MoleculeSet
     from chemprune.pipeline.tabulate import TabulateSettings, TabulationFailed, tabulate_and_check
     from chemprune.runfolder import check_output_path
@@ -63,10 +64,10 @@ def run_tabulate(args: argparse.Namespace) -> int:
     model, ckpt = load_model(args.model)
     if all(k in ("tabulated", "atomwise") for k in model.block_kinds):
         raise CliError(f"model file {args.model} is already tabulated (tabulate its exact parent)")
-    split = ckpt.get("data", {}).get("split") or {}
-    if "val" not in split or len(split["val"]) == 0:
+    if checkpoint_split(ckpt, args.model) is None:  # (checked before the data set is read)
         raise CliError(f"model file {args.model} records no validation molecules to check on")
-    data, _, _ = load_dataset(args.data_dir)
+    data, source, _ = load_dataset(args.data_dir)
+    val = checkpoint_split(ckpt, args.model, len(data), source)["val"]
     mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(ckpt["target"]["name"]))
     settings = TabulateSettings(
         knots=args.knots,
@@ -76,7 +77,7 @@ def run_tabulate(args: argparse.Namespace) -> int:
         time_molecules=args.time_molecules,
     )
     try:
-        tab, report = tabulate_and_check(model, mset, split["val"].numpy(), settings)
+        tab, report = tabulate_and_check(model, mset, val, settings)
     except TabulationFailed as err:
         if args.json:
             print(json.dumps(err.report))
@@ -94,7 +95,7 @@ def run_tabulate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    unit = ckpt["target"].get("unit", "")
+    unit = printable(ckpt["target"].get("unit", ""))
     print(_summary(report, unit, args.out))
     return 0
 

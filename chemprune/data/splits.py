@@ -9,7 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Split", "make_split", "standard_sizes", "subset_sizes", "load_or_create_split"]
+__all__ = [
+    "InvalidSplit",
+    "Split",
+    "check_split",
+    "make_split",
+    "standard_sizes",
+    "subset_sizes",
+    "load_or_create_split",
+]
 
 #: The split used by SchNet, DimeNet and most QM9 papers: 110k train, 10k validation, rest test.
 STANDARD_TRAIN = 110_000
@@ -38,6 +46,96 @@ class Split:
     @property
     def sizes(self) -> tuple[int, int, int]:
         return len(self.train), len(self.val), len(self.test)
+
+
+class InvalidSplit(ValueError):
+    """A split recorded in a checkpoint is malformed; ``what`` says how (one line)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the checkpoint has an invalid split: {what}")
+        self.what = what
+
+
+_PARTS = ("train", "val", "test")
+
+
+def _ids(name: str, value) -> np.ndarray:
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise InvalidSplit(f"{name} is a {type(value).__name__}, not a tensor of molecule ids")
+    if value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
+        raise InvalidSplit(
+            f"{name} ids are {str(value.dtype).removeprefix('torch.')}, not integers"
+        )
+    if value.dim() != 1:
+        raise InvalidSplit(f"{name} ids form a {value.dim()}-D tensor, not a list")
+    if value.numel() == 0:
+        raise InvalidSplit(f"{name} is empty")
+    ids = value.numpy().astype(np.int64)
+    if ids.min() < 0:
+        raise InvalidSplit(f"{name} holds the negative id {int(ids.min())}")
+    uniq, counts = np.unique(ids, return_counts=True)
+    if len(uniq) != len(ids):
+        raise InvalidSplit(f"{name} repeats id {int(uniq[counts > 1][0])}")
+    return ids
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _count(name: str, value, *, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidSplit(f"{name} is {_short(value)}, not an integer >= {low}")
+    return value
+
+
+def check_split(info) -> dict[str, np.ndarray]:
+    """The molecule ids of a checkpoint's split record (``ckpt["data"]["split"]``), checked.
+
+    A seeded record (``seed``, ``sizes``, ``val``, ``test``) or an explicit one (``"kind":
+    "explicit"``, with ``train`` too; ``sizes`` optional) is accepted when every part is a 1-D
+    integer tensor, non-empty, with no negative or repeated id, no id in two parts, and as many
+    ids as ``sizes`` says. (Whether the ids exist in a data set is the caller's check: an id
+    beyond its end means other data more often than a damaged file.)
+
+    Returns:
+        ``{part: int64 ids}`` for the parts recorded (``train`` for an explicit split only).
+
+    Raises:
+        InvalidSplit: ``"the checkpoint has an invalid split: <what>"`` (``.what`` alone).
+    """
+    if not isinstance(info, dict):
+        raise InvalidSplit(f"it is a {type(info).__name__}, not a mapping")
+    kind = info.get("kind")
+    if kind not in (None, "explicit"):
+        raise InvalidSplit(f"unknown kind {_short(kind)} (expected 'explicit' or none)")
+    names = _PARTS if kind == "explicit" else _PARTS[1:]
+    missing = [p for p in names if p not in info]
+    if missing:
+        raise InvalidSplit(f"no {missing[0]} ids")
+    parts = {p: _ids(p, info[p]) for p in names}
+    if kind is None:
+        if "seed" not in info or "sizes" not in info:
+            raise InvalidSplit("a seeded split needs its seed and sizes")
+        _count("seed", info["seed"], low=0)
+    sizes = info.get("sizes")
+    if sizes is not None:
+        if not isinstance(sizes, (list, tuple)) or len(sizes) != 3:
+            raise InvalidSplit(f"sizes is {_short(sizes)}, not three counts (train, val, test)")
+        for p, n in zip(_PARTS, sizes, strict=True):
+            _count(f"the {p} size", n, low=1)
+            if p in parts and len(parts[p]) != n:
+                raise InvalidSplit(f"{p} has {len(parts[p])} ids, its recorded size is {n}")
+    names = list(parts)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            both = np.intersect1d(parts[a], parts[b], assume_unique=True)
+            if len(both):
+                raise InvalidSplit(f"id {int(both[0])} is in both {a} and {b}")
+    return parts
 
 
 def standard_sizes(num_molecules: int) -> tuple[int, int, int]:

@@ -5,7 +5,8 @@ text, the bytes of a structure, corpus or model file, a command line) and return
 :class:`~chemprune.fuzz.oracle.Outcome` (ok, refused, crash, wrong, hang, damaged; see
 :mod:`chemprune.fuzz.oracle`):
 
-* molecules (:mod:`chemprune.fuzz.molecules`): ``smiles``, ``xyz``, ``model``;
+* molecules (:mod:`chemprune.fuzz.molecules`): ``smiles``, ``xyz``, ``model``, ``split`` (split
+  records inside checkpoints, with and without their digest);
 * the command line (:mod:`chemprune.fuzz.options`): ``argv``;
 * reactions (:mod:`chemprune.fuzz.reactions`): ``reaction`` (``reaction-nmt predict``'s input),
   ``corpus`` (CSV/TSV files for ``reaction-nmt prepare``), ``reaction_model`` (model files).
@@ -16,7 +17,15 @@ the default run, >= 10,000 cases per surface with ``-m slow``) and ``benchmarks/
 
 from __future__ import annotations
 
-from chemprune.fuzz.molecules import model_case, smiles_case, smiles_texts, xyz_case, xyz_contents
+from chemprune.fuzz.molecules import (
+    model_case,
+    smiles_case,
+    smiles_texts,
+    split_case,
+    split_records,
+    xyz_case,
+    xyz_contents,
+)
 from chemprune.fuzz.options import OPTION_CHECKS, argv_case, argv_cases
 from chemprune.fuzz.oracle import KINDS, Outcome, mutate, mutations, time_limit
 from chemprune.fuzz.reactions import (
@@ -41,12 +50,14 @@ __all__ = [
     "reaction_model_case",
     "reaction_model_reference",
     "smiles_case",
+    "split_case",
     "surface",
     "time_limit",
     "xyz_case",
 ]
 
-SURFACES = ("smiles", "xyz", "model", "argv", "reaction", "corpus", "reaction_model")
+# (reaction_model stays last: benchmarks/fuzz_report.py runs it apart)
+SURFACES = ("smiles", "xyz", "model", "split", "argv", "reaction", "corpus", "reaction_model")
 # surfaces whose cases mutate a reference file handed in by the caller
 _MUTATED = {"model": model_case, "reaction_model": reaction_model_case}
 
@@ -65,6 +76,7 @@ def surface(name: str, *, model: tuple[bytes, dict] | None = None):
     table = {
         "smiles": (smiles_texts, smiles_case),
         "xyz": (xyz_contents, xyz_case),
+        "split": (split_records, split_case),
         "argv": (argv_cases, lambda case: argv_case(*case)),
         "reaction": (reaction_texts, reaction_case),
         "corpus": (corpus_contents, lambda case: corpus_case(*case)),

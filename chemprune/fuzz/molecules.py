@@ -8,13 +8,22 @@ from pathlib import Path
 
 from chemprune.fuzz.oracle import Outcome, elements, judge
 
-__all__ = ["smiles_case", "xyz_case", "model_case", "smiles_texts", "xyz_contents"]
+__all__ = [
+    "smiles_case",
+    "xyz_case",
+    "model_case",
+    "split_case",
+    "smiles_texts",
+    "xyz_contents",
+    "split_records",
+]
 
 
 # ---------------------------------------------------------------------- SMILES
 def smiles_case(text: str, *, limit: float = 60.0) -> Outcome:
     """``smiles_to_structure(text)``: refused, or a structure whose atoms are exactly the
-    parsed molecule's (with hydrogens) in a geometry that passes the sanity checks."""
+    parsed molecule's (with hydrogens), neutral overall, in a geometry that passes the sanity
+    checks."""
     from chemprune.chem.sanity import StructureError, check_geometry
     from chemprune.chem.structures import smiles_to_structure
 
@@ -26,6 +35,9 @@ def smiles_case(text: str, *, limit: float = 60.0) -> Outcome:
             return Outcome("wrong", f"{text!r}: atoms {dict(got)} != parsed {dict(expected)}")
         if s.name != text.strip():
             return Outcome("wrong", f"{text!r} predicted as {s.name!r}")
+        charge = net_charge(s.name)
+        if charge:
+            return Outcome("wrong", f"{text!r} accepted with net charge {charge:+d}")
         try:
             check_geometry(s.z, s.pos, s.name)
         except StructureError as err:  # accepted, but a geometry the checks refuse
@@ -142,10 +154,165 @@ def model_case(content: bytes, reference: dict, *, limit: float = 20.0) -> Outco
     return out
 
 
+# ---------------------------------------------------------------------- split records
+#: molecules in the data set a split case is checked against
+SPLIT_DATA_SIZE = 240
+_INTEGER_DTYPES = ("int32", "int64", "uint8", "int16")
+
+
+def _fuzz_checkpoint() -> dict:
+    """A small SchNet checkpoint (built once per process) whose split the cases replace."""
+    global _CHECKPOINT
+    if _CHECKPOINT is None:
+        import torch
+
+        from chemprune.checkpoint import model_checkpoint
+        from chemprune.models.schnet import SchNet
+
+        torch.manual_seed(0)
+        m = SchNet(hidden_channels=4, filter_channels=4, num_interactions=1, num_gaussians=4)
+        target = {"name": "gap", "unit": "eV", "readout": "mean", "description": "gap"}
+        _CHECKPOINT = model_checkpoint(m, target=target)
+    return _CHECKPOINT
+
+
+_CHECKPOINT: dict | None = None
+
+
+def _split_record(case: dict) -> dict:
+    import torch
+
+    record: dict = {}
+    if case["kind"] is not None:
+        record["kind"] = case["kind"]
+    for part in ("train", "val", "test"):
+        if case[part] is None:
+            continue
+        dtype, ids = case[part]
+        if dtype == "list":
+            record[part] = list(ids)
+        else:  # (negative ids wrap around in uint8, as a careless writer's would)
+            record[part] = torch.tensor(ids, dtype=torch.int64).to(getattr(torch, dtype))
+    if case["seed"] != "absent":
+        record["seed"] = case["seed"]
+    if case["sizes"] == "auto":
+        record["sizes"] = [len(case[p][1]) if case[p] else 0 for p in ("train", "val", "test")]
+    elif case["sizes"] is not None:
+        record["sizes"] = list(case["sizes"])
+    return record
+
+
+def split_case(case: dict, *, limit: float = 20.0) -> Outcome:
+    """A checkpoint whose ``data.split`` is ``case``'s record (:func:`split_records`), with or
+    without its digest, through ``load_checkpoint`` and
+    :func:`chemprune.checkpoint.checkpoint_split` (240 molecules): refused in one line, or ids
+    exactly the record's (integers, non-empty, in range, none repeated or shared). A file
+    without a digest must be accepted with exactly one warning saying so over two loads; a
+    file with one, without."""
+    import contextlib
+    import io
+
+    import torch
+
+    from chemprune.checkpoint import CheckpointError, atomic_save, checkpoint_split, load_checkpoint
+
+    record = _split_record(case)
+    ckpt = {**_fuzz_checkpoint(), "data": {"source": "fuzz", "split": record}}
+    if not case["digest"]:
+        ckpt.pop("integrity")
+    with tempfile.TemporaryDirectory(prefix="fuzz_split_") as tmp:
+        path = Path(tmp) / "model.pt"
+        atomic_save(ckpt, path)
+        err = io.StringIO()
+
+        def run() -> Outcome:
+            with contextlib.redirect_stderr(err):
+                loaded = load_checkpoint(path)
+                load_checkpoint(path)
+            warned = err.getvalue().count("carries no digest")
+            if warned != (0 if case["digest"] else 1):
+                return Outcome("wrong", f"{warned} digest warnings (digest: {case['digest']})")
+            parts = checkpoint_split(loaded, path, SPLIT_DATA_SIZE)
+            if parts is None:
+                return Outcome("ok")
+            seen: set[int] = set()
+            for name, ids in parts.items():
+                given = record[name]
+                if not isinstance(given, torch.Tensor) or given.dtype not in [
+                    getattr(torch, d) for d in _INTEGER_DTYPES
+                ]:
+                    return Outcome("wrong", f"accepted {name} given as {type(given).__name__}")
+                if ids.dtype.kind != "i" or ids.tolist() != given.tolist():
+                    return Outcome("wrong", f"{name} read as other ids than the file's")
+                if not len(ids) or ids.min() < 0 or ids.max() >= SPLIT_DATA_SIZE:
+                    return Outcome("wrong", f"accepted {name} ids {ids.tolist()}")
+                if len(set(ids.tolist())) != len(ids) or seen & set(ids.tolist()):
+                    return Outcome("wrong", f"accepted repeated or shared ids in {name}")
+                seen |= set(ids.tolist())
+            return Outcome("ok")
+
+        return judge(run, (CheckpointError,), limit)
+
+
+def split_records():
+    """Split records for :func:`split_case`: three disjoint parts (``train``/``val``/``test``)
+    of distinct ids below 240 as integer tensors, of which up to two may be spoiled (missing,
+    or ids from -3 to 300 as integer, float or bool tensors or as a list); a kind (none,
+    explicit, unknown), a seed, sizes that match or not; with or without the file's digest."""
+    from hypothesis import strategies as st
+
+    ids = st.lists(st.integers(0, SPLIT_DATA_SIZE - 1), min_size=3, max_size=24, unique=True)
+    integer = st.sampled_from(_INTEGER_DTYPES)
+    dtype = st.sampled_from((*_INTEGER_DTYPES, "float32", "bool", "list"))
+    odd = st.tuples(dtype, st.lists(st.integers(-3, 300), max_size=8))
+    spoil = st.tuples(st.sampled_from(("train", "val", "test")), st.one_of(st.none(), odd))
+
+    def record(t) -> dict:
+        (pool, a, b, kinds, spoiled), rest = t[:5], t[5]
+        a, b = sorted((1 + a % (len(pool) - 1), 1 + b % (len(pool) - 1)))
+        b = max(b, a + 1) if a + 1 < len(pool) else b
+        cut = {"train": pool[:a], "val": pool[a:b], "test": pool[b:]}
+        case = {p: (k, cut[p]) for p, k in zip(("train", "val", "test"), kinds, strict=True)}
+        for part, value in spoiled:  # a missing part or odd ids in place of the right ones
+            case[part] = value
+        return {**case, **rest}
+
+    rest = st.fixed_dictionaries(
+        {
+            "kind": st.sampled_from((None, None, "explicit", "explicit", "seeded")),
+            "seed": st.one_of(
+                st.just(0), st.integers(-1, 5), st.sampled_from((True, 1.5, None, "absent"))
+            ),
+            "sizes": st.one_of(
+                st.just("auto"),
+                st.just("auto"),
+                st.none(),
+                st.lists(st.integers(-1, 9), max_size=4),
+            ),
+            "digest": st.booleans(),
+        }
+    )
+    spoils = st.one_of(st.just([]), st.just([]), st.lists(spoil, min_size=1, max_size=2))
+    return st.tuples(
+        ids, st.integers(0, 99), st.integers(0, 99), st.tuples(integer, integer, integer), spoils,
+        rest,
+    ).map(record)  # fmt: skip
+
+
+def net_charge(smiles: str) -> int:
+    """The sum of the formal charges of an independent RDKit parse (0 if it does not parse)."""
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles)
+    return 0 if mol is None else sum(a.GetFormalCharge() for a in mol.GetAtoms())
+
+
 # ---------------------------------------------------------------------- generators
 # (hypothesis strategies; hypothesis and hypothesis-rdkit come with the "test" extra)
 LOOKALIKES = "\u0421\u0441\u041e\u043e\u039d\u00a0\u200b\u2212\uff23\u0410"
-SEEDS = ("CCO", "c1ccccc1", "C.C", "CC(=O)O", "C#N", "O=C=O", "C1CC1", "[NH4+]", "F", "OCC.O")
+SEEDS = ("CCO", "c1ccccc1", "C.C", "CC(=O)O", "C#N", "O=C=O", "C1CC1", "[NH4+]", "F", "OCC.O",
+         "C[N+](=O)[O-]")  # fmt: skip
 _ATOMS = ("C", "H", "O", "N", "F", "Cl", "X", "Xx", "", "6", "c")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from chemprune.data.batching import MoleculeSet
-from chemprune.data.splits import Split, make_split
+from chemprune.data.splits import Split, check_split, make_split
 from chemprune.distill.schnet import DISTILL_MODES, SchNetDistillation
 from chemprune.models.schnet import SchNet
 from chemprune.pipeline.evaluate import evaluate_model
@@ -45,6 +45,7 @@ def split_from_checkpoint(ckpt: dict[str, Any], num_molecules: int) -> Split:
     info = ckpt.get("data", {}).get("split")
     if not info:
         raise ValueError("the checkpoint records no data split")
+    check_split(info)  # malformed ids: "the checkpoint has an invalid split: ..." (ValueError)
     if info.get("kind") == "explicit":
         parts = {p: info[p].numpy().astype(np.int64) for p in ("train", "val", "test")}
         if any(len(v) and int(v.max()) >= num_molecules for v in parts.values()):

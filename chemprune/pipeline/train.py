@@ -271,12 +271,17 @@ def _train(
                 bad, signalled, past_deadline = ctx.any(
                     not torch.isfinite(loss), guard.signum is not None, past_deadline
                 )
-                if bad:
+                if bad:  # (a resume keeps --lr and repeats the same steps: advise none)
+                    again = (
+                        f"{last_path} holds the state before it, but a resume keeps --lr "
+                        f"{settings.lr:g}: start again in another --out with a lower --lr"
+                        if last_path.exists()
+                        else f"start again with a lower --lr than {settings.lr:g}"
+                    )
                     raise TrainingDiverged(
                         f"loss became {_loss_text(loss, ctx)} at epoch {epoch + 1}, step "
                         f"{step_in_epoch + 1} (lr {opt.param_groups[0]['lr']:.2e}); nothing was "
-                        f"saved from this step. Resume from {last_path} with a lower --lr "
-                        "(or clip gradients: --max-grad-norm)."
+                        f"saved from this step; {again} (or clip gradients: --max-grad-norm)."
                     )
                 grad_norm = clip_gradients(model, settings.max_grad_norm)
                 norm_sum, norm_max = norm_sum + grad_norm, max(norm_max, grad_norm)

@@ -5,7 +5,8 @@ Exit codes: 0 success; 1 some inputs were invalid (the others were still process
 2 bad arguments, missing or malformed files, unusable checkpoints, run folders in use; 70 an
 internal error (a bug: report it with the output of ``--debug``); 130 interrupted. Every failure
 is one line on stderr; ``reaction-nmt --debug ...`` (or ``CHEMPRUNE_DEBUG=1``) shows the
-traceback instead.
+traceback instead, and the libraries' own warnings (torch's and OpenNMT-py's notices), which are
+silenced otherwise.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chemprune.cli.failures import report
+from chemprune.cli.failures import quiet_libraries, report
 
 # OpenMP spin-waiting makes small CPU steps ~60x slower (ENVIRONMENT.md, trap 7).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -100,16 +101,18 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, extra = parser.parse_known_args(argv)
+    with quiet_libraries("--debug" in argv or bool(os.environ.get("CHEMPRUNE_DEBUG"))):
+        parser = build_parser()  # (imports torch)
+        args, extra = parser.parse_known_args(argv)
     if extra and args.command not in _PASS_THROUGH:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     debug = bool(args.debug or os.environ.get("CHEMPRUNE_DEBUG"))
     if debug:  # the backend's log lines too
         os.environ["CHEMPRUNE_DEBUG"] = "1"
     try:
-        return args.func(args, extra) if args.command in _PASS_THROUGH else args.func(args)
+        with quiet_libraries(debug):
+            return args.func(args, extra) if args.command in _PASS_THROUGH else args.func(args)
     except KeyboardInterrupt:
         print("reaction-nmt: interrupted", file=sys.stderr)
         return 130

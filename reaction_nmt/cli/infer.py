@@ -200,11 +200,14 @@ def add_predict(sub) -> None:
 
 
 def _run_mode(model: Path) -> str | None:
-    info = model.parent / "reaction_nmt.json"
-    return json.loads(info.read_text()).get("mode") if info.is_file() else None
+    from reaction_nmt.runinfo import RUN_INFO, read_run_info
+
+    info = read_run_info(model.parent / RUN_INFO)  # one-line error naming the file if malformed
+    return None if info is None else info.get("mode")
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from chemprune.cli.options import printable
     from reaction_nmt.predict import InvalidInput, prepare_input, rank_products, read_reactions
 
     inputs = list(args.inputs)
@@ -235,5 +238,6 @@ def run_predict(args: argparse.Namespace) -> int:
             print(text)
             for r in ranked:
                 flag = "" if r["valid"] else "  (invalid SMILES)"
-                print(f"  {r['rank']}. {r['smiles']}  score {r['score']:.4f}{flag}")
+                smiles = printable(r["smiles"])  # an invalid one is the model's raw tokens
+                print(f"  {r['rank']}. {smiles}  score {r['score']:.4f}{flag}")
     return 1 if failed else 0

@@ -147,7 +147,11 @@ def read_spec(path: Path) -> dict[str, list[str]]:
 
             spec = yaml.safe_load(text)
     except Exception as err:  # noqa: BLE001 - json and yaml raise different types
-        raise CompressError(f"grouping spec {path} cannot be read: {err}") from None
+        from reaction_nmt.presets import yaml_error_text
+
+        raise CompressError(
+            f"grouping spec {path} cannot be read: {yaml_error_text(err)}"
+        ) from None
     return _check_spec(spec, str(path))
 
 

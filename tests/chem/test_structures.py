@@ -45,13 +45,37 @@ def test_embedding_is_deterministic_for_a_seed():
     np.testing.assert_allclose(a.pos, b.pos, atol=1e-8)
 
 
-def test_unoptimized_and_multifragment_and_charged():
+def test_unoptimized_and_multifragment():
     raw = smiles_to_structure("CCO", optimize=False)
     assert raw.pos.shape == (9, 3)
     frag = smiles_to_structure("C.O")
     assert Counter(frag.z.tolist()) == {6: 1, 8: 1, 1: 6}
-    ion = smiles_to_structure("[NH4+]")
-    assert Counter(ion.z.tolist()) == {7: 1, 1: 4}
+
+
+@pytest.mark.parametrize(
+    ("smiles", "charge"),
+    [("[NH4+]", "+1"), ("[C+5]", "+5"), ("C[O-]", "-1"), ("[NH4+].[NH4+]", "+2"),
+     ("[NH3+]CC(=O)[O-].[NH4+]", "+1")],
+)  # fmt: skip
+def test_net_charge_refused(smiles, charge):
+    with pytest.raises(StructureError) as err:
+        smiles_to_structure(smiles)
+    assert str(err.value) == (
+        f"SMILES {smiles!r} has net charge {charge}; the models are for neutral molecules"
+    )
+
+
+@pytest.mark.parametrize(
+    ("smiles", "atoms"),
+    [
+        ("C[N+](=O)[O-]", {6: 1, 7: 1, 8: 2, 1: 3}),  # nitromethane
+        ("[NH3+]CC(=O)[O-]", {7: 1, 6: 2, 8: 2, 1: 5}),  # glycine zwitterion
+        ("C[NH3+].[O-]C=O", {6: 2, 7: 1, 8: 2, 1: 7}),  # an ion pair: neutral overall
+        ("[CH3]", {6: 1, 1: 3}),  # a radical: not checked
+    ],
+)
+def test_charges_that_cancel_are_accepted(smiles, atoms):
+    assert Counter(smiles_to_structure(smiles).z.tolist()) == atoms
 
 
 @pytest.mark.parametrize("smiles", ["C1CC", "Xx", "C(C", "CN(C)(C)(C)C"])

@@ -196,6 +196,27 @@ def test_cli_import_records_the_explicit_split(qm9_dir, qm9_small, tmp_path):
     assert r.returncode == 2 and "energy_U0" in r.stderr and not (tmp_path / "gap.pt").exists()
 
 
+@needs_model
+def test_cli_import_refuses_a_split_part_absent_from_the_data(qm9_dir, qm9_small, tmp_path):
+    """A part none of whose molecules is in the data set would make a checkpoint whose split
+    chemprune refuses to read (an empty part): the import says so first."""
+    absent = int(np.setdiff1d(np.arange(133_000, 133_885), qm9_small.ids - 1)[0])
+    split = _npz(
+        tmp_path / "split.npz", train_idx=np.arange(0, 200), val_idx=np.array([absent]),
+        test_idx=np.arange(200, 400),
+    )  # fmt: skip
+    r = run_cli(
+        "import", "--format", "schnetpack-legacy", "--weights", str(SHARED / "best_model"),
+        "--target", "U0", "--split", str(split), "--data-dir", str(qm9_dir),
+        "--out", str(tmp_path / "spk.pt"),
+    )  # fmt: skip
+    assert r.returncode == 2 and not (tmp_path / "spk.pt").exists()
+    assert r.stderr == (
+        f"chemprune: error: --split {split}: none of its val molecules is in this data set "
+        "(give the --data-dir the model was trained on)\n"
+    )
+
+
 # ------------------------------------------------------------------ files that are refused
 class _Payload:
     def __init__(self, call, arg):

@@ -117,6 +117,10 @@ def test_predict_refuses_whitespace_and_lookalikes(tiny_run, capsys):
 def test_internal_errors_are_one_line_unless_debug(monkeypatch, capsys):
     from reaction_nmt.cli import model
 
+    # main sets CHEMPRUNE_DEBUG for --debug (the backend's log lines): undone after this test,
+    # or every later test in the process would get tracebacks instead of one-line errors
+    monkeypatch.setenv("CHEMPRUNE_DEBUG", "")
+
     def boom(args):
         raise RuntimeError("kaput")
 
@@ -178,3 +182,55 @@ def test_written_models_carry_a_checksum_and_damage_is_refused(tiny_run, tmp_pat
     torch.save(raw, nan)
     assert main(["predict", "--model", str(nan), "CCO"]) == 2
     assert f"model {nan} holds non-finite weights (NaN or inf) in {key}" in _err(capsys)
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        (b"{broken", " is not valid JSON (line 1, column 2: Expecting property name enclosed in "
+                     "double quotes)"),
+        (b"[1, 2]", " holds a JSON list, not an object"),
+        (b'{"mode": 3}', ": 'mode' is not a string"),
+        (b'{"mode": "sideways"}', ": mode 'sideways' is not one of mixed, separated"),
+        (b"\xff{}", " is not UTF-8 text (byte 0)"),
+    ],
+)  # fmt: skip
+def test_malformed_run_description_is_one_line(tmp_path, capsys, monkeypatch, content, what):
+    monkeypatch.setenv("CHEMPRUNE_DEBUG", "")  # (main sets it for --debug)
+    info = tmp_path / "reaction_nmt.json"
+    info.write_bytes(content)
+    assert main(["predict", "--model", str(tmp_path / "model.pt"), "CCO"]) == 2
+    assert _err(capsys) == f"reaction-nmt: error: run description {info}{what}\n"
+
+
+def test_untrusted_model_refused_without_torchs_advice(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("CHEMPRUNE_DEBUG", "")
+    model = tmp_path / "module.pt"
+    torch.save(torch.nn.Linear(2, 2), model)
+    assert main(["predict", "--model", str(model), "CCO"]) == 2
+    assert _err(capsys) == (
+        f"reaction-nmt: error: cannot load model {model}: it holds objects other than tensors "
+        "and plain data (it names the Python object torch.nn.modules.linear.Linear) and is not "
+        "loaded: an OpenNMT-py 3 or reaction-nmt model holds tensors, its vocabulary and "
+        "OpenNMT-py's options only\n"
+    )
+
+
+def test_library_warnings_silenced_unless_debug(monkeypatch, capsys):
+    import warnings
+
+    from reaction_nmt.cli import model
+
+    monkeypatch.setenv("CHEMPRUNE_DEBUG", "")  # (main sets it for --debug: undone)
+
+    def noisy(args):
+        warnings.warn("a library's notice\nover lines", FutureWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(model, "run_average", noisy)
+    assert main(["average", "--models", "x.pt", "--out", "y.pt"]) == 0
+    assert _err(capsys) == ""
+    with pytest.warns(FutureWarning, match="a library's notice"):
+        assert main(["--debug", "average", "--models", "x.pt", "--out", "y.pt"]) == 0

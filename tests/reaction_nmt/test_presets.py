@@ -50,3 +50,12 @@ def test_config_points_at_the_data_and_run(tmp_path):
     assert config["bucket_size"] == 256
     with pytest.raises(PresetError, match="unknown preset 'big'"):
         build_config(preset="big", data_dir=data, run_dir=tmp_path)
+
+
+def test_override_yaml_errors_are_one_line():
+    with pytest.raises(PresetError) as err:
+        parse_overrides(["-dropout", "[0.2"])
+    assert str(err.value) == (
+        "override dropout: value '[0.2' is not valid YAML (line 1, column 5: expected ',' or "
+        "']', but got '<stream end>' (while parsing a flow sequence from line 1, column 1))"
+    )

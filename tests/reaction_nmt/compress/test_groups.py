@@ -94,3 +94,21 @@ def test_custom_spec(working, tmp_path):
         read_spec(tmp_path / "missing.yaml")
     with pytest.raises(CompressError, match="unknown grouping strategy"):
         partition(groups, "per-head")
+
+
+def test_yaml_spec_errors_are_one_line_with_line_and_column(tmp_path):
+    bad = tmp_path / "spec.yaml"
+    bad.write_text("attention: [encoder.*, decoder.*\nfeed_forward: - x\n")
+    with pytest.raises(CompressError) as err:
+        read_spec(bad)
+    assert str(err.value) == (
+        f"grouping spec {bad} cannot be read: line 2, column 13: expected ',' or ']', but got "
+        "':' (while parsing a flow sequence from line 1, column 12)"
+    )
+    bad.write_text("a: '\x07'\n")
+    with pytest.raises(CompressError) as err:
+        read_spec(bad)
+    assert str(err.value) == (
+        f"grouping spec {bad} cannot be read: character 5: unacceptable character #x0007: "
+        "special characters are not allowed"
+    )
