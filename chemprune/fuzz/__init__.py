@@ -6,7 +6,8 @@ text, the bytes of a structure, corpus or model file, a command line) and return
 :mod:`chemprune.fuzz.oracle`):
 
 * molecules (:mod:`chemprune.fuzz.molecules`): ``smiles``, ``xyz``, ``model``, ``split`` (split
-  records inside checkpoints, with and without their digest);
+  records inside checkpoints, with and without their digest); ``legacy_model``
+  (:mod:`chemprune.fuzz.legacy`: schnetpack 0.x model files for ``chemprune import``);
 * the command line (:mod:`chemprune.fuzz.options`): ``argv``;
 * reactions (:mod:`chemprune.fuzz.reactions`): ``reaction`` (``reaction-nmt predict``'s input),
   ``corpus`` (CSV/TSV files for ``reaction-nmt prepare``), ``reaction_model`` (model files).
@@ -17,6 +18,7 @@ the default run, >= 10,000 cases per surface with ``-m slow``) and ``benchmarks/
 
 from __future__ import annotations
 
+from chemprune.fuzz.legacy import legacy_model_case, legacy_model_reference
 from chemprune.fuzz.molecules import (
     model_case,
     smiles_case,
@@ -44,6 +46,8 @@ __all__ = [
     "SURFACES",
     "argv_case",
     "corpus_case",
+    "legacy_model_case",
+    "legacy_model_reference",
     "model_case",
     "mutate",
     "reaction_case",
@@ -57,9 +61,15 @@ __all__ = [
 ]
 
 # (reaction_model stays last: benchmarks/fuzz_report.py runs it apart)
-SURFACES = ("smiles", "xyz", "model", "split", "argv", "reaction", "corpus", "reaction_model")
-# surfaces whose cases mutate a reference file handed in by the caller
-_MUTATED = {"model": model_case, "reaction_model": reaction_model_case}
+SURFACES = (
+    "smiles", "xyz", "model", "split", "legacy_model", "argv", "reaction", "corpus",
+    "reaction_model",
+)  # fmt: skip
+# surfaces whose cases mutate a reference file handed in by the caller (legacy_model: its own)
+_MUTATED = {
+    "model": model_case, "reaction_model": reaction_model_case,
+    "legacy_model": legacy_model_case,
+}  # fmt: skip
 
 
 def surface(name: str, *, model: tuple[bytes, dict] | None = None):
@@ -67,6 +77,8 @@ def surface(name: str, *, model: tuple[bytes, dict] | None = None):
     ``judge(case)`` returns its outcome. ``model`` is ``(file bytes, its weights)`` for the
     surfaces that mutate a model file (``model``: a chemprune checkpoint and its state_dict;
     ``reaction_model``: from :func:`reaction_model_reference`)."""
+    if name == "legacy_model" and model is None:
+        model = legacy_model_reference()
     if name in _MUTATED:
         if model is None:
             raise ValueError(f"the {name} surface needs model=(file bytes, weights)")
