@@ -46,9 +46,10 @@ def fifo_with(tmp_path, data: bytes, name: str = "fifo"):
     try:
         yield path
     finally:
-        if writer.is_alive():  # never opened by the reader: unblock the writer
-            with open(path, "rb") as fh:
-                fh.read()
+        writer.join(1)
+        if writer.is_alive():  # never opened by the reader: a non-blocking open releases it
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # (a blocking one could wait for
+            os.close(fd)  # a writer that has just finished: a hang)
         writer.join(5)
 
 

@@ -41,7 +41,9 @@ def test_predict_xyz_from_stdin_and_bom_smiles_file(tmp_path):
 def test_predict_smiles_file_from_a_fifo(tmp_path, capsys):
     fifo = tmp_path / "mols"
     os.mkfifo(fifo)
-    writer = threading.Thread(target=lambda: fifo.write_text("C#N\nc1ccccc1 benzene\n"))
+    writer = threading.Thread(
+        target=lambda: fifo.write_text("C#N\nc1ccccc1 benzene\n"), daemon=True
+    )
     writer.start()
     code = main(["predict", "--model", str(MODEL), "--smiles-file", str(fifo), "--threads", "1"])
     writer.join(5)
