@@ -82,8 +82,11 @@ OPTION_CHECKS: dict[str, list[tuple[str, str, Callable[[object], bool]]]] = {
         ("--finetune-minutes", "finetune_minutes", _nonneg),
         ("--finetune-steps", "finetune_steps", _pos_int), ("--lr", "lr", _pos),
         ("--min-lr", "min_lr", _nonneg),
+        ("--ema", "ema", lambda v: np.isfinite(v) and 0 <= v < 1),
     ],
-    "demo": [("--minutes", "minutes", _pos), ("--sparsity", "sparsity", _frac_open)],
+    "demo": [
+        ("--time-molecules", "time_molecules", _pos_int), ("--threads", "threads", _pos_int),
+    ],
 }  # fmt: skip
 
 

@@ -136,8 +136,14 @@ class _StorageView:
     numel: int
 
 
+# The pure-Python unpickler: its memo is a dict. The C one sizes its memo array to the largest
+# index a pickle names, so a damaged file naming memo slot 10**9 allocates gigabytes and hangs
+# (found by the legacy_model fuzz surface).
+_Unpickler = pickle._Unpickler  # type: ignore[attr-defined]
+
+
 def _plain_data_unpickler(fh: io.BufferedIOBase) -> pickle.Unpickler:
-    class PlainData(pickle.Unpickler):
+    class PlainData(_Unpickler):
         def find_class(self, module: str, name: str) -> Any:
             raise _Refused(f"{module}.{name}")
 
@@ -293,7 +299,7 @@ def load_legacy_torch_file(path: os.PathLike | str) -> Any:
         if not isinstance(info, dict) or info.get("little_endian") is not True:
             raise ValueError("written on a big-endian machine (unsupported)")
 
-        class Safe(pickle.Unpickler):
+        class Safe(_Unpickler):
             def find_class(self, module: str, name: str) -> Any:
                 return loader.find_class(module, name)
 

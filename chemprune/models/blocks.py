@@ -269,7 +269,10 @@ class InteractionBlock(nn.Module):
         msg = x.index_select(0, j)
         msg.mul_(w)
         agg = torch.zeros_like(x).index_add_(0, i, msg)
-        torch.index_select(x, 0, i, out=msg)
+        if torch.jit.is_scripting():  # (TorchScript has no out= index_select)
+            msg = x.index_select(0, i)
+        else:
+            torch.index_select(x, 0, i, out=msg)
         msg.mul_(w)
         return agg.index_add_(0, j, msg)
 
