@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from chemprune.chem.inputs import read_input_lines
+from chemprune.chem.inputs import InputFileError, read_input_lines
 from chemprune.chem.sanity import DEFAULT_LIMITS, SMILES_CHARACTERS
 from reaction_nmt.chem import InvalidSmilesError, canonicalize, canonicalize_or_none
 from reaction_nmt.tokenize import detokenize, tokenize
@@ -40,6 +40,21 @@ def read_reactions(path, *, what: str = "reaction file", stdin=None) -> list[str
         stdin=stdin,
     )
     return [line for _, line in lines]
+
+
+def gather_reactions(given, file) -> list[str]:
+    """The reactions given as arguments, then those of ``file`` (``None``: none; see
+    :func:`read_reactions`).
+
+    Raises:
+        chemprune.chem.inputs.InputFileError: an unreadable file, or no reaction at all.
+    """
+    reactions = list(given)
+    if file is not None:
+        reactions += read_reactions(file)
+    if not reactions:
+        raise InputFileError("no reactions given: give them as arguments or --file")
+    return reactions
 
 
 def prepare_input(text: str, *, mode: str | None = None) -> str:

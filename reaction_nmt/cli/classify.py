@@ -198,15 +198,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from reaction_nmt.classify.data import ClassifiedReaction, check_reaction
     from reaction_nmt.classify.train import encode_reactions, load_classifier, predict_logits
     from reaction_nmt.formats import DataFormatError
-    from reaction_nmt.predict import read_reactions
+    from reaction_nmt.predict import gather_reactions
 
-    reactions = list(args.reactions)
-    if args.file is not None:
-        reactions += read_reactions(args.file)
-    if not reactions:
-        print("reaction-nmt: error: no reactions given: give them as arguments or --file",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    reactions = gather_reactions(args.reactions, args.file)
     model, vocab, ckpt = load_classifier(args.model)
     good, failed = [], 0
     for text in reactions:

@@ -208,15 +208,9 @@ def _run_mode(model: Path) -> str | None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from chemprune.cli.options import printable
-    from reaction_nmt.predict import InvalidInput, prepare_input, rank_products, read_reactions
+    from reaction_nmt.predict import InvalidInput, gather_reactions, prepare_input, rank_products
 
-    inputs = list(args.inputs)
-    if args.file is not None:
-        inputs += read_reactions(args.file)
-    if not inputs:
-        print("reaction-nmt: error: no reactions given: give them as arguments or --file",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    inputs = gather_reactions(args.inputs, args.file)
     mode = _run_mode(args.model)
     sources, failed = {}, 0
     for text in inputs:
