@@ -13,6 +13,7 @@ Writes JSON.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -59,15 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     all_pairs = radius_pairs(b.pos, b.batch, model.cutoff).size(1)
     rows = [{"cutoff": model.cutoff, "pairs": 1.0,
              "val_mae": evaluate_model(model.tabulated(args.knots), mset, val)["mae"]}]  # fmt: skip
-    exact = model.double()
+    exact = copy.deepcopy(model).double()  # the filters tapered and tabulated in float64
     for c in args.cutoffs:
-        tab = model.float().tabulated(args.knots).eval()
-        for blk, src in zip(tab.interactions, exact.double().interactions, strict=True):
+        tab = model.tabulated(args.knots).eval()
+        for blk, src in zip(tab.interactions, exact.interactions, strict=True):
             blk.filter_network.fill(taper(filter_function(src, exact.rbf, exact.cutoff), c))
         tab.cutoff = c
         pairs = radius_pairs(b.pos, b.batch, c).size(1) / all_pairs
         rows.append({"cutoff": c, "pairs": pairs, "val_mae": evaluate_model(tab, mset, val)["mae"]})
-    model.float()
     print(f"{'cutoff A':>8} {'pairs kept':>10} {'val MAE':>9}   ({len(val)} validation molecules)")
     for r in rows:
         print(f"{r['cutoff']:8.1f} {r['pairs']:10.0%} {r['val_mae']:9.4f}")

@@ -5,7 +5,7 @@ each model never saw, and measured speed. Pure computation; the CLI prints it.""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ class ShowcaseSettings:
     time_molecules_b64: int = 1024
     time_molecules_b1: int = 128
     repeats: int = 3
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def qm9_matches(data, smiles: Sequence[str]) -> list[int | None]:
