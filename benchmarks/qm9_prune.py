@@ -338,6 +338,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "this decay (0: the weights themselves)",
     )  # fmt: skip
     p.add_argument("--distill", choices=("none", "output", "features"), default="features")
+    p.add_argument(
+        "--refit",
+        type=lambda s: tuple(x for x in s.split(",") if x),
+        default=(),
+        help="pruning rows: right after the removal refit these layers of every block "
+        "(f2out,out) by least squares to the parent's outputs (1,024 training molecules)",
+    )
     p.add_argument("--gradual", action="store_true",
                    help="magnitude and random remove units gradually (as the gates close)")  # fmt: skip
     p.add_argument("--distill-output-weight", type=float, default=1.0)

@@ -108,7 +108,7 @@ def run_engine(method: str, sparsity: float, dense: SchNet, mset, split, args):
         distill_output_weight=args.distill_output_weight,
         distill_feature_weight=args.distill_feature_weight, **tune_options(args),
         gradual=args.gradual and method in ("magnitude", "random"),
-        filter_grid=args.filter_grid,
+        filter_grid=args.filter_grid, refit=args.refit,
     )  # fmt: skip
     report.pop("before", None)
     return model, report

@@ -31,6 +31,8 @@ from chemprune.prune import (
 )
 from chemprune.prune.attention import schnet_filter_profiles
 from chemprune.prune.schnet import schnet_groups, schnet_layer_groups, shrink_schnet
+from chemprune.prune.schnet_refit import LAYERS as REFIT_LAYERS
+from chemprune.prune.schnet_refit import refit_blocks
 from chemprune.prune.schnet_stats import observe_targets, schnet_channel_features
 
 __all__ = [
@@ -178,6 +180,8 @@ def prune_schnet(
     threshold: float | None = None,
     filter_grid: int = 0,
     ema: float = 0.0,
+    refit: Sequence[str] = (),
+    refit_molecules: int = 1024,
 ) -> dict[str, Any]:
     """Prune ``model`` in place; returns a report (widths, params, MACs, MAE before/after).
 
@@ -216,6 +220,10 @@ def prune_schnet(
         ema: the fine-tuning after removal validates, selects and returns an exponential moving
             average of the weights with this decay (0: the weights themselves; see
             :func:`~chemprune.pipeline.finetune.finetune`).
+        refit: right after the removal, refit these linear layers of every block (``f2out``,
+            ``out``) by least squares to reproduce the dense model's outputs of the same layers
+            on the first ``refit_molecules`` training molecules
+            (:func:`~chemprune.prune.schnet_refit.refit_blocks`); the fine-tuning starts there.
 
     Engines that train first (``ssl``, ``force``: ``trains_first``) spend the first half of the
     budget training with their regularizer, as the gated engines train their gates; ``ssl``
@@ -231,6 +239,14 @@ def prune_schnet(
     if gradual and not finetune_steps:
         raise ValueError("gradual removal needs a step budget (finetune_steps)")
     by_rank = engine_cls.unit == "rank"
+    if refit:
+        if by_rank or "atom_basis" in kind.split("+"):
+            raise ValueError("the refit keeps every layer's outputs: not with rank or atom_basis")
+        if any(name not in REFIT_LAYERS for name in refit) or refit_molecules < 1:
+            raise ValueError(
+                f"refit layers must be among {REFIT_LAYERS} with refit_molecules >= 1, got "
+                f"{list(refit)} and {refit_molecules}"
+            )
     if rank_energy is not None and not by_rank:
         raise ValueError(f"--rank-energy is for engines that remove rank (force), not {method}")
     if threshold is not None and not engine_cls.supports_threshold:
@@ -294,6 +310,7 @@ def prune_schnet(
                             batch_size=max(batch_size, 64))  # fmt: skip
 
     kd = None
+    parent = copy.deepcopy(model).eval() if refit else None  # what the refit reproduces
     model.filter_grid = filter_grid
     if distill != "none":  # the model as passed in, frozen, teaches its pruned self
         kd = SchNetDistillation(
@@ -351,6 +368,17 @@ def prune_schnet(
     if by_rank:  # two thinner layers for each projected one, fine-tuned as such
         extra["ranks"] = dict(engine.ranks)
         extra["low_rank"] = {k: list(v) for k, v in engine.factorize(model).items()}
+    if refit:
+        grid, model.filter_grid = model.filter_grid, 0
+        picked = split.train[:refit_molecules]
+        batches = [data.collate(picked[i : i + 128]) for i in range(0, len(picked), 128)]
+        extra["refit"] = {
+            "molecules": len(picked),
+            "val_mae_removed": evaluate_model(model, data, val_idx)["mae"],
+            **refit_blocks(model, parent, [(b.z, b.pos, b.batch) for b in batches], layers=refit),
+        }
+        model.filter_grid = grid
+        del parent
     masked_val = evaluate_model(model, data, val_idx)
     log(
         f"pruned with {method}: val MAE {before_val['mae']:.4f} -> {masked_val['mae']:.4f} before fine-tuning"

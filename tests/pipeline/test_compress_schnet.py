@@ -103,6 +103,26 @@ def test_gradual_magnitude_removal_ramps_then_fine_tunes(setup):
                      gradual=True, finetune_steps=4, progress=False, log=lambda m: None)  # fmt: skip
 
 
+@pytest.mark.parametrize("method", ["magnitude", "attention"])
+def test_refit_starts_the_fine_tuning_from_the_least_squares_layers(setup, method):
+    model, data, split = setup
+    report = prune_schnet(
+        model, data, split, method=method, sparsity=0.5, kind="filter", refit=("f2out", "out"),
+        refit_molecules=64, finetune_minutes=30, finetune_steps=6, batch_size=16, progress=False,
+        log=lambda m: None,
+    )  # fmt: skip
+    refit = report["refit"]
+    assert refit["molecules"] == 64  # two layers of each of the two blocks, in order:
+    assert refit["layers"] == [f"interactions.{b}.{n}" for b in (0, 1) for n in ("f2out", "out")]
+    assert all(
+        a <= b for a, b in zip(refit["residual_after"], refit["residual_before"], strict=True)
+    )
+    assert _steps(report) == 6 and model.filter_channels == [4, 4]
+    with pytest.raises(ValueError, match="refit layers must be among"):
+        prune_schnet(model, data, split, method="magnitude", sparsity=0.5, kind="filter",
+                     refit=("in2f",), progress=False, log=lambda m: None)  # fmt: skip
+
+
 @pytest.mark.parametrize("function", ["snr", "pdiv(square(sub(mu_in, mu_out)), add(w_l2, var_in))"])
 def test_cdc_prunes_schnet_kernels_from_target_bins(setup, function):
     from chemprune.prune.evolve import resolve_function
