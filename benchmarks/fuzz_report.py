@@ -64,6 +64,7 @@ def run_surface(name: str, cases: int, model_path: Path, seed: int, label: str =
     from hypothesis import seed as hseed
 
     from chemprune import fuzz
+    from chemprune.cli import build_parser
 
     counts: Counter = Counter()
     examples: dict[str, list] = {}
@@ -75,7 +76,7 @@ def run_surface(name: str, cases: int, model_path: Path, seed: int, label: str =
         model = (model_path.read_bytes(), {k: v.clone() for k, v in state.items()})
     elif name == "reaction_model":
         model = _reaction_model_reference(model_path)
-    strategy, judge = fuzz.surface(name, model=model)
+    strategy, judge = fuzz.surface(name, model=model, parser=build_parser)
 
     @hseed(seed)
     @settings(max_examples=cases, deadline=None, database=None,

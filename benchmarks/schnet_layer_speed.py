@@ -28,8 +28,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from chemprune.checkpoint import atomic_write_text, load_model  # noqa: E402
-from chemprune.cli._common import load_dataset  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
+from chemprune.data.qm9 import load_dataset  # noqa: E402
 from chemprune.pipeline.compress_schnet import split_from_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,102 +23,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from chemprune.checkpoint import load_model
-from chemprune.models.graph import dense_radius_pairs
 from chemprune.models.schnet import SchNet
-from chemprune.runtime import compile_for_inference
+from chemprune.runtime import compile_for_inference, example_molecules, export_program
 
-__all__ = [
-    "FORMATS",
-    "ExportableSchNet",
-    "ExportedRuntime",
-    "export_model",
-    "export_program",
-    "export_torchscript",
-    "load_exported",
-]
+__all__ = ["FORMATS", "check_against", "export_model", "export_torchscript", "load_exported"]
 
 META = "chemprune.json"
 FORMATS = ("export", "torchscript")
 INPUTS = "forward(z: int64 [N], pos: float32 [N, 3] Angstrom, batch: int64 [N] sorted)"
 
 
-class ExportableSchNet(nn.Module):
-    """``model``'s forward with no data-dependent Python: what ``torch.export`` traces.
-
-    Inputs are not validated here (atomic numbers outside the embedding fail in it); the
-    molecule count is ``batch.max() + 1``.
-    """
-
-    def __init__(self, model: SchNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
-        m = self.model
-        pairs = dense_radius_pairs(pos, batch, m.cutoff)
-        y = m.atom_outputs(m.atom_features(z, pos, batch, pairs), z)
-        n = batch.max().item() + 1
-        torch._check(n >= 1)
-        out = y.new_zeros(n).index_add(0, batch, y)
-        if m.readout == "mean":
-            counts = y.new_zeros(n).index_add(0, batch, torch.ones_like(y))
-            out = out / counts.clamp_min(1.0)
-        return out
-
-
-class ExportedRuntime(nn.Module):
-    """An exported program called like :class:`SchNet` (``num_molecules`` is implied by
-    ``batch``; precomputed ``pairs`` are not taken), with SchNet's input checks in Python."""
-
-    def __init__(self, program: nn.Module, *, max_z: int) -> None:
-        super().__init__()
-        self.program = program
-        self.max_z = int(max_z)
-
-    def forward(
-        self,
-        z: Tensor,
-        pos: Tensor,
-        batch: Tensor | None = None,
-        pairs: Tensor | None = None,
-        num_molecules: int | None = None,
-    ) -> Tensor:
-        if pairs is not None:
-            raise ValueError("the export runtime computes its own pairs")
-        if batch is None:
-            batch = torch.zeros_like(z)
-        if z.numel() == 0:
-            return pos.new_zeros(0 if num_molecules is None else num_molecules)
-        if int(z.min()) < 1 or int(z.max()) >= self.max_z:
-            raise ValueError(f"atomic numbers must be in [1, {self.max_z - 1}]")
-        out = self.program(z, pos, batch)
-        if num_molecules is not None and num_molecules != out.numel():
-            raise ValueError(f"batch holds {out.numel()} molecules, not {num_molecules}")
-        return out
-
-
-def _examples() -> list[tuple[Tensor, Tensor, Tensor]]:
-    """Small fixed molecules (ethanol, water + methane, one carbon) for tracing and checks."""
-    g = torch.Generator().manual_seed(0)
-    ethanol = torch.tensor([6, 6, 8, 1, 1, 1, 1, 1, 1])
-    two = torch.tensor([8, 1, 1, 6, 1, 1, 1, 1])
-    out = []
-    for z, batch in (
-        (ethanol, torch.zeros(9, dtype=torch.long)),
-        (two, torch.tensor([0, 0, 0, 1, 1, 1, 1, 1])),
-        (torch.tensor([6]), torch.zeros(1, dtype=torch.long)),
-    ):
-        pos = torch.randn(len(z), 3, generator=g) * 1.1
-        out.append((z, pos, batch))
-    return out
-
-
 def check_against(model: SchNet, run, what: str, atol: float = 1e-5) -> None:
     """Raise unless ``run(z, pos, batch)`` equals ``model`` on the examples, forces included."""
-    for z, pos, batch in _examples():
+    for z, pos, batch in example_molecules():
         pa, pb = pos.clone().requires_grad_(True), pos.clone().requires_grad_(True)
         ya = model(z, pa, batch)
         yb = run(z, pb, batch)
@@ -129,19 +49,6 @@ def check_against(model: SchNet, run, what: str, atol: float = 1e-5) -> None:
                 f"{what} differs from the eager model (values {ya.tolist()} vs {yb.tolist()}); "
                 "not written"
             )
-
-
-def export_program(model: SchNet) -> torch.export.ExportedProgram:
-    """``torch.export`` of ``model`` (eval mode) with a dynamic number of atoms."""
-    model.eval()
-    z, pos, batch = _examples()[0]
-    atoms = torch.export.Dim("atoms", min=1, max=1_000_000)
-    return torch.export.export(
-        ExportableSchNet(model),
-        (z, pos, batch),
-        dynamic_shapes={"z": {0: atoms}, "pos": {0: atoms}, "batch": {0: atoms}},
-        strict=False,
-    )
 
 
 def _atomic(out: Path, write) -> None:

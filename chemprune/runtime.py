@@ -1,5 +1,6 @@
 """Inference runtimes for a trained SchNet: eager PyTorch, a frozen TorchScript graph, or a
-``torch.export`` program (:mod:`chemprune.export`).
+``torch.export`` program (built here; :mod:`chemprune.export` checks either graph against the
+eager model and writes it to a file).
 
 ``torchscript`` scripts the model, freezes it (weights become constants, attribute look-ups
 and the Python dispatch of every submodule disappear) and applies
@@ -30,10 +31,19 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from chemprune.models.graph import radius_pairs
+from chemprune.models.graph import dense_radius_pairs, radius_pairs
 from chemprune.models.schnet import SchNet
 
-__all__ = ["RUNTIMES", "CompiledRuntime", "compile_for_inference", "with_runtime"]
+__all__ = [
+    "RUNTIMES",
+    "CompiledRuntime",
+    "ExportableSchNet",
+    "ExportedRuntime",
+    "compile_for_inference",
+    "example_molecules",
+    "export_program",
+    "with_runtime",
+]
 
 RUNTIMES = ("eager", "torchscript", "export", "compiled")
 
@@ -82,6 +92,90 @@ class CompiledRuntime(nn.Module):
         return m.read_out(self._atoms(z, pos, batch, pairs), batch, num_molecules)
 
 
+class ExportableSchNet(nn.Module):
+    """``model``'s forward with no data-dependent Python: what ``torch.export`` traces.
+
+    Inputs are not validated here (atomic numbers outside the embedding fail in it); the
+    molecule count is ``batch.max() + 1``.
+    """
+
+    def __init__(self, model: SchNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
+        m = self.model
+        pairs = dense_radius_pairs(pos, batch, m.cutoff)
+        y = m.atom_outputs(m.atom_features(z, pos, batch, pairs), z)
+        n = batch.max().item() + 1
+        torch._check(n >= 1)
+        out = y.new_zeros(n).index_add(0, batch, y)
+        if m.readout == "mean":
+            counts = y.new_zeros(n).index_add(0, batch, torch.ones_like(y))
+            out = out / counts.clamp_min(1.0)
+        return out
+
+
+class ExportedRuntime(nn.Module):
+    """An exported program called like :class:`SchNet` (``num_molecules`` is implied by
+    ``batch``; precomputed ``pairs`` are not taken), with SchNet's input checks in Python."""
+
+    def __init__(self, program: nn.Module, *, max_z: int) -> None:
+        super().__init__()
+        self.program = program
+        self.max_z = int(max_z)
+
+    def forward(
+        self,
+        z: Tensor,
+        pos: Tensor,
+        batch: Tensor | None = None,
+        pairs: Tensor | None = None,
+        num_molecules: int | None = None,
+    ) -> Tensor:
+        if pairs is not None:
+            raise ValueError("the export runtime computes its own pairs")
+        if batch is None:
+            batch = torch.zeros_like(z)
+        if z.numel() == 0:
+            return pos.new_zeros(0 if num_molecules is None else num_molecules)
+        if int(z.min()) < 1 or int(z.max()) >= self.max_z:
+            raise ValueError(f"atomic numbers must be in [1, {self.max_z - 1}]")
+        out = self.program(z, pos, batch)
+        if num_molecules is not None and num_molecules != out.numel():
+            raise ValueError(f"batch holds {out.numel()} molecules, not {num_molecules}")
+        return out
+
+
+def example_molecules() -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Small fixed molecules (ethanol, water + methane, one carbon) for tracing and checks."""
+    g = torch.Generator().manual_seed(0)
+    ethanol = torch.tensor([6, 6, 8, 1, 1, 1, 1, 1, 1])
+    two = torch.tensor([8, 1, 1, 6, 1, 1, 1, 1])
+    out = []
+    for z, batch in (
+        (ethanol, torch.zeros(9, dtype=torch.long)),
+        (two, torch.tensor([0, 0, 0, 1, 1, 1, 1, 1])),
+        (torch.tensor([6]), torch.zeros(1, dtype=torch.long)),
+    ):
+        pos = torch.randn(len(z), 3, generator=g) * 1.1
+        out.append((z, pos, batch))
+    return out
+
+
+def export_program(model: SchNet) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``model`` (eval mode) with a dynamic number of atoms."""
+    model.eval()
+    z, pos, batch = example_molecules()[0]
+    atoms = torch.export.Dim("atoms", min=1, max=1_000_000)
+    return torch.export.export(
+        ExportableSchNet(model),
+        (z, pos, batch),
+        dynamic_shapes={"z": {0: atoms}, "pos": {0: atoms}, "batch": {0: atoms}},
+        strict=False,
+    )
+
+
 def with_runtime(model: SchNet, runtime: str) -> nn.Module:
     """``model`` itself for ``eager``, its compiled copy for ``torchscript``, its
     ``torch.export`` program for ``export``, a ``torch.compile`` d wrapper for ``compiled``."""
@@ -90,8 +184,6 @@ def with_runtime(model: SchNet, runtime: str) -> nn.Module:
     if runtime == "torchscript":
         return compile_for_inference(model)
     if runtime == "export":
-        from chemprune.export import ExportedRuntime, export_program
-
         return ExportedRuntime(export_program(model).module(), max_z=model.max_z)
     if runtime == "compiled":
         return CompiledRuntime(model)

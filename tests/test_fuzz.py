@@ -12,6 +12,7 @@ pytest.importorskip("hypothesis_rdkit")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from chemprune import fuzz  # noqa: E402
+from chemprune.cli import build_parser  # noqa: E402
 
 FAST = {"smiles": 60, "xyz": 200, "model": 80, "split": 150, "legacy_model": 80, "argv": 300,
         "reaction": 150}  # fmt: skip
@@ -42,7 +43,8 @@ def checkpoint(tmp_path_factory):
 
 
 def _surface(name: str, n: int, checkpoint=None):
-    strategy, judge = fuzz.surface(name, model=checkpoint if name == "model" else None)
+    model = checkpoint if name == "model" else None
+    strategy, judge = fuzz.surface(name, model=model, parser=build_parser)
 
     @_settings(n)
     @given(strategy)
@@ -78,12 +80,15 @@ def test_oracles_catch_what_they_are_for(tmp_path, checkpoint):
     assert fuzz.smiles_case("C\u0421O").kind == "refused"
     assert fuzz.reaction_case("CC(=O)Cl.NCC").kind == "ok"
     assert fuzz.reaction_case("CC(=O)Cl NCC").kind == "refused"
-    assert fuzz.argv_case(["train", "--out", "r", "--lr=nan"], {"lr": lambda v: v > 0}).kind == (
+    argv = ["train", "--out", "r"]
+    assert fuzz.argv_case([*argv, "--lr=nan"], {"lr": lambda v: v > 0}, build_parser).kind == (
         "refused"
     )
     with pytest.raises(ValueError, match="needs model="):
         fuzz.surface("model")
-    assert fuzz.argv_case(["train", "--out", "r", "--lr=2"], {"lr": lambda v: v < 1}).kind == (
+    with pytest.raises(ValueError, match="needs parser="):
+        fuzz.surface("argv")
+    assert fuzz.argv_case([*argv, "--lr=2"], {"lr": lambda v: v < 1}, build_parser).kind == (
         "wrong"
     )
 

@@ -15,7 +15,15 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from chemprune.cli.failures import EXIT_INTERNAL, EXIT_USAGE, quiet_libraries, report
+from chemprune.cli.errors import (
+    EXIT_DIVERGED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    CliError,
+)
+from chemprune.cli.failures import quiet_libraries, report
 
 # Small CPU steps are ~60x slower with OpenMP spin-waiting (see README); set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -29,18 +37,6 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_INTERNAL",
 ]
-
-EXIT_PARTIAL = 1
-EXIT_DIVERGED = 3
-EXIT_INTERRUPTED = 130
-
-
-class CliError(Exception):
-    """An error to report as ``chemprune: error: ...`` with an exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,32 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     ):  # fmt: skip
         module.add_parser(sub)
     return parser
-
-
-def set_threads(threads: int | None) -> None:
-    import torch
-
-    if threads is not None:
-        if threads < 1:
-            raise CliError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-
-
-def resolve_device(name: str):
-    """``torch.device(name)``, checked: a clear error for a malformed or unavailable device."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise CliError(f"--device {name!r} is not a device name ({err})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CliError(f"--device {name}: CUDA is not available on this machine (use cpu)")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise CliError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise CliError(f"--device {name}: MPS is not available on this machine (use cpu)")
-    return device
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,37 +1,48 @@
-"""Helpers shared by the CLI commands (data and split resolution)."""
+"""Helpers shared by the CLI commands: thread and device options, the QM9 data and split a
+command runs on."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from chemprune.data.qm9 import QM9Data, cache_dir, load_qm9
+from chemprune.cli.errors import CliError
+from chemprune.data.qm9 import QM9Data, load_dataset
 from chemprune.data.splits import Split, load_or_create_split, standard_sizes, subset_sizes
 
-__all__ = ["load_dataset", "load_dataset_and_split"]
+__all__ = ["load_dataset_and_split", "resolve_device", "set_threads"]
 
 
-def load_dataset(data_dir: Path | None) -> tuple[QM9Data, str, Path]:
-    """QM9 from qm9pack (default) or a folder of qm9pack-format CSVs; returns (data, source, splits folder)."""
-    if data_dir is None:
-        data = load_qm9()
-        from importlib import metadata
+def set_threads(threads: int | None) -> None:
+    import torch
 
-        source = f"qm9pack {metadata.version('qm9pack')}"
-        splits = cache_dir() / "qm9" / "splits"
-    else:
-        if not Path(data_dir).is_dir():
-            raise FileNotFoundError(f"--data-dir {data_dir} is not a folder")
-        data = load_qm9(source_dir=data_dir)
-        source = f"qm9-format CSV in {Path(data_dir).resolve()}"
-        key = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:10]
-        splits = cache_dir() / "qm9" / f"splits_{key}"
-    return data, f"{source} ({len(data)} molecules)", splits
+    if threads is not None:
+        if threads < 1:
+            raise CliError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def resolve_device(name: str):
+    """``torch.device(name)``, checked: a clear error for a malformed or unavailable device."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise CliError(f"--device {name!r} is not a device name ({err})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CliError(f"--device {name}: CUDA is not available on this machine (use cpu)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise CliError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CliError(f"--device {name}: MPS is not available on this machine (use cpu)")
+    return device
 
 
 def load_dataset_and_split(
     data_dir: Path | None, subset: int | None, seed: int
 ) -> tuple[QM9Data, Split, str]:
+    """QM9 (:func:`chemprune.data.qm9.load_dataset`) and its split: the ``subset`` sizes when
+    given, else the standard sizes for full QM9, else all of a small dataset."""
     data, source, folder = load_dataset(data_dir)
     if subset is not None:
         sizes = subset_sizes(subset, len(data))

@@ -44,10 +44,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from chemprune.checkpoint import checkpoint_split, load_model
-    from chemprune.cli import CliError, set_threads
-    from chemprune.cli._common import load_dataset
+    from chemprune.cli._common import set_threads
+    from chemprune.cli.errors import CliError
     from chemprune.cli.options import printable
     from chemprune.data.batching import MoleculeSet
+    from chemprune.data.qm9 import load_dataset
     from chemprune.pipeline.evaluate import evaluate_model
     from chemprune.runtime import with_runtime
 

@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from chemprune.cli import CliError
+    from chemprune.cli.errors import CliError
     from chemprune.export import export_model
     from chemprune.runfolder import check_output_path
 

@@ -103,7 +103,8 @@ def _table(metrics: dict) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from chemprune.cli import CliError, set_threads
+    from chemprune.cli._common import set_threads
+    from chemprune.cli.errors import CliError
     from chemprune.pipeline.generate import GANSettings, load_graphs, train_gan
     from chemprune.runfolder import check_output_path
 
@@ -133,7 +134,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_sample(args: argparse.Namespace) -> int:
     from chemprune.checkpoint import atomic_write_text
-    from chemprune.cli import set_threads
+    from chemprune.cli._common import set_threads
     from chemprune.gan.checkpoint import load_generator
     from chemprune.pipeline.generate import evaluate_samples, graphs_of, sample_smiles
     from chemprune.runfolder import check_output_path
@@ -157,7 +158,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_compress(args: argparse.Namespace) -> int:
-    from chemprune.cli import set_threads
+    from chemprune.cli._common import set_threads
     from chemprune.pipeline.generate import compress_gan
     from chemprune.runfolder import check_output_path
 

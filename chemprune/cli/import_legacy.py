@@ -14,9 +14,10 @@ def run_import_legacy(args: argparse.Namespace) -> int:
     import torch
 
     from chemprune.checkpoint import atomic_save, model_checkpoint
-    from chemprune.cli import CliError
-    from chemprune.cli._common import load_dataset, load_dataset_and_split
+    from chemprune.cli._common import load_dataset_and_split
+    from chemprune.cli.errors import CliError
     from chemprune.data.batching import MoleculeSet
+    from chemprune.data.qm9 import load_dataset
     from chemprune.data.targets import get_target
     from chemprune.interop.schnetpack_legacy import (
         SCHNETPACK_PROPERTIES,

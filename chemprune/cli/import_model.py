@@ -58,8 +58,8 @@ def run_import(args: argparse.Namespace) -> int:
     import torch
 
     from chemprune.checkpoint import atomic_save, load_weights_file, model_checkpoint
-    from chemprune.cli import CliError
     from chemprune.cli._common import load_dataset_and_split
+    from chemprune.cli.errors import CliError
     from chemprune.data.batching import MoleculeSet
     from chemprune.data.targets import get_target
     from chemprune.interop.pyg import from_pyg, make_pyg_schnet, pyg_widths_from_state

@@ -87,7 +87,8 @@ def run_predict(args: argparse.Namespace) -> int:
         smiles_to_structure,
         structures_to_batch,
     )
-    from chemprune.cli import EXIT_PARTIAL, CliError, set_threads
+    from chemprune.cli._common import set_threads
+    from chemprune.cli.errors import EXIT_PARTIAL, CliError
     from chemprune.cli.options import printable
     from chemprune.runtime import with_runtime
 

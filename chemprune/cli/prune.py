@@ -295,9 +295,10 @@ def _tabulate(model, mset, split, args, report: dict, extra: dict):
 
 def run_prune(args: argparse.Namespace) -> int:
     from chemprune.checkpoint import atomic_save, checkpoint_split, load_model, model_checkpoint
-    from chemprune.cli import CliError, resolve_device, set_threads
-    from chemprune.cli._common import load_dataset
+    from chemprune.cli._common import resolve_device, set_threads
+    from chemprune.cli.errors import CliError
     from chemprune.data.batching import MoleculeSet
+    from chemprune.data.qm9 import load_dataset
     from chemprune.pipeline.compress_schnet import (
         prune_schnet,
         sparsity_for_macs,
@@ -427,7 +428,7 @@ def run_prune(args: argparse.Namespace) -> int:
     )
     atomic_save(saved, args.out)
     if failed is not None:
-        from chemprune.cli import EXIT_PARTIAL
+        from chemprune.cli.errors import EXIT_PARTIAL
 
         raise CliError(
             f"pruned model written exact (not tabulated) to {args.out}: {failed}", EXIT_PARTIAL

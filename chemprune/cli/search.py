@@ -117,9 +117,10 @@ def run_search(args: argparse.Namespace) -> int:
     import json
 
     from chemprune.checkpoint import atomic_write_text, checkpoint_split, load_model
-    from chemprune.cli import CliError, set_threads
-    from chemprune.cli._common import load_dataset
+    from chemprune.cli._common import set_threads
+    from chemprune.cli.errors import CliError
     from chemprune.data.batching import MoleculeSet
+    from chemprune.data.qm9 import load_dataset
     from chemprune.pipeline.compress_schnet import split_from_checkpoint
     from chemprune.pipeline.search_schnet import arch_record, search_schnet
     from chemprune.runfolder import check_output_path

@@ -52,10 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_tabulate(args: argparse.Namespace) -> int:
     from chemprune.checkpoint import atomic_save, checkpoint_split, load_model, model_checkpoint
-    from chemprune.cli import CliError, set_threads
-    from chemprune.cli._common import load_dataset
+    from chemprune.cli._common import set_threads
+    from chemprune.cli.errors import CliError
     from chemprune.cli.options import printable
     from chemprune.data.batching import MoleculeSet
+    from chemprune.data.qm9 import load_dataset
     from chemprune.pipeline.tabulate import TabulateSettings, TabulationFailed, tabulate_and_check
     from chemprune.runfolder import check_output_path
 

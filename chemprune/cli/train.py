@@ -269,7 +269,7 @@ def _argv_from_args(args: argparse.Namespace) -> list[str]:
 
 def _launch(args: argparse.Namespace, spec) -> int:
     """Re-run this command under torchrun with ``spec``'s processes; returns its exit code."""
-    from chemprune.cli import CliError
+    from chemprune.cli.errors import CliError
     from chemprune.distributed.launch import launch
     from chemprune.pipeline.train_state import LOCK_HELD_ENV, check_new_run
     from chemprune.runfolder import RunLock
@@ -310,7 +310,7 @@ def _architecture(args: argparse.Namespace) -> tuple[dict | None, tuple[int, ...
     blocks replace (for block-wise distillation)."""
     import json
 
-    from chemprune.cli import CliError
+    from chemprune.cli.errors import CliError
     from chemprune.models.schnet import SchNet
     from chemprune.pipeline.search_schnet import ARCH_FORMAT
 
@@ -340,7 +340,8 @@ def _architecture(args: argparse.Namespace) -> tuple[dict | None, tuple[int, ...
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from chemprune.cli import CliError, resolve_device, set_threads
+    from chemprune.cli._common import resolve_device, set_threads
+    from chemprune.cli.errors import CliError
     from chemprune.data.targets import get_target
     from chemprune.distributed.context import DistContext, WorldSizeError
     from chemprune.distributed.launch import LaunchError, LaunchSpec, in_torchrun, restart_count
@@ -399,7 +400,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> int:
     """Train in this process (alone, or as one rank of a torchrun job)."""
-    from chemprune.cli import EXIT_DIVERGED, EXIT_INTERRUPTED, CliError
+    from chemprune.cli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, CliError
     from chemprune.distributed.context import WorldSizeError
     from chemprune.pipeline.train import TrainingDiverged, TrainingInterrupted, TrainSettings, train
 

@@ -41,6 +41,7 @@ __all__ = [
     "qm9pack_data_dir",
     "read_qm9_csv",
     "load_qm9",
+    "load_dataset",
     "atomize",
 ]
 
@@ -391,3 +392,20 @@ def load_qm9(
     _save_cache(data, path, manifest)
     log.info("QM9 cache written to %s (%d molecules)", path, len(data))
     return data
+
+
+def load_dataset(data_dir: os.PathLike | str | None) -> tuple[QM9Data, str, Path]:
+    """QM9 from qm9pack (``data_dir`` None) or a folder of qm9pack-format CSVs (``--data-dir``):
+    ``(data, a line naming the source and its size, the folder of its splits)``."""
+    if data_dir is None:
+        data = load_qm9()
+        source = f"qm9pack {metadata.version('qm9pack')}"
+        splits = cache_dir() / "qm9" / "splits"
+    else:
+        if not Path(data_dir).is_dir():
+            raise FileNotFoundError(f"--data-dir {data_dir} is not a folder")
+        data = load_qm9(source_dir=data_dir)
+        source = f"qm9-format CSV in {Path(data_dir).resolve()}"
+        key = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:10]
+        splits = cache_dir() / "qm9" / f"splits_{key}"
+    return data, f"{source} ({len(data)} molecules)", splits

@@ -18,9 +18,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from chemprune.data.batching import MoleculeSet
-from chemprune.pipeline.evaluate import evaluate_model, predict_indices
-
 __all__ = ["DistContext", "WorldSizeError", "bytes_written"]
 
 T = TypeVar("T")
@@ -156,17 +153,24 @@ class DistContext:
         return ddp, register_comm_hook(ddp, name=hook, seed=seed, **hook_options)
 
     def evaluate(
-        self, model: nn.Module, data: MoleculeSet, indices: np.ndarray, *, batch_size: int
+        self, errors: Callable[[np.ndarray], Tensor], indices: np.ndarray
     ) -> dict[str, float]:
-        """MAE/RMSE over ``indices``, each rank predicting its share (same numbers on all)."""
+        """MAE/RMSE over ``indices``, each rank computing its share (same numbers on all).
+
+        ``errors(share)`` returns prediction minus target (float64) for the molecules ``share``
+        of ``indices``; the caller (the pipeline, which knows models and data) supplies it, e.g.
+        :func:`chemprune.pipeline.evaluate.prediction_errors` bound to a model and its data."""
         if not self.distributed:
-            return evaluate_model(model, data, indices, batch_size=batch_size)
+            err = errors(np.asarray(indices))
+            return {
+                "mae": float(err.abs().mean()),
+                "rmse": math.sqrt(float((err * err).mean())),
+                "n": int(err.numel()),
+            }
         mine = np.array_split(np.asarray(indices), self.world_size)[self.rank]
         abs_sum = sq_sum = 0.0
         if len(mine):
-            pred = predict_indices(model, data, mine, batch_size).double()
-            idx = torch.as_tensor(mine, dtype=torch.long).to(data.device)
-            err = pred - data.y[idx].double()
+            err = errors(mine)
             abs_sum, sq_sum = float(err.abs().sum()), float((err * err).sum())
         a, s, n = self.sum([abs_sum, sq_sum, float(len(mine))])
         return {"mae": a / n, "rmse": math.sqrt(s / n), "n": int(n)}

@@ -8,7 +8,8 @@ text, the bytes of a structure, corpus or model file, a command line) and return
 * molecules (:mod:`chemprune.fuzz.molecules`): ``smiles``, ``xyz``, ``model``, ``split`` (split
   records inside checkpoints, with and without their digest); ``legacy_model``
   (:mod:`chemprune.fuzz.legacy`: schnetpack 0.x model files for ``chemprune import``);
-* the command line (:mod:`chemprune.fuzz.options`): ``argv``;
+* the command line (:mod:`chemprune.fuzz.options`): ``argv`` (through the parser the caller
+  hands in: this package does not import the CLI it fuzzes);
 * reactions (:mod:`chemprune.fuzz.reactions`): ``reaction`` (``reaction-nmt predict``'s input),
   ``corpus`` (CSV/TSV files for ``reaction-nmt prepare``), ``reaction_model`` (model files).
 
@@ -72,13 +73,16 @@ _MUTATED = {
 }  # fmt: skip
 
 
-def surface(name: str, *, model: tuple[bytes, dict] | None = None):
+def surface(name: str, *, model: tuple[bytes, dict] | None = None, parser=None):
     """``(strategy, judge)`` of one surface: hypothesis draws a case from ``strategy``,
     ``judge(case)`` returns its outcome. ``model`` is ``(file bytes, its weights)`` for the
     surfaces that mutate a model file (``model``: a chemprune checkpoint and its state_dict;
-    ``reaction_model``: from :func:`reaction_model_reference`)."""
+    ``reaction_model``: from :func:`reaction_model_reference`); ``parser`` is what builds the
+    parser the ``argv`` surface parses with (:func:`chemprune.cli.build_parser`)."""
     if name == "legacy_model" and model is None:
         model = legacy_model_reference()
+    if name == "argv" and parser is None:
+        raise ValueError("the argv surface needs parser=chemprune.cli.build_parser")
     if name in _MUTATED:
         if model is None:
             raise ValueError(f"the {name} surface needs model=(file bytes, weights)")
@@ -89,7 +93,7 @@ def surface(name: str, *, model: tuple[bytes, dict] | None = None):
         "smiles": (smiles_texts, smiles_case),
         "xyz": (xyz_contents, xyz_case),
         "split": (split_records, split_case),
-        "argv": (argv_cases, lambda case: argv_case(*case)),
+        "argv": (argv_cases, lambda case: argv_case(*case, parser)),
         "reaction": (reaction_texts, reaction_case),
         "corpus": (corpus_contents, lambda case: corpus_case(*case)),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 from collections.abc import Callable
@@ -13,11 +14,15 @@ from chemprune.fuzz.oracle import Outcome
 __all__ = ["OPTION_CHECKS", "argv_case", "argv_cases"]
 
 
-def argv_case(argv: list[str], checks: dict[str, Callable[[object], bool]]) -> Outcome:
-    """Parse ``argv`` with chemprune's parser (nothing runs): a usage error (exit 2, one
-    message line), or values that satisfy ``checks`` (option dest -> predicate)."""
-    from chemprune.cli import build_parser
-
+def argv_case(
+    argv: list[str],
+    checks: dict[str, Callable[[object], bool]],
+    build_parser: Callable[[], argparse.ArgumentParser],
+) -> Outcome:
+    """Parse ``argv`` with a fresh parser from ``build_parser`` (chemprune's,
+    :func:`chemprune.cli.build_parser`, handed in by the caller: the CLI sits above this
+    package; nothing runs): a usage error (exit 2, one message line), or values that satisfy
+    ``checks`` (option dest -> predicate)."""
     parser = build_parser()
     err = io.StringIO()
     try:

@@ -10,7 +10,7 @@ import torch
 from chemprune.data.batching import MoleculeSet
 from chemprune.models.schnet import SchNet
 
-__all__ = ["predict_indices", "evaluate_model"]
+__all__ = ["predict_indices", "prediction_errors", "evaluate_model"]
 
 
 @torch.no_grad()
@@ -31,17 +31,24 @@ def predict_indices(
     return torch.cat(out) if out else torch.zeros(0, device=data.device)
 
 
-def evaluate_model(
-    model: SchNet, data: MoleculeSet, indices: np.ndarray, batch_size: int = 256
-) -> dict[str, float]:
-    """MAE and RMSE (target unit) over ``indices``."""
+def prediction_errors(
+    model: SchNet | torch.nn.Module, data: MoleculeSet, indices: np.ndarray, batch_size: int = 256
+) -> torch.Tensor:
+    """Prediction minus target (float64) for molecules ``indices`` of ``data``, in order."""
     if data.y is None:
         raise ValueError("the molecules have no target values to evaluate against")
     if len(indices) == 0:
         raise ValueError("no molecules to evaluate")
     pred = predict_indices(model, data, indices, batch_size).double()
     idx = torch.as_tensor(np.asarray(indices), dtype=torch.long).to(data.device)
-    err = pred - data.y[idx].double()
+    return pred - data.y[idx].double()
+
+
+def evaluate_model(
+    model: SchNet, data: MoleculeSet, indices: np.ndarray, batch_size: int = 256
+) -> dict[str, float]:
+    """MAE and RMSE (target unit) over ``indices``."""
+    err = prediction_errors(model, data, indices, batch_size)
     return {
         "mae": float(err.abs().mean()),
         "rmse": math.sqrt(float((err * err).mean())),

@@ -72,8 +72,7 @@ class GraphData:
 
 def _encoded_qm9(data_dir: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     from chemprune.checkpoint import _atomic_write
-    from chemprune.cli._common import load_dataset
-    from chemprune.data.qm9 import cache_dir
+    from chemprune.data.qm9 import cache_dir, load_dataset
 
     data, source, _ = load_dataset(data_dir)
     key = hashlib.sha256(f"{source}|{GRAPH_CACHE_VERSION}".encode()).hexdigest()[:12]

@@ -32,6 +32,7 @@ from chemprune.data.targets import atomref_ev, get_target, target_statistics
 from chemprune.distributed.context import DistContext, bytes_written
 from chemprune.distributed.smoothout import SmoothOut
 from chemprune.models.schnet import SchNet
+from chemprune.pipeline.evaluate import prediction_errors
 from chemprune.pipeline.optim import LRSchedule, make_optimizer
 from chemprune.pipeline.train_state import (
     SignalGuard,
@@ -317,7 +318,10 @@ def _train(
                 save_last()
                 break
             # end of epoch: validate, schedule, save
-            val = ctx.evaluate(model, mset, split.val, batch_size=settings.eval_batch_size)
+            val = ctx.evaluate(
+                lambda ids: prediction_errors(model, mset, ids, settings.eval_batch_size),
+                split.val,
+            )
             sched.after_epoch(val["mae"])
             improved = val["mae"] < best_val
             if improved:

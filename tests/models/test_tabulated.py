@@ -121,8 +121,8 @@ def test_checkpoint_round_trip_and_a_corrupted_table_is_refused(released, tmp_pa
 
 
 def test_export_and_torchscript_of_a_tabulated_model_equal_eager(released):
-    from chemprune.export import check_against, export_program
-    from chemprune.runtime import compile_for_inference
+    from chemprune.export import check_against
+    from chemprune.runtime import compile_for_inference, export_program
 
     tab = released.tabulated(256).eval()
     check_against(tab, compile_for_inference(tab), "TorchScript")
