@@ -27,7 +27,7 @@ nothing vouches for them, so:
   tensors matching the architecture and finite, the target's name and unit strings, the split
   well-formed where a command reads it (:func:`checkpoint_split`);
 * the command lines print every name taken from a file (target name, unit) through
-  :func:`chemprune.cli.options.printable`, so a hand-edited name cannot send terminal escape
+  :func:`chemprune.common.options.printable`, so a hand-edited name cannot send terminal escape
   sequences; JSON output escapes them anyway.
 
 A file with a digest gets the same checks; the digest covers the architecture, the target and
@@ -196,7 +196,7 @@ def _warn_no_digest(path: os.PathLike | str) -> None:
     if key in _WARNED_NO_DIGEST:
         return
     _WARNED_NO_DIGEST.add(key)
-    from chemprune.cli.options import printable
+    from chemprune.common.options import printable
 
     print(
         f"chemprune: warning: {printable(path)} carries no digest (written before chemprune "

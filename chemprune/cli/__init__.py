@@ -23,7 +23,7 @@ from chemprune.cli.errors import (
     EXIT_USAGE,
     CliError,
 )
-from chemprune.cli.failures import quiet_libraries, report
+from chemprune.common.failures import quiet_libraries, report
 
 # Small CPU steps are ~60x slower with OpenMP spin-waiting (see README); set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         tabulate,
         train,
     )
-    from chemprune.cli.options import CheckedParser
+    from chemprune.common.options import CheckedParser
 
     parser = CheckedParser(
         prog="chemprune",

@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from chemprune.cli.options import positive_int, threads_int
+from chemprune.common.options import positive_int, threads_int
 
 RELEASED = Path(__file__).resolve().parents[2] / "models"
 
@@ -96,7 +96,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _print(result: dict, what: dict[str, str]) -> None:
-    from chemprune.cli.options import printable
+    from chemprune.common.options import printable
 
     unit, rows = printable(result["unit"]), result["models"]  # (read from the model files)
     print(

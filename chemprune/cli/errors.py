@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chemprune.cli.failures import EXIT_INTERNAL, EXIT_USAGE
+from chemprune.common.failures import EXIT_INTERNAL, EXIT_USAGE
 
 __all__ = [
     "CliError",

@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from chemprune.cli.options import positive_int, threads_int
+from chemprune.common.options import positive_int, threads_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +46,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from chemprune.checkpoint import checkpoint_split, load_model
     from chemprune.cli._common import set_threads
     from chemprune.cli.errors import CliError
-    from chemprune.cli.options import printable
+    from chemprune.common.options import printable
     from chemprune.data.batching import MoleculeSet
     from chemprune.data.qm9 import load_dataset
     from chemprune.pipeline.evaluate import evaluate_model

@@ -34,7 +34,7 @@ def run_export(args: argparse.Namespace) -> int:
             f"--out {args.out}: a torch.export program is a .pt2 file (or --format torchscript)"
         )
     meta = export_model(args.model, args.out, fmt=args.format)
-    from chemprune.cli.options import printable
+    from chemprune.common.options import printable
 
     t = {k: printable(meta["target"].get(k, "")) for k in ("name", "unit")}
     how = "torch.export.load(path).module()" if args.format == "export" else "torch.jit.load"

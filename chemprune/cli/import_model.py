@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chemprune.cli.options import finite_float, positive_float, positive_int, seed_int
+from chemprune.common.options import finite_float, positive_float, positive_int, seed_int
 
 DESCRIPTION = """Turn a trained PyTorch Geometric SchNet into a chemprune checkpoint with
 identical outputs, so that evaluate, predict, prune and export take it. --weights is the file of

@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from chemprune.cli.options import positive_int, seed_int, threads_int
+from chemprune.common.options import positive_int, seed_int, threads_int
 
 DESCRIPTION = """Predict the model's target for molecules given as SMILES (3D structure by RDKit
 ETKDG embedding and MMFF relaxation) or structure files (XYZ or anything ASE reads). A molecule
@@ -89,7 +89,7 @@ def run_predict(args: argparse.Namespace) -> int:
     )
     from chemprune.cli._common import set_threads
     from chemprune.cli.errors import EXIT_PARTIAL, CliError
-    from chemprune.cli.options import printable
+    from chemprune.common.options import printable
     from chemprune.runtime import with_runtime
 
     set_threads(args.threads)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chemprune.cli.options import (
+from chemprune.common.options import (
     below_one,
     grid_knots,
     integer,

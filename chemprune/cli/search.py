@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chemprune.cli.options import (
+from chemprune.common.options import (
     grid_knots,
     json_line,
     nonneg_float,

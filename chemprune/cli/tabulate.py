@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from chemprune.cli.options import integer, positive_float, positive_int, threads_int
+from chemprune.common.options import integer, positive_float, positive_int, threads_int
 
 DESCRIPTION = """Replace every interaction block's filter network by a table of cubic pieces
 over the pair distance (the same model, several times faster), then check it against the exact
@@ -54,7 +54,7 @@ def run_tabulate(args: argparse.Namespace) -> int:
     from chemprune.checkpoint import atomic_save, checkpoint_split, load_model, model_checkpoint
     from chemprune.cli._common import set_threads
     from chemprune.cli.errors import CliError
-    from chemprune.cli.options import printable
+    from chemprune.common.options import printable
     from chemprune.data.batching import MoleculeSet
     from chemprune.data.qm9 import load_dataset
     from chemprune.pipeline.tabulate import TabulateSettings, TabulationFailed, tabulate_and_check

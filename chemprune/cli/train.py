@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from chemprune.cli._common import load_dataset_and_split
-from chemprune.cli.options import (
+from chemprune.common.options import (
     below_one,
     grid_knots,
     json_line,
@@ -350,7 +350,7 @@ def run_train(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     get_target(args.target)  # fail fast on an unknown target
     check_output_path(args.out, kind="folder")  # a run folder that can be made and written
-    # (each option's own range is checked by its type, chemprune.cli.options; these are the
+    # (each option's own range is checked by its type, chemprune.common.options; these are the
     # combinations)
     if args.comm_hook != "terngrad" and (args.terngrad_min_size != 1 or args.terngrad_fp32):
         raise CliError("--terngrad-min-size/--terngrad-fp32 need --comm-hook terngrad")

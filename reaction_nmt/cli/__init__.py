@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chemprune.cli.failures import quiet_libraries, report
+from chemprune.common.failures import quiet_libraries, report
 
 # OpenMP spin-waiting makes small CPU steps ~60x slower (ENVIRONMENT.md, trap 7).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -28,7 +28,7 @@ _PASS_THROUGH = {"train", "distill"}
 
 def build_parser() -> argparse.ArgumentParser:
     from chemprune import __version__
-    from chemprune.cli.options import CheckedParser
+    from chemprune.common.options import CheckedParser
     from reaction_nmt.cli import classify, compress, data, distill, infer, model
 
     p = CheckedParser(

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from chemprune.cli.options import (
+from chemprune.common.options import (
     positive_float,
     positive_int,
     ramp_fraction,

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from chemprune.checkpoint import atomic_write_text
-from chemprune.cli.options import (
+from chemprune.common.options import (
     fraction,
     nonneg_float,
     nonneg_int,

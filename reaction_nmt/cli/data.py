@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chemprune.cli.options import nonneg_int, seed_int
+from chemprune.common.options import nonneg_int, seed_int
 from reaction_nmt.formats import FORMATS, SPLITS, DataFormatError, csv_splits, split_files
 from reaction_nmt.prepare import MODES, PrepareError, prepare_corpora
 

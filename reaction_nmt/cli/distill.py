@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from chemprune.cli.options import fraction, positive_float, positive_int, threads_int
+from chemprune.common.options import fraction, positive_float, positive_int, threads_int
 from reaction_nmt.presets import PRESETS, parse_overrides
 
 

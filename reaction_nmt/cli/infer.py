@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from chemprune.cli.options import positive_int, threads_int
+from chemprune.common.options import positive_int, threads_int
 from reaction_nmt.formats import read_lines
 from reaction_nmt.prepare import PreparedData
 from reaction_nmt.scoring import format_table, read_nbest, score_predictions
@@ -207,7 +207,7 @@ def _run_mode(model: Path) -> str | None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from chemprune.cli.options import printable
+    from chemprune.common.options import printable
     from reaction_nmt.predict import InvalidInput, gather_reactions, prepare_input, rank_products
 
     inputs = gather_reactions(args.inputs, args.file)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from chemprune.cli.options import positive_float, positive_int, threads_int
+from chemprune.common.options import positive_float, positive_int, threads_int
 from reaction_nmt.prepare import PreparedData
 from reaction_nmt.presets import PRESETS, build_config, parse_overrides, write_vocab
 

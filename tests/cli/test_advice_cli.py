@@ -155,7 +155,7 @@ def test_library_warnings_silenced_unless_debug(monkeypatch, capsys):
 
 def test_error_lines_escape_what_they_quote(monkeypatch, capsys):
     from chemprune.cli import evaluate, main
-    from chemprune.cli.options import printable
+    from chemprune.common.options import printable
 
     def hostile(args):
         raise KeyError("unknown target 'g\x1b[2Jap'\nsecond line")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chemprune.cli.options import (
+from chemprune.common.options import (
     fraction,
     integer,
     json_line,

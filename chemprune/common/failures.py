@@ -1,7 +1,7 @@
 """How both command lines (``chemprune``, ``reaction-nmt``) report a failure: one line on stderr
 and an exit code; ``--debug`` (or ``CHEMPRUNE_DEBUG=1``) re-raises for the traceback.
 
-The line is printed through :func:`chemprune.cli.options.printable`: a name taken from a file
+The line is printed through :func:`chemprune.common.options.printable`: a name taken from a file
 (a checkpoint's target, a path) cannot send terminal escape sequences or break the line.
 :func:`quiet_libraries` silences the warnings of the libraries underneath (torch's multi-line
 notices) for the duration of a command unless ``--debug``."""
@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 
-from chemprune.cli.options import printable
+from chemprune.common.options import printable
 
 __all__ = ["EXIT_USAGE", "EXIT_INTERNAL", "first_line", "quiet_libraries", "report"]
 

@@ -134,7 +134,7 @@ def printable(text: object) -> str:
 
     Every name a command prints that comes from a file (a checkpoint's target name and unit, a
     molecule's name in a SMILES file, a token of a model's vocabulary) goes through it, and so
-    does every error line (:func:`chemprune.cli.failures.report`)."""
+    does every error line (:func:`chemprune.common.failures.report`)."""
     s = str(text)
     if s.isprintable():
         return s
