@@ -50,12 +50,7 @@ ENGINE_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 # the modules of a cycle left for now -> why. Each is fixed where it is named; the test fails
 # once the cycle is gone (take it out of this list) or grows.
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"chemprune.models.blocks", "chemprune.models.tabulated"}): (
-        "tabulated.filter_function imports blocks.cosine_cutoff (lazily); chemprune/models/ is "
-        "another session's work: move cosine_cutoff below both modules there"
-    ),
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 CLI = "chemprune.cli"
 CLI_IMPORTERS = ("chemprune.__main__",)  # python -m chemprune

@@ -1,4 +1,5 @@
-"""SchNet's building blocks: radial basis, cutoff, filter networks and interaction blocks.
+"""SchNet's building blocks: filter networks and interaction blocks (the radial basis, cutoff and
+shifted softplus live in :mod:`chemprune.models.radial` and are re-exported here).
 
 An interaction block is a residual update ``v = block(h, pairs, rbf, fcut)`` of kind
 
@@ -18,13 +19,11 @@ derives; ``tabulated`` is what :meth:`chemprune.models.SchNet.tabulated` makes o
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chemprune.models.lowrank import LowRankLinear
+from chemprune.models.radial import GaussianRBF, ShiftedSoftplus, cosine_cutoff
 from chemprune.models.tabulated import GridSpec, TabulatedFilter, grid_filters
 
 __all__ = [
@@ -39,54 +38,6 @@ __all__ = [
 
 #: the kinds of interaction block a SchNet may hold
 BLOCK_KINDS = ("cfconv", "linear_filter", "atomwise", "tabulated")
-
-_LOG2 = math.log(2.0)
-
-
-class ShiftedSoftplus(nn.Module):
-    """``softplus(x) - log(2)``, zero at the origin."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.shift = _LOG2
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.softplus(x) - self.shift
-
-
-class GaussianRBF(nn.Module):
-    """Gaussians ``exp(-(d - mu_k)^2 / (2 delta^2))`` on an even grid ``mu_k`` in ``[start, stop]``.
-
-    ``delta`` is the grid spacing, as in PyG's ``GaussianSmearing`` and schnetpack's
-    ``GaussianRBF``.
-    """
-
-    def __init__(self, *, start: float = 0.0, stop: float = 5.0, num_gaussians: int = 50) -> None:
-        super().__init__()
-        if num_gaussians < 2:
-            raise ValueError(f"num_gaussians must be >= 2, got {num_gaussians}")
-        if not stop > start:
-            raise ValueError(f"need stop > start, got start={start}, stop={stop}")
-        offset = torch.linspace(start, stop, num_gaussians)
-        self.register_buffer("offset", offset)
-        self.coeff = -0.5 / float(offset[1] - offset[0]) ** 2
-        self.num_gaussians = num_gaussians
-
-    def forward(self, dist: Tensor) -> Tensor:
-        diff = dist.unsqueeze(-1) - self.offset
-        return torch.exp(self.coeff * diff * diff)
-
-    def extra_repr(self) -> str:
-        return (
-            f"start={float(self.offset[0]):g}, stop={float(self.offset[-1]):g}, "
-            f"num_gaussians={self.num_gaussians}"
-        )
-
-
-def cosine_cutoff(dist: Tensor, cutoff: float) -> Tensor:
-    """``0.5 (cos(pi d / r_c) + 1)`` inside the cutoff, 0 outside."""
-    c = 0.5 * (torch.cos(dist * (math.pi / cutoff)) + 1.0)
-    return c * (dist < cutoff).to(c.dtype)
 
 
 def _xavier_(lin: nn.Linear | LowRankLinear) -> None:

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from chemprune.models.radial import cosine_cutoff
+
 __all__ = [
     "GridSpec",
     "TabulatedFilter",
@@ -98,8 +100,6 @@ def interpolate(coeffs: Tensor, dist: Tensor, inv_spacing: float) -> Tensor:
 def filter_function(block: nn.Module, rbf: nn.Module, cutoff: float) -> Callable[[Tensor], Tensor]:
     """``d -> W(d) * fcut(d)`` of a ``cfconv`` or ``linear_filter`` block (``d`` in the
     block's dtype)."""
-    from chemprune.models.blocks import cosine_cutoff
-
     if getattr(block, "filter_network", None) is None or block.kind == "tabulated":
         raise ValueError(f"a {block.kind} block has no filter network to tabulate")
     return lambda d: block.filters(rbf(d), cosine_cutoff(d, cutoff))
