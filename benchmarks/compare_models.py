@@ -19,17 +19,14 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qm9_prune import environment, measure_speed, static_stats, timing_batches  # noqa: E402
+from harness import environment, finish, header, pyplot, save_figure, write_results  # noqa: E402
+from qm9_prune import measure_speed, static_stats, timing_batches  # noqa: E402
 
 from chemprune.checkpoint import atomic_save, load_model, model_checkpoint  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
@@ -65,11 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = [f"{Path(r['model']).stem}\n{r['runtime']}" for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, key, label in zip(
@@ -81,17 +74,14 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.bar(names, [r[key] for r in rows], color=["0.5"] + ["C0"] * (len(rows) - 1))
         ax.set_title(label)
         ax.tick_params(axis="x", labelrotation=15, labelsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    env = environment(args)
+    env = environment(args.threads)
     data = load_qm9()
     loaded = [load_model(p) for p in args.models]
     ref_ckpt = loaded[0][1]
@@ -141,21 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     text = "\n".join(lines)
     print(text)
-    if hasattr(os, "getloadavg"):
-        env["machine"]["loadavg_end"] = list(os.getloadavg())
+    finish(env)
     result = {
-        "benchmark": "compare_models",
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python", *sys.argv]),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **header("compare_models", args, program="python"),
         **env,
         "rows": rows,
         "table": text,
         "seconds": time.perf_counter() - t0,
     }
     result["settings"]["models"] = [str(m) for m in args.models]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    write_results(args.out, result)
     plot(rows, args.plot)
     print(f"wrote {args.out} and {args.plot}", file=sys.stderr)
     return 0

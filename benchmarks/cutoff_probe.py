@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import os
 from pathlib import Path
@@ -22,8 +21,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
+from harness import write_results  # noqa: E402
 
-from chemprune.checkpoint import atomic_write_text, load_model  # noqa: E402
+from chemprune.checkpoint import load_model  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
 from chemprune.data.qm9 import load_qm9  # noqa: E402
 from chemprune.models.graph import radius_pairs  # noqa: E402
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'cutoff A':>8} {'pairs kept':>10} {'val MAE':>9}   ({len(val)} validation molecules)")
     for r in rows:
         print(f"{r['cutoff']:8.1f} {r['pairs']:10.0%} {r['val_mae']:9.4f}")
-    atomic_write_text(args.out, json.dumps({"model": str(args.model), "rows": rows}, indent=1))
+    write_results(args.out, {"model": str(args.model), "rows": rows})
     return 0
 
 

@@ -69,6 +69,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import pyplot, save_figure, write_results
+
 from chemprune.distributed.smoothout import SMOOTHOUT_SCHEDULES
 from chemprune.pipeline.optim import LR_SCHEDULES, OPTIMIZERS
 
@@ -149,11 +151,7 @@ def run(
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     small = [r for r in rows if (r["batch"], r["epochs"]) == (rows[0]["batch"], rows[0]["epochs"])]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1, 1.4]})
     labels = [f"{r['hook']}\n{r['processes']}p" for r in small]
@@ -174,8 +172,7 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[1].set_yticks(y, [label(r) for r in rows], fontsize=7)
     axes[1].set_xlabel("validation MAE (eV)")
     axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def converge_study(work: Path, args: argparse.Namespace) -> dict:
@@ -318,11 +315,7 @@ def print_converge(study: dict) -> None:
 
 
 def plot_converge(study: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     colors: dict[str, str] = {}
     for r in study["runs"]:
@@ -336,8 +329,7 @@ def plot_converge(study: dict, path: Path) -> None:
     ax.set_title(f"QM9 gap, {study['subset']} molecules, 2 processes, {study.get('optimizer', 'adam')} "
                  "(one line per seed)")  # fmt: skip
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def smoothout_list(value: str) -> list[tuple[float, str]]:
@@ -429,7 +421,7 @@ def main() -> None:
             sys.exit(f"--rows converge merges into {saved}, which does not exist: run all first")
         meta = json.loads(saved.read_text())
         meta[args.converge_key] = study
-        saved.write_text(json.dumps(meta, indent=1))
+        write_results(saved, meta)
         png = RESULTS / f"distributed_{args.converge_key}.png"
         plot_converge(study, png)
         print(f"wrote {saved} ({args.converge_key!r}) and {png}")
@@ -492,7 +484,7 @@ def main() -> None:
     if saved.is_file():  # studies of --rows converge are kept
         old_meta = json.loads(saved.read_text())
         meta.update({k: v for k, v in old_meta.items() if k.startswith("converge")})
-    (RESULTS / "distributed_terngrad.json").write_text(json.dumps(meta, indent=1))
+    write_results(RESULTS / "distributed_terngrad.json", meta)
     plot(rows, RESULTS / "distributed_terngrad.png")
     print(f"wrote {RESULTS / 'distributed_terngrad.json'} and .png")
 

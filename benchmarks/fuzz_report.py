@@ -31,7 +31,6 @@ kept from the existing JSON, each with its own command and timestamp (``--fresh`
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -39,6 +38,8 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+from harness import header, loadavg, pyplot, save_figure, timestamp, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +94,7 @@ def run_surface(name: str, cases: int, model_path: Path, seed: int, label: str =
     return {
         "surface": label or name,
         "model": str(model_path) if model is not None else None,
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": timestamp(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "cases": sum(counts.values()),
         **{k: counts.get(k, 0) for k in fuzz.KINDS},
@@ -118,12 +119,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from chemprune.fuzz import KINDS
+
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 3.8))
     left = [0] * len(rows)
@@ -137,10 +135,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("share of generated cases")
     ax.set_title(f"chemprune fuzz report ({rows[0]['cases']:,} cases per surface)")
     ax.legend(ncol=3, fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,10 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.cases = 50
     from chemprune import fuzz
-    from chemprune.checkpoint import atomic_write_text
 
     t0 = time.perf_counter()
-    load0 = os.getloadavg()
+    load0 = loadavg()
     rows = []
     names = args.surfaces or [*fuzz.SURFACES[:-1], "reaction_model", "reaction_model_dense"]
     for name in names:
@@ -179,17 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     text = format_table(rows)
     print(text)
     result = {
-        "benchmark": "fuzz_report",
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **header("fuzz_report", args),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "loadavg_start": list(load0), "loadavg_end": list(os.getloadavg())},
+                    "loadavg_start": load0, "loadavg_end": loadavg()},
         "rows": rows,
         "table": text,
         "seconds": time.perf_counter() - t0,
     }  # fmt: skip
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    write_results(args.out, result)
     plot(rows, args.plot)
     print(f"wrote {args.out} and {args.plot}")
     bad = sum(r[k] for r in rows for k in ("crash", "wrong", "hang", "damaged"))

@@ -22,15 +22,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+from harness import environment, finish, pyplot, save_figure, write_results  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qm9_prune import environment  # noqa: E402
-
-from chemprune.checkpoint import atomic_write_text, load_model  # noqa: E402
+from chemprune.checkpoint import load_model  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
 from chemprune.data.qm9 import load_qm9  # noqa: E402
 from chemprune.data.splits import make_split, subset_sizes  # noqa: E402
@@ -67,11 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = result["rows"]
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -83,9 +76,7 @@ def plot(result: dict, path: Path) -> None:
         ax.set_xticks(range(len(modes)), modes)
         ax.set_ylabel(label)
     fig.suptitle(f"{result['architecture']}, {result['steps']} steps, seeds {result['seeds']}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": steps,
         "seeds": args.seeds,
         "settings": {"batch_size": args.batch_size, "lr": args.lr, "schedule": "cosine"},
-        "environment": environment(args),
+        "environment": environment(args.threads),
         "rows": list(done.values()),
         "unit": "eV",
     }
@@ -139,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             result["rows"].append(row)
             print(json.dumps(row), flush=True)
             if not args.quick:
-                atomic_write_text(args.out, json.dumps(result, indent=1))
+                write_results(args.out, result)
     rows = result["rows"]
     print(f"\n{'mode':>9} {'steps/s':>9} {'val MAE (mean +- sd over seeds)':>32}")
     summary = {}
@@ -154,10 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         summary[mode]["speedup"] = summary[mode]["steps_per_s"] / summary["exact"]["steps_per_s"]
         print(f"{mode}: {summary[mode]['speedup']:.2f}x steps/s")
     result["summary"] = summary
-    if hasattr(os, "getloadavg"):
-        result["environment"]["machine"]["loadavg_end"] = list(os.getloadavg())
+    finish(result["environment"])
     if not args.quick:
-        atomic_write_text(args.out, json.dumps(result, indent=1))
+        write_results(args.out, result)
         plot(result, args.plot)
     return 0
 

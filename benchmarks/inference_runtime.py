@@ -18,7 +18,6 @@ and a PNG.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -27,20 +26,20 @@ import sys
 import time
 from pathlib import Path
 
+from harness import loadavg, pyplot, save_figure, timestamp, write_results  # loads no torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def worker(args: argparse.Namespace) -> list[dict]:
     """Runs inside one subprocess (one wait policy): every model, runtime and thread count."""
     import torch
+    from qm9_prune import one_pass  # the project's one timing loop
 
     from chemprune.checkpoint import load_model
     from chemprune.data.batching import MoleculeSet
     from chemprune.data.qm9 import load_qm9
     from chemprune.runtime import with_runtime
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from qm9_prune import one_pass  # the project's one timing loop
 
     data = load_qm9()
     loaded = [load_model(p) for p in args.models]
@@ -127,11 +126,7 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     configs = list(dict.fromkeys((r["policy"], r["threads"]) for r in rows))
     series = list(dict.fromkeys((Path(r["model"]).stem, r["runtime"]) for r in rows))
@@ -146,10 +141,7 @@ def plot(rows: list[dict], path: Path) -> None:
                       [f"{pol}\n{thr} thread(s)" for pol, thr in configs], fontsize=8)  # fmt: skip
         ax.set_title(f"CPU molecules/s, batch {bs}")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args)))
         return 0
     t0 = time.perf_counter()
-    load_start = list(os.getloadavg())
+    load_start = loadavg()
     rows = []
     for policy in args.policies:
         env = dict(os.environ)
@@ -179,21 +171,19 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     import torch  # only for the version
 
-    from chemprune.checkpoint import atomic_write_text
-
     result = {
         "benchmark": "inference_runtime",
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": timestamp(),
         "command": " ".join(["python", *sys.argv]),
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
         "loadavg_start": load_start,
-        "loadavg_end": list(os.getloadavg()),
+        "loadavg_end": loadavg(),
         "rows": rows,
         "table": text,
         "seconds": time.perf_counter() - t0,
     }
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    write_results(args.out, result)
     plot(rows, args.plot)
     print(f"wrote {args.out} and {args.plot}", file=sys.stderr)
     return 0

@@ -41,10 +41,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from harness import pyplot, save_figure, settings, write_results  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils import prune as torch_prune  # noqa: E402
 
-from chemprune.checkpoint import atomic_write_text  # noqa: E402
 from chemprune.data.mnist import mnist_tensors  # noqa: E402
 from chemprune.models.lenet import LeNet5Caffe, LeNet300100  # noqa: E402
 from chemprune.prune import (  # noqa: E402
@@ -366,11 +366,7 @@ def table(results: dict, tol: float) -> str:
 
 
 def plot(results: dict, path: Path, tol: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.5), squeeze=False)
     for ax, (model, r) in zip(axes[0], results.items(), strict=True):
         d = 100 * r["dense"]["test_error"]
@@ -415,9 +411,7 @@ def plot(results: dict, path: Path, tol: float) -> None:
         ax.set_ylabel("test error (%)")
         ax.set_title(model)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -503,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(args.from_json.read_text())
         saved["table"] = table(saved["results"], args.tol)
         print(saved["table"])
-        args.from_json.write_text(json.dumps(saved, indent=1))  # the table is derived data
+        write_results(args.from_json, saved)  # the table is derived data
         plot(saved["results"], args.plot, args.tol)
         return 0
     if args.quick:
@@ -561,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads": args.threads,
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "args": settings(args),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         results[name] = r
@@ -569,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {**json.loads(args.out.read_text())["results"], **results}
     text = table(results, args.tol)
     print(text)
-    atomic_write_text(args.out, json.dumps({"results": results, "table": text}, indent=1))
+    write_results(args.out, {"results": results, "table": text})
     plot(results, args.plot, args.tol)
     log(f"wrote {args.out} and {args.plot}")
     return 0

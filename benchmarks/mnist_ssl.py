@@ -34,7 +34,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import dataclasses  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -42,13 +41,10 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+from harness import loadavg, pyplot, save_figure, settings, write_results  # noqa: E402
+from mnist_prune import Caffe, Data, error, train_iters  # noqa: E402
 from torch import nn  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from mnist_prune import Caffe, Data, error, train_iters  # noqa: E402
-
-from chemprune.checkpoint import atomic_write_text  # noqa: E402
 from chemprune.models.lenet import LeNet5Caffe  # noqa: E402
 from chemprune.prune import ForcePruner, SSLPruner, channel_groups, shrink, weight_groups  # noqa: E402
 
@@ -179,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         models[f"ssl_{s:g}"] = run_ssl(dense, data, args, s, args.dense_iters)
     models["force"], extra["force"] = run_force(dense, data, args, args.dense_iters)
     x = data.xte[: args.time_images]
-    load0 = os.getloadavg()
+    load0 = loadavg()
     timing = time_layers(models, x, args.repeats)
     rows = []
     for name, m in models.items():
@@ -209,23 +205,19 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     result = {
         "benchmark": "mnist_ssl", "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "settings": settings(args),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "loadavg_before_timing": list(load0), "loadavg_after": list(os.getloadavg())},
+                    "loadavg_before_timing": load0, "loadavg_after": loadavg()},
         "rows": rows, "paper": PAPER, "table": text, "seconds": time.time() - t0,
     }  # fmt: skip
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    write_results(args.out, result)
     plot(rows, args.plot)
     print(f"wrote {args.out} and {args.plot}")
     return 0
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in rows:
         ax.scatter(
@@ -247,10 +239,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("measured layer speedup vs dense (x = paper)")
     ax.set_ylabel("test error, %")
     ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -46,15 +45,21 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+from harness import (  # noqa: E402
+    RowStore,
+    error_text,
+    header,
+    loadavg,
+    pyplot,
+    save_figure,
+    write_results,
+)
 from qm9_prune import measure_speed, static_stats, timing_batches  # noqa: E402
 from qm9_rows import log  # noqa: E402
 
-from chemprune.checkpoint import atomic_save, atomic_write_text, load_model, model_checkpoint  # noqa: E402
-from chemprune.cli._common import load_dataset  # noqa: E402
+from chemprune.checkpoint import load_model, model_checkpoint  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
+from chemprune.data.qm9 import load_dataset  # noqa: E402
 from chemprune.models.schnet import SchNet  # noqa: E402
 from chemprune.pipeline.compress_schnet import (  # noqa: E402
     prune_schnet,
@@ -200,11 +205,7 @@ def describe(model: SchNet) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for method, marker in (
         ("darts_kd", "o"),
@@ -220,9 +221,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("MACs, % of the teacher's")
     ax.set_ylabel("test MAE (eV)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -275,33 +274,31 @@ def main(argv: list[str] | None = None) -> int:
         split = split_from_checkpoint(ckpt, len(data))
         args.target_name = ckpt["target"]["name"]
         mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(args.target_name))
-        rows_dir = Path(args.work_dir) / "rows"
-        rows_dir.mkdir(parents=True, exist_ok=True)
+        store = RowStore(Path(args.work_dir) / "rows", log=log)  # a failed row is saved too
+        store.folder.mkdir(parents=True, exist_ok=True)
         models: dict[str, SchNet] = {"teacher": teacher}
         reports: dict[str, dict] = {"teacher": {"path": str(teacher_path)}}
-        for name in row_names(args):
-            jpath, mpath = rows_dir / f"{name}.json", rows_dir / f"{name}.pt"
-            if jpath.exists():
-                reports[name] = json.loads(jpath.read_text())
-                if mpath.exists():
-                    models[name] = load_model(mpath)[0]
-                log(f"{name}: done before ({jpath})")
+        for name, saved in store.resume(row_names(args)):
+            if saved is not None:
+                reports[name] = saved
+                if store.model_path(name).exists():
+                    models[name] = load_model(store.model_path(name))[0]
                 continue
             log(f"{name}: running")
             s0 = time.perf_counter()
             try:
                 model, rep = run_row(name, teacher, teacher_path, data, mset, split, args)
             except Exception as err:  # recorded; the run goes on
-                model, rep = None, {"error": f"{type(err).__name__}: {err}"}
+                model, rep = None, {"error": error_text(err)}
                 log(f"{name}: failed: {rep['error']}")
             rep["seconds"] = time.perf_counter() - s0
+            checkpoint = None
             if model is not None:
-                atomic_save(
-                    model_checkpoint(model.cpu(), target=ckpt["target"], data=ckpt.get("data")),
-                    mpath,
+                checkpoint = model_checkpoint(
+                    model.cpu(), target=ckpt["target"], data=ckpt.get("data")
                 )
                 models[name] = model
-            atomic_write_text(jpath, json.dumps(rep, indent=1, default=str) + "\n")
+            store.save(name, rep, model_checkpoint=checkpoint)
             reports[name] = rep
         # measure everything in one process
         t_macs = static_stats(teacher, (mset, mset), split, teacher_path)["macs_per_batch64"]
@@ -310,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         speeds = measure_speed([models[n] for n in names], timing_batches(mset, split, args), args)
         for n, sp in zip(names, speeds, strict=True):
             m = models[n]
-            path = rows_dir / f"{n}.pt" if n != "teacher" else teacher_path
+            path = store.model_path(n) if n != "teacher" else teacher_path
             st = static_stats(m, (mset, mset), split, path)
             rows.append(
                 {
@@ -326,19 +323,15 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"row": n, "error": rep.get("error", "no model")})
         stats = spread(rows)
         result = {
-            "benchmark": "qm9_darts",
-            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "load_average": os.getloadavg(),
+            **header("qm9_darts", args),
+            "load_average": loadavg(),
             "rows": rows,
             "reports": reports,
             "spread": stats,
             "goals": goals(rows, stats, args),
             "seconds": time.time() - t0,
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out, json.dumps(result, indent=1, default=str) + "\n")
+        write_results(args.out, result)
         plot(rows, args.plot)
         print(table(rows))
         print(json.dumps(result["goals"], indent=1))

@@ -33,7 +33,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -42,8 +41,8 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
+from harness import RowStore, error_text, header, loadavg, pyplot, save_figure, write_results  # noqa: E402
 
-from chemprune.checkpoint import atomic_write_text  # noqa: E402
 from chemprune.gan.base import sample_graphs  # noqa: E402
 from chemprune.gan.checkpoint import load_generator  # noqa: E402
 from chemprune.pipeline.generate import (  # noqa: E402
@@ -77,12 +76,17 @@ def train_row(name: str, graphs, args) -> Path:
         seed=int(seed), minibatch_std=args.minibatch_std,
     )  # fmt: skip
     run = Path(args.work_dir) / "runs" / name
-    out = Path(args.work_dir) / "rows" / f"{name}.pt"
+    out = row_store(args).model_path(name)
     train_gan(
         graphs, run, out, settings=settings, steps=args.steps, minutes=args.minutes,
         resume=(run / "last.pt").exists(), progress=False, log=log,
     )  # fmt: skip
     return out
+
+
+def row_store(args, log=None) -> RowStore:
+    """``--work-dir/rows/<row>.{json,pt}``: the row's scores and its generator."""
+    return RowStore(Path(args.work_dir) / "rows", log=log)
 
 
 def score(path: Path, graphs, args) -> dict[str, Any]:
@@ -188,11 +192,7 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(stats: dict[str, dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     methods = list(stats)
     fig, ax = plt.subplots(figsize=(7.5, 4))
     width = 0.27
@@ -203,9 +203,7 @@ def plot(stats: dict[str, dict], path: Path) -> None:
     ax.set_xticks(range(len(methods)), methods, rotation=20, ha="right")
     ax.set_ylabel("% (mean over seeds, 1 s.d.)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def grid(smiles: list[str], path: Path) -> None:
@@ -259,28 +257,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    rows_dir = Path(args.work_dir) / "rows"
-    rows_dir.mkdir(parents=True, exist_ok=True)
+    store = row_store(args, log=log)  # a failed row is saved too
+    store.folder.mkdir(parents=True, exist_ok=True)
     graphs = load_graphs(args.data_dir)
     names = [f"{m}_s{s}" for m in args.methods for s in args.seeds]
     if not args.no_compress:
         names += [f"content_{args.compress_parent}", f"magnitude_{args.compress_parent}"]
     rows: dict[str, dict] = {}
     paths: dict[str, Path] = {}
-    for name in names:
-        jpath, mpath = rows_dir / f"{name}.json", rows_dir / f"{name}.pt"
-        if jpath.exists():
-            rows[name] = json.loads(jpath.read_text())
+    for name, saved in store.resume(names):
+        mpath = store.model_path(name)
+        if saved is not None:
+            rows[name] = saved
             if mpath.exists():
                 paths[name] = mpath
-            log(f"{name}: done before")
             continue
         log(f"{name}: running")
         s0 = time.perf_counter()
         try:
             if name.startswith(("content_", "magnitude_")):
                 method, parent = name.split("_", 1)
-                ppath = rows_dir / f"{parent}.pt"
+                ppath = store.model_path(parent)
                 if not ppath.exists():
                     raise FileNotFoundError(f"the parent row {parent} has not been trained")
                 rep = compress_gan(
@@ -294,10 +291,10 @@ def main(argv: list[str] | None = None) -> int:
             rep.update(score(mpath, graphs, args))
             paths[name] = mpath
         except Exception as err:  # recorded; the run goes on
-            rep = {"error": f"{type(err).__name__}: {err}"}
+            rep = {"error": error_text(err)}
             log(f"{name}: failed: {rep['error']}")
         rep["row"], rep["seconds"] = name, time.perf_counter() - s0
-        atomic_write_text(jpath, json.dumps(rep, indent=1, default=str) + "\n")
+        store.save(name, rep)
         rows[name] = rep
     timed = {n: p for n, p in paths.items() if n == args.compress_parent or
              n.startswith(("content_", "magnitude_"))}  # fmt: skip
@@ -307,19 +304,15 @@ def main(argv: list[str] | None = None) -> int:
     ordered = [rows[n] for n in names if n in rows]
     stats = spread(ordered)
     result = {
-        "benchmark": "qm9_gan",
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **header("qm9_gan", args),
         "data": graphs.spec,
-        "load_average": os.getloadavg(),
+        "load_average": loadavg(),
         "rows": ordered,
         "spread": stats,
         "goals": goals(rows, stats, args),
         "seconds": time.time() - t0,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(result, indent=1, default=str) + "\n")
+    write_results(args.out, result)
     if stats:
         plot(stats, args.plot)
     best = max((r for r in ordered if r.get("examples")), key=lambda r: r["uniqueness"] * r["validity"],

@@ -54,37 +54,25 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
+from harness import environment, finish, header, pyplot, save_figure, write_results  # noqa: E402
+from qm9_rows import MARKERS, METHODS, ROOT, dense_model, log, run_rows, tdict  # noqa: E402
 from torch import nn  # noqa: E402
 
-from chemprune.checkpoint import (  # noqa: E402
-    atomic_save,
-    atomic_write_text,
-    load_model,
-    model_checkpoint,  # noqa: E402
-)
-from chemprune.data.batching import (
-    MoleculeSet,  # noqa: E402
-)
+from chemprune.checkpoint import atomic_save, load_model, model_checkpoint  # noqa: E402
+from chemprune.data.batching import MoleculeSet  # noqa: E402
 from chemprune.data.qm9 import load_qm9  # noqa: E402
 from chemprune.data.targets import get_target  # noqa: E402
 from chemprune.models.schnet import SchNet  # noqa: E402
 from chemprune.pipeline.evaluate import evaluate_model  # noqa: E402
 from chemprune.prune import summarize  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qm9_rows import MARKERS, METHODS, ROOT, dense_model, log, run_rows, tdict  # noqa: E402
 
 
 # ---------------------------------------------------------------------- measuring
@@ -248,11 +236,7 @@ def format_table(results: list[dict]) -> str:
 
 
 def plot(results: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.6), squeeze=False)
     for ax, res in zip(axes[0], results, strict=True):
         rows = [r for r in res["rows"] if "error" not in r]
@@ -276,25 +260,7 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_ylabel(f"test MAE ({res['target']['unit']})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def environment(args) -> dict[str, Any]:
-    out: dict[str, Any] = {"python": platform.python_version()}
-    for pkg in ("torch", "torch-pruning", "numpy", "chemprune", "qm9pack"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    host = {"platform": platform.platform(), "processor": platform.processor()}
-    host |= {"cpu_count": os.cpu_count(), "threads": args.threads}
-    host |= {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
-    if hasattr(os, "getloadavg"):
-        host["loadavg_start"] = list(os.getloadavg())
-    return {"versions": out, "machine": host}
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------- main
@@ -426,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    env = environment(args)
+    env = environment(args.threads)
     data = load_qm9()
     results = []
     with tempfile.TemporaryDirectory(prefix="qm9_prune_") as tmp:
@@ -434,22 +400,18 @@ def main(argv: list[str] | None = None) -> int:
             args.work_dir = Path(tmp) / "runs"
         for target in args.targets:
             results.append(run_target(target, data, args, Path(tmp)))
-    env["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    finish(env)
     text = format_table(results)
     print(text)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    settings["dense"] = [str(d) for d in args.dense]
     result = {
-        "benchmark": "qm9_prune",
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
-        "settings": settings,
+        **header("qm9_prune", args),
         **env,
         "results": results,
         "table": text,
         "seconds": time.perf_counter() - t0,
     }
-    atomic_write_text(args.out, json.dumps(result, indent=1, default=str) + "\n")
+    result["settings"]["dense"] = [str(d) for d in args.dense]
+    write_results(args.out, result)
     plot(results, args.plot)
     log(f"wrote {args.out} and {args.plot} ({time.perf_counter() - t0:.0f} s in all)")
     return 0

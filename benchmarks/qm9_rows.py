@@ -5,14 +5,15 @@ docstring for what each row is)."""
 from __future__ import annotations
 
 import copy
-import json
 import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from chemprune.checkpoint import atomic_save, atomic_write_text, load_model, model_checkpoint
+from harness import RowStore, error_text
+
+from chemprune.checkpoint import load_model, model_checkpoint
 from chemprune.data.batching import batch_indices
 from chemprune.data.splits import make_split, standard_sizes, subset_sizes
 from chemprune.data.targets import get_target
@@ -230,14 +231,17 @@ def run_torch_pruning(sparsity: float, dense: SchNet, mset, split, args):
     return model, {"val_mae_pruned_untuned": untuned, "finetune": tune}
 
 
-def row_files(args, target: str, method: str, sparsity: float) -> tuple[Path, Path]:
-    """The row's JSON and checkpoint (names built by hand: ``0.75`` is no file suffix)."""
-    base = Path(args.work_dir) / "rows" / target / f"{method}_{sparsity:g}"
-    return base.with_name(base.name + ".json"), base.with_name(base.name + ".pt")
+def row_store(args, target: str) -> RowStore:
+    """The target's finished rows: ``--work-dir/rows/<target>/<method>_<sparsity:g>.{json,pt}``."""
+    return RowStore(
+        Path(args.work_dir) / "rows" / target, only_done=args.only_done,
+        log=lambda msg: log(f"{target}: {msg}"),
+    )  # fmt: skip
 
 
 def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) -> list[dict]:
-    """Every (method, sparsity) row, each saved when done and skipped when already saved."""
+    """Every (method, sparsity) row, each saved when done and skipped when already saved; a
+    failed row is not saved (a rerun tries it again)."""
     todo: list[tuple[str, float]] = []
     for method in args.methods:
         if method == "dense_continued":
@@ -250,16 +254,14 @@ def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) ->
             todo.append((method, args.rank_energy))
         else:
             todo += [(method, s) for s in args.sparsities]
+    store = row_store(args, target)
+    pairs = {f"{method}_{sp:g}": (method, sp) for method, sp in todo}
     rows = []
-    for method, sp in todo:
-        json_path, model_path = row_files(args, target, method, sp)
-        if json_path.exists():
-            log(f"{target}: {method} at {sp:g} done before ({json_path})")
-            rows.append(json.loads(json_path.read_text()))
+    for key, saved in store.resume(f"{method}_{sp:g}" for method, sp in todo):
+        if saved is not None:
+            rows.append(saved)
             continue
-        if args.only_done:
-            log(f"{target}: {method} at {sp:g} not run (--only-done)")
-            continue
+        method, sp = pairs[key]
         log(f"{target}: {method} at sparsity {sp:g}")
         s0 = time.perf_counter()
         row: dict[str, Any] = {"target": target, "method": method, "sparsity": sp}
@@ -275,21 +277,22 @@ def run_rows(target: str, dense: SchNet, info: dict, data, mset, split, args) ->
             else:
                 model, rep = run_torch_pruning(sp, dense, mset, split, args)
         except Exception as err:  # recorded verbatim; the run goes on
-            row["error"] = f"{type(err).__name__}: {err}"
+            row["error"] = error_text(err)
             log(f"{target}: {method} failed: {row['error']}")
             rows.append(row)
             continue
         row["report"] = rep
         row["seconds"] = time.perf_counter() - s0
         model.cpu()
+        checkpoint = None
         if isinstance(model, SchNet):
-            row["model"] = str(model_path)
-            model_path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_save(model_checkpoint(model, target=tdict(target), data=split_dict(split, "qm9pack")),
-                        model_path)  # fmt: skip
+            row["model"] = str(store.model_path(key))
+            checkpoint = model_checkpoint(
+                model, target=tdict(target), data=split_dict(split, "qm9pack")
+            )
         else:
             row["error"] = f"not a chemprune SchNet after pruning: {type(model).__name__}"
-        atomic_write_text(json_path, json.dumps(row, indent=1, default=str))
+        store.save(key, row, model_checkpoint=checkpoint)
         rows.append(row)
     return rows
 

@@ -42,7 +42,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -50,8 +49,9 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+from harness import RowStore, error_text, header, loadavg, pyplot, save_figure, write_results  # noqa: E402
 
-from chemprune.checkpoint import atomic_save, atomic_write_text  # noqa: E402
+from chemprune.checkpoint import atomic_write_text  # noqa: E402
 from chemprune.prune.discriminant import hierarchical_labels  # noqa: E402
 from chemprune.prune.evolve import compile_expression, evolve  # noqa: E402
 from reaction_nmt.classify.data import Vocabulary, read_split  # noqa: E402
@@ -141,7 +141,6 @@ def proxy_fitness(args, data, vocab):
 def mnist_fitness(args):
     """Fitness on LeNet-5 (Caffe's) on MNIST: CDC with the expression removes 60% of the
     channels of conv1, conv2 and fc1, 300 fine-tuning iterations, validation accuracy."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from mnist_prune import Caffe, Data, error, train_iters
 
     from chemprune.models.lenet import LeNet5Caffe
@@ -315,11 +314,7 @@ def parse_args(argv=None):
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for method in METHODS:
         pts = sorted((1 / r["flops_fraction"], 100 * r["test_accuracy"]) for r in rows
@@ -332,17 +327,15 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("FLOP reduction (x)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    rows_dir = Path(args.work_dir) / "rows"
-    rows_dir.mkdir(parents=True, exist_ok=True)
+    store = RowStore(Path(args.work_dir) / "rows", log=log)  # a failed row is saved too
+    store.folder.mkdir(parents=True, exist_ok=True)
     split = {s: read_split(args.data, s) for s in ("train", "valid", "test")}
     vocab = Vocabulary.build(split["train"])
     if args.dense is not None:
@@ -354,26 +347,25 @@ def main(argv=None) -> int:
     rows = [{"row": "dense", "method": "dense", "channels": dense.channels}]
     todo = [(m, 1.0) for m in args.methods if m == "dense_continued"]
     todo += [(m, f) for f in args.flops for m in args.methods if m != "dense_continued"]
-    for method, frac in todo:
-        name = method if method == "dense_continued" else f"{method}_{frac:.3f}"
-        jpath, mpath = rows_dir / f"{name}.json", rows_dir / f"{name}.pt"
-        if jpath.exists():
-            rows.append(json.loads(jpath.read_text()))
-            if mpath.exists():
-                models[name] = load_classifier(mpath)[0]
-            log(f"{name}: done before")
+    names = {(m if m == "dense_continued" else f"{m}_{f:.3f}"): (m, f) for m, f in todo}
+    for name, saved in store.resume(names):
+        if saved is not None:
+            rows.append(saved)
+            if store.model_path(name).exists():
+                models[name] = load_classifier(store.model_path(name))[0]
             continue
+        method, frac = names[name]
         log(f"{name}: running")
         s0 = time.perf_counter()
         try:
             name, model, rep = run_row(method, frac, dense_path, data, vocab, args)
-            atomic_save(classifier_file(model, vocab, args.max_len), mpath)
+            store.save_model(name, classifier_file(model, vocab, args.max_len))
             models[name] = model
         except Exception as err:  # recorded; the run goes on
-            rep = {"method": method, "flops_target": frac, "error": f"{type(err).__name__}: {err}"}
+            rep = {"method": method, "flops_target": frac, "error": error_text(err)}
             log(f"{name}: failed: {rep['error']}")
         rep.update(row=name, seconds=time.perf_counter() - s0)
-        atomic_write_text(jpath, json.dumps(rep, indent=1, default=str) + "\n")
+        store.save(name, rep)
         rows.append(rep)
     full = _macs(dense, dense.channels, 100)
     speeds = throughput(models, data["test"][0][:1024], args)
@@ -394,15 +386,11 @@ def main(argv=None) -> int:
         fp = fingerprint_baseline(split["train"], split["test"])
         fp.pop("pred")
     result = {
-        "benchmark": "reaction_class_prune",
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "load_average": os.getloadavg(), "rows": rows, "fingerprint_baseline": fp,
+        **header("reaction_class_prune", args),
+        "load_average": loadavg(), "rows": rows, "fingerprint_baseline": fp,
         "seconds": time.time() - t0,
     }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(result, indent=1, default=str) + "\n")
+    write_results(args.out, result)
     plot(rows, args.plot)
     head = f"{'row':<22} {'channels':<18} {'FLOPs':>6} {'test acc':>8} {'react/s':>8}"
     print(head + "\n" + "-" * len(head))

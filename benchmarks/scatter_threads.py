@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import loadavg, write_results  # loads no torch (the children do)
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks/results/scatter_threads.json"
 
@@ -72,9 +74,8 @@ def main() -> int:
             + ", ".join(f"{k} {v:.3f} ms" for k, v in rows[threads].items())
         )
     result = {"omp_wait_policy": env["OMP_WAIT_POLICY"], "ms_per_call": rows}
-    if hasattr(os, "getloadavg"):
-        result["loadavg"] = list(os.getloadavg())
-    OUT.write_text(json.dumps(result, indent=1))
+    result["loadavg"] = loadavg()
+    write_results(OUT, result)
     return 0
 
 

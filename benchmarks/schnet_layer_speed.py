@@ -18,16 +18,15 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+from harness import header, loadavg, pyplot, save_figure, write_results  # noqa: E402
 
-from chemprune.checkpoint import atomic_write_text, load_model  # noqa: E402
+from chemprune.checkpoint import load_model  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
 from chemprune.data.qm9 import load_dataset  # noqa: E402
 from chemprune.pipeline.compress_schnet import split_from_checkpoint  # noqa: E402
@@ -95,17 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     total_a = sum(r["base_s"] for r in rows)
     total_b = sum(r["model_s"] for r in rows)
     result = {
-        "benchmark": "schnet_layer_speed",
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **header("schnet_layer_speed", args),
         "atoms": int(sum(t.shape[0] for t in x)),
-        "load_average": os.getloadavg(),
+        "load_average": loadavg(),
         "rows": rows,
         "total_speedup": total_a / total_b,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    write_results(args.out, result)
     print(f"{'block':>5} {'layer':<6} {'model layer':<40} {'base ms':>8} {'model ms':>9} {'x':>6}")
     for r in rows:
         print(f"{r['block']:>5} {r['layer']:<6} {r['model'][:40]:<40} {1e3 * r['base_s']:>8.2f} "
@@ -120,20 +115,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def plot(rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     labels = [f"{r['block']}.{r['layer']}" for r in rows]
     ax.bar(labels, [r["speedup"] for r in rows], color="tab:blue")
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_ylabel("speedup of the layer")
     ax.tick_params(axis="x", rotation=60)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -55,6 +53,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from harness import loadavg, pyplot, save_figure, timestamp, write_results  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from chemprune.data.batching import MoleculeBatch, MoleculeSet, batch_indices  # noqa: E402
@@ -333,11 +332,7 @@ def format_table(summary: dict, params: dict[str, int]) -> str:
 
 
 def plot(passes: dict, summary: dict, meta: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     med = summary["median_mol_per_s"]
     names = list(med)
     x = np.arange(len(COLUMNS))
@@ -365,10 +360,7 @@ def plot(passes: dict, summary: dict, meta: dict, path: Path) -> None:
     )
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def versions() -> dict[str, str | None]:
@@ -392,8 +384,7 @@ def machine() -> dict[str, Any]:
     }
     if hasattr(os, "sched_getaffinity"):
         info["cpus_available"] = len(os.sched_getaffinity(0))
-    if hasattr(os, "getloadavg"):
-        info["loadavg_start"] = list(os.getloadavg())
+    info["loadavg_start"] = loadavg()
     return info
 
 
@@ -455,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(passes, params)
     meta = {
         "benchmark": "schnet_throughput",
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": timestamp(),
         **versions(),
         "threads": args.threads,
         "interop_threads": torch.get_num_interop_threads(),
@@ -475,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         "directed_edges_per_molecule": edges,
         "machine": host,
     }
-    meta["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    meta["machine"]["loadavg_end"] = loadavg()
     table = format_table(summary, params)
     print(table)
 
@@ -487,8 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         "passes_mol_per_s": passes,
         "qm9_ids_in_batch_order": [int(i) for i in ids],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.out, result, indent=2)
     plot(passes, summary, meta, args.plot)
     log(f"wrote {args.out} and {args.plot} ({time.perf_counter() - t0:.0f} s in all)")
     return 0

@@ -41,11 +41,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -59,9 +56,7 @@ from ase.md.velocitydistribution import (  # noqa: E402
     thermalize_momenta,
 )
 from ase.md.verlet import VelocityVerlet  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qm9_prune import environment  # noqa: E402
+from harness import PACKAGES, environment, finish, header, pyplot, save_figure, write_results  # noqa: E402
 
 from chemprune.ase import SchNetCalculator  # noqa: E402
 from chemprune.checkpoint import load_model  # noqa: E402
@@ -209,11 +204,7 @@ def start_forces(calc, z, pos) -> tuple[float, np.ndarray]:
 
 
 def plot(runs: list[dict], models: list[str], args, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
         mols = list(dict.fromkeys(r["row"] for r in runs if r["model"] == model))
@@ -237,18 +228,14 @@ def plot(runs: list[dict], models: list[str], args, path: Path) -> None:
         f"solid exact, dashed tabulated ({args.knots} knots)",
         fontsize=9,
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
-    env = environment(args)
-    env["versions"]["ase"] = metadata.version("ase")
+    env = environment(args.threads, packages=(*PACKAGES, "ase"))
     env["machine"]["torch_threads"] = torch.get_num_threads()
     data = load_qm9()
     runs: list[dict[str, Any]] = []
@@ -317,8 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"{Path(r['model']).name} row {r['row']} {r['variant']}: {r['status']}")
     text = "\n".join(lines)
     print(text)
-    if hasattr(os, "getloadavg"):
-        env["machine"]["loadavg_end"] = list(os.getloadavg())
+    finish(env)
     out_runs = []
     for r in runs:
         stride = max(1, -(-len(r["dE"]) // MAX_SERIES))
@@ -327,10 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         keep |= {"dE_stride": stride, "dE_series_eV": r["dE"][::stride].tolist()}
         out_runs.append(keep)
     result = {
-        "benchmark": "tabulate_md",
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python", *sys.argv]),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **header("tabulate_md", args, program="python"),
         "note": "the models predict the HOMO-LUMO gap (eV), used as the potential: a test of the "
         "calculator's numerical behaviour (energy conservation), not physical dynamics",
         **env,
@@ -339,8 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - t_start,
     }
     result["settings"]["models"] = models
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    write_results(args.out, result)
     plot(runs, models, args, args.plot)
     print(f"wrote {args.out} and {args.plot} ({result['seconds']:.0f} s)", file=sys.stderr)
     return 0

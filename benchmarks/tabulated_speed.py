@@ -30,18 +30,15 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+from harness import environment, finish, pyplot, save_figure, write_results  # noqa: E402
+from qm9_prune import measure_speed  # noqa: E402
 from torch import nn  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qm9_prune import environment, measure_speed  # noqa: E402
-
-from chemprune.checkpoint import atomic_write_text, load_model  # noqa: E402
+from chemprune.checkpoint import load_model  # noqa: E402
 from chemprune.data.batching import MoleculeSet  # noqa: E402
 from chemprune.data.qm9 import load_qm9  # noqa: E402
 from chemprune.models.schnet import SchNet  # noqa: E402
@@ -332,11 +329,7 @@ def table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     models = result["models"]
     fig, axes = plt.subplots(len(models), 2, figsize=(12, 3.4 * len(models)), squeeze=False)
     for row, m in enumerate(models):
@@ -356,25 +349,25 @@ def plot(result: dict, path: Path) -> None:
             ax.set_ylabel(f"x exact eager, batch {key[-2:].strip('b')}")
             ax.set_title(f"{Path(m['model']).name}: {m['tabulation']['knots']} knots", fontsize=9)
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data = load_qm9()
-    result = {"benchmark": "tabulated_speed", "environment": environment(args), "models": []}
-    result["environment"]["machine"]["threads"] = args.threads
+    result = {
+        "benchmark": "tabulated_speed",
+        "environment": environment(args.threads),
+        "models": [],
+    }
     for i, path in enumerate(args.models):
         result["models"].append(run_model(path, data, args, peers=i == 0 and not args.no_peers))
         print(table({"models": result["models"][-1:]}), flush=True)
         if not args.quick:
-            atomic_write_text(args.out, json.dumps(result, indent=1))
-    if hasattr(os, "getloadavg"):
-        result["environment"]["machine"]["loadavg_end"] = list(os.getloadavg())
+            write_results(args.out, result)
+    finish(result["environment"])
     if not args.quick:
-        atomic_write_text(args.out, json.dumps(result, indent=1))
+        write_results(args.out, result)
         plot(result, args.plot)
     return 0
 

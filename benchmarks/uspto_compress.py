@@ -32,7 +32,8 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from chemprune.checkpoint import atomic_write_text  # noqa: E402
+from harness import loadavg, pyplot, save_figure, write_results  # noqa: E402
+
 from reaction_nmt.compress.olmp import WARM_START  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ def run_one(args, name: str, work: Path, **kw) -> dict:
     save_model(ckpt, out, "dense")
     report["sizes"] = sizes(out, folder)
     report["test"] = evaluate(out, args, folder)
-    report["load_average"] = os.getloadavg()
+    report["load_average"] = loadavg()
     return report
 
 
@@ -137,11 +138,7 @@ def table(dense: dict, rows: dict) -> str:
 
 
 def plot(dense: dict, rows: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = list(rows)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.bar(names, [100 * (r["olmp"]["sparsity"] if r.get("olmp") else 0) for r in rows.values()])
@@ -150,8 +147,7 @@ def plot(dense: dict, rows: dict, path: Path) -> None:
     b.set(ylabel="test top-1 (%)", title="test top-1")
     for ax in (a, b):
         ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(sys.argv),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "threads": args.threads,
-        "load_average": os.getloadavg(),
+        "load_average": loadavg(),
         "model": str(args.model),
         "data": str(args.data),
         "settings": {k: str(v) for k, v in vars(args).items()},
@@ -247,9 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "table": text,
         "wall_s": time.perf_counter() - start,
     }
-    atomic_write_text(
-        args.results / f"{args.name}.json", json.dumps(summary, indent=2, default=str)
-    )
+    write_results(args.results / f"{args.name}.json", summary, indent=2)
     plot(dense, rows, args.results / f"{args.name}.png")
     print(f"results in {args.results}")
     return 0

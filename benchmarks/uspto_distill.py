@@ -47,6 +47,7 @@ import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from harness import loadavg, pyplot, save_figure, write_results  # noqa: E402
 from reaction_jobs import Job, validation_view  # noqa: E402
 
 from chemprune.checkpoint import atomic_write_text  # noqa: E402
@@ -161,7 +162,7 @@ def evaluate(args, name: str, model: Path, data: Path, wall: float | None, forwa
         "run_info": json.loads(info_file.read_text()) if info_file.is_file() else None,
         "curves": curves,
         "eval": json.loads(out.read_text()),
-        "load_average_after": os.getloadavg(),
+        "load_average_after": loadavg(),
     }
 
 
@@ -236,7 +237,7 @@ def pool_runs(args) -> int:
                         "standard_error_points": se}  # fmt: skip
     out = args.results / f"{args.name}_pooled.json"
     summary = {"command": " ".join([sys.executable, *sys.argv]), "pooled": pooled}
-    atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
+    write_results(out, summary, indent=2)
     print(f"written {out}")
     return 0
 
@@ -254,11 +255,7 @@ def table(results: list[dict]) -> str:
 
 
 def plot(results: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     names = [r["name"] for r in results]
     x = range(len(results))
@@ -282,10 +279,7 @@ def plot(results: list[dict], path: Path, title: str) -> None:
             )
     b.set(xlabel="training minutes", ylabel="validation token accuracy (%)")
     b.legend()
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.pool:
         return pool_runs(args)
-    load_start = os.getloadavg()
+    load_start = loadavg()
     if args.quick:
         args.work = args.work.with_name(args.work.name + "_quick")
         args.results = args.work / "results"
@@ -399,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([sys.executable, *sys.argv]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_average_start": load_start,
-        "load_average_end": os.getloadavg(),
+        "load_average_end": loadavg(),
         "teacher": str(teacher),
         "data": str(args.data),
         "baseline": "reused " + str(args.baseline_run) if reuse else "trained here",
@@ -420,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "paired_vs_baseline": paired,
         "results": results,
     }
-    atomic_write_text(args.results / f"{args.name}.json", json.dumps(summary, indent=2) + "\n")
+    write_results(args.results / f"{args.name}.json", summary, indent=2)
     plot(results, args.results / f"{args.name}.png", f"test split of {args.data.name}")
     print(f"results in {args.results}")
     return 0

@@ -45,6 +45,7 @@ import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from harness import loadavg, pyplot, save_figure, write_results  # noqa: E402
 from reaction_jobs import Job, head_lines, validation_view  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +118,7 @@ def evaluate_preset(args, preset: str, train_wall: float, d50: Path, d15: Path, 
         "train_tokens_per_s": sum(toks) / len(toks) if toks else None,
         "curves": curves,
         "eval": {},
-        "load_average_after_training": os.getloadavg(),
+        "load_average_after_training": loadavg(),
     }
     beam = ["--beam-size", "5", "--n-best", "5", "--threads", str(args.threads)]
     beam += ["--max-length", str(args.max_length)]
@@ -152,11 +153,7 @@ def table(results: list[dict]) -> str:
 
 
 def plot(results: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for r in results:
         v, t = r["curves"]["valid"], r["curves"]["train"]
@@ -167,8 +164,7 @@ def plot(results: list[dict], path: Path) -> None:
     b.set(xlabel="training minutes", ylabel="training perplexity", yscale="log")
     a.legend()
     b.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "results": results,
     }
-    (args.results / "uspto_forward.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(args.results / "uspto_forward.json", summary, indent=2)
     plot(results, args.results / "uspto_forward.png")
     print(f"results in {args.results}")
     return 0

@@ -30,15 +30,13 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+from harness import header, pyplot, save_figure, write_results  # noqa: E402
 from reaction_jobs import REPO, Job, head_lines, validation_view  # noqa: E402
 
 from chemprune.checkpoint import atomic_write_text  # noqa: E402
@@ -225,19 +223,15 @@ def main(argv: list[str] | None = None) -> int:
             "top_k": ev["top_k"], "invalid_top1": ev["invalid_top1"],
         })  # fmt: skip
     result = {
-        "benchmark": "uspto_release",
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **header("uspto_release", args),
         "rows": rows,
         "evaluate": scores,
         "compress": {k: compress[k] for k in compress if k not in ("history",)},
         "speed": timing,
         "seconds": time.time() - t0,
     }
-    args.results.mkdir(parents=True, exist_ok=True)
     out = args.results / f"{args.name}.json"
-    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+    write_results(out, result)
     plot(rows, out.with_suffix(".png"))
     card = args.out.with_suffix(".md")
     atomic_write_text(card, model_card(result, args))
@@ -247,11 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     keys = list(rows[0]["top_k"])
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.6), width_ratios=[3, 1])
     width = 0.8 / len(rows)
@@ -265,9 +255,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.legend(fontsize=8)
     bx.bar([r["model"] for r in rows], [r["file_bytes"] / 1e6 for r in rows], color="gray")
     bx.set_ylabel("file MB")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def model_card(result: dict, args) -> str:

@@ -23,12 +23,13 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from harness import loadavg, pyplot, save_figure, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         t.translate(sources[:8])  # warm-up
     seconds: dict[str, list[float]] = {label: [] for label in models}
     lengths: dict[str, float] = {}
-    load = [os.getloadavg()]
+    load = [loadavg()]
     order = list(models)
     for r in range(args.repeats):
         for label in order[r % len(order) :] + order[: r % len(order)]:
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             out = translators[label].translate(sources)
             seconds[label].append(time.perf_counter() - t0)
             lengths[label] = statistics.mean(len(nb[0][0].split()) for nb in out)
-        load.append(os.getloadavg())
+        load.append(loadavg())
     rows = []
     for label, path in models.items():
         med = statistics.median(seconds[label])
@@ -116,23 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     args.results.mkdir(parents=True, exist_ok=True)
     out = args.results / f"{args.name}.json"
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(out, summary, indent=2)
     plot(rows, args.results / f"{args.name}.png", f"{len(sources)} reactions, beam {args.beam}")
     print(f"wrote {out} and .png")
     return 0
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar([r["model"] for r in rows], [r["reactions_per_s"] for r in rows], color="tab:blue")
     ax.set(ylabel="reactions / s", title=title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":
