@@ -67,6 +67,7 @@ from chemprune.pipeline.compress_schnet import (  # noqa: E402
     sparsity_for_macs,
     split_from_checkpoint,
 )
+from chemprune.pipeline.prune_job import PruneSettings  # noqa: E402
 from chemprune.pipeline.search_schnet import search_schnet  # noqa: E402
 from chemprune.pipeline.train import TrainSettings, train  # noqa: E402
 from chemprune.prune.schnet import schnet_groups  # noqa: E402
@@ -128,11 +129,11 @@ def run_row(name: str, teacher: SchNet, teacher_path: Path, data, mset, split, a
     if name == "pruned":
         model = load_model(teacher_path)[0]  # the teacher object itself is frozen by distillation
         sp = sparsity_for_macs(model, macs_batch, args.target_macs, kind="kernel")
-        rep = prune_schnet(
-            model, mset, split, method="attention", sparsity=sp, kind="kernel",
-            finetune_minutes=args.retrain_minutes, finetune_steps=None, lr=args.lr,
-            distill="features", seed=args.seeds[0], progress=False, log=log,
+        settings = PruneSettings(
+            method="attention", sparsity=sp, kind="kernel", finetune_minutes=args.retrain_minutes,
+            lr=args.lr, distill="features", seed=args.seeds[0],
         )  # fmt: skip
+        rep = prune_schnet(model, mset, split, settings, progress=False, log=log)
         rep.pop("before", None)
         return model, {"sparsity": sp, "prune": rep}
     raise ValueError(f"unknown row {name!r}")

@@ -22,6 +22,7 @@ from chemprune.models.schnet import SchNet
 from chemprune.pipeline.compress_schnet import prune_schnet, split_from_checkpoint
 from chemprune.pipeline.evaluate import evaluate_model
 from chemprune.pipeline.finetune import finetune
+from chemprune.pipeline.prune_job import PruneSettings
 from chemprune.pipeline.train import TrainSettings, train
 from chemprune.pipeline.train_state import split_dict
 
@@ -103,14 +104,14 @@ def run_engine(method: str, sparsity: float, dense: SchNet, mset, split, args):
         options["function"] = resolve_function(
             args.evolved if method == "evolved" else "symmetric_divergence"
         )
-    report = prune_schnet(
-        model, mset, split, method=engine, sparsity=sparsity, kind=args.kind,
-        engine_options=options, progress=False, log=log, distill=args.distill,
-        distill_output_weight=args.distill_output_weight,
+    settings = PruneSettings(
+        method=engine, sparsity=sparsity, kind=args.kind, engine_options=options,
+        distill=args.distill, distill_output_weight=args.distill_output_weight,
         distill_feature_weight=args.distill_feature_weight, **tune_options(args),
         gradual=args.gradual and method in ("magnitude", "random"),
         filter_grid=args.filter_grid, refit=args.refit,
     )  # fmt: skip
+    report = prune_schnet(model, mset, split, settings, progress=False, log=log)
     report.pop("before", None)
     return model, report
 
@@ -141,13 +142,12 @@ def run_learned(method: str, sparsity: float, dense: SchNet, mset, split, args):
         if engine == "attention":
             options["lam"] = args.lam
         energy = args.rank_energy if engine == "force" else None
-        report = prune_schnet(
-            model, mset, split, method=engine, sparsity=0.0 if energy else sp, kind=kind,
-            engine_options=options, progress=False, log=log, distill=args.distill,
-            distill_output_weight=args.distill_output_weight,
-            distill_feature_weight=args.distill_feature_weight, rank_energy=energy,
-            **tune,
+        settings = PruneSettings(
+            method=engine, sparsity=0.0 if energy else sp, kind=kind, engine_options=options,
+            distill=args.distill, distill_output_weight=args.distill_output_weight,
+            distill_feature_weight=args.distill_feature_weight, rank_energy=energy, **tune,
         )  # fmt: skip
+        report = prune_schnet(model, mset, split, settings, progress=False, log=log)
         report.pop("before", None)
         reports.append(report)
     return model, reports[0] if len(reports) == 1 else {"stages": reports}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from chemprune.common.options import (
@@ -70,6 +71,17 @@ def _layers(text: str) -> str:
             f"--layers takes {', '.join(LAYER_FAMILIES)} or both joined by '+', got {text!r}"
         )
     return text
+
+
+def _refit_layers(text: str) -> tuple[str, ...]:
+    from chemprune.prune.schnet_refit import LAYERS
+
+    parts = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not parts or any(x not in LAYERS for x in parts) or len(set(parts)) != len(parts):
+        raise argparse.ArgumentTypeError(
+            f"--refit takes {' or '.join(LAYERS)} or both joined by ',', got {text!r}"
+        )
+    return parts
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -213,6 +225,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "themselves)",
     )
     p.add_argument(
+        "--refit",
+        type=_refit_layers,
+        default=(),
+        help="right after the removal, refit these layers of every block by least squares to "
+        "reproduce the dense model's outputs on --refit-molecules training molecules: f2out, "
+        "or f2out,out (the fine-tuning then starts there)",
+    )
+    p.add_argument(
+        "--refit-molecules", type=positive_int, default=1024, help="molecules the refit sees"
+    )
+    p.add_argument(
         "--filter-grid",
         type=grid_knots,
         default=0,
@@ -276,40 +299,12 @@ def _table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _tabulate(model, mset, split, args, report: dict, extra: dict):
-    """The pruned model tabulated and checked (``(model, None)``), or the exact one and why
-    no table passed (``(model, reason)``); the report gains the tabulation."""
-    from chemprune.pipeline.compress_schnet import model_stats
-    from chemprune.pipeline.tabulate import TabulateSettings, TabulationFailed, tabulate_and_check
-
-    settings = TabulateSettings(knots=args.knots, time_molecules=0)
-    try:
-        tab, tab_report = tabulate_and_check(model, mset, split.val, settings)
-    except TabulationFailed as err:
-        return model, str(err)
-    tab_report.pop("settings", None)
-    report["tabulation"] = extra["tabulation"] = tab_report
-    report["tabulated"] = model_stats(tab, mset, split.val)
-    return tab, None
-
-
-def run_prune(args: argparse.Namespace) -> int:
-    from chemprune.checkpoint import atomic_save, checkpoint_split, load_model, model_checkpoint
-    from chemprune.cli._common import resolve_device, set_threads
+def settings_from_args(args: argparse.Namespace):
+    """The :class:`~chemprune.pipeline.prune_job.PruneSettings` and
+    :class:`~chemprune.pipeline.prune_job.PruneJob` the options describe (``CliError`` naming
+    the option for a combination that cannot run)."""
     from chemprune.cli.errors import CliError
-    from chemprune.data.batching import MoleculeSet
-    from chemprune.data.qm9 import load_dataset
-    from chemprune.pipeline.compress_schnet import (
-        prune_schnet,
-        sparsity_for_macs,
-        split_from_checkpoint,
-    )
-    from chemprune.runfolder import check_output_path
-
-    set_threads(args.threads)
-    check_output_path(args.out, inputs=[("--model", args.model)])
-    device = resolve_device(args.device)
-    # (each option's own range is checked by its type; these are the combinations)
+    from chemprune.pipeline.prune_job import PruneJob, PruneSettings
     from chemprune.prune import PRUNERS
 
     engine_cls = PRUNERS.get(args.method)  # what the engine needs decides which flags apply
@@ -333,71 +328,26 @@ def run_prune(args: argparse.Namespace) -> int:
         raise CliError("--target-bins must be at least 2")
     if args.knots is not None and not args.tabulate:
         raise CliError("--knots is for --tabulate")
-    function = None
+    if args.strength is not None and not engine_cls.trains_first:
+        raise CliError(f"--strength is for --method ssl or force, not {args.method}")
+    if args.refit and (by_rank or (args.structured and "atom_basis" in args.structured)):
+        raise CliError("--refit keeps every layer's outputs: not with force or atom_basis")
+    options: dict = {}
     if args.function is not None:
         from chemprune.prune.evolve import resolve_function
 
         try:
-            function = resolve_function(args.function)
+            options["function"] = resolve_function(args.function)
         except ValueError as err:
             raise CliError(f"--function: {err}") from None
-    model, ckpt = load_model(args.model)
-    checkpoint_split(ckpt, args.model)  # a malformed split, before the data set is read
-    data, source, _ = load_dataset(args.data_dir)
-    checkpoint_split(ckpt, args.model, len(data), source)
-    split = split_from_checkpoint(ckpt, len(data))
-    target = ckpt["target"]
-    mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target["name"]))
-    sparsity = args.sparsity
-    if sparsity is None and args.target_macs is None:
-        sparsity = 0.0  # the amount comes from --rank-energy
-    elif sparsity is None:
-        sparsity = sparsity_for_macs(
-            model,
-            mset.collate(split.val[:64]),
-            args.target_macs,
-            kind=args.structured,
-            blocks=args.blocks,
-            tabulated=args.tabulate,
-        )
-        counted = " (counted tabulated)" if args.tabulate else ""
-        print(
-            f"--target-macs {args.target_macs:g}{counted}: sparsity {sparsity:.4f} of "
-            f"{args.structured}"
-        )
-    if (
-        args.tabulate
-        and args.structured
-        and {"kernel", "filter_hidden"} & set(args.structured.split("+"))
-    ):
-        print(
-            "note: once tabulated, filter-network hidden units cost nothing; --structured "
-            "filter prunes only what the tabulated model still pays for"
-        )
-    model.to(device)
-    options: dict = {}
-    if args.lam is not None:
-        options["lam"] = args.lam
-    if args.max_increase is not None:
-        options["max_increase"] = args.max_increase
-    if args.budget is not None:
-        options["budget"] = args.budget
-    if function is not None:
-        options["function"] = function
-    if args.target_bins is not None:
-        options["target_bins"] = args.target_bins
-    if args.strength is not None:
-        if not engine_cls.trains_first:
-            raise CliError(f"--strength is for --method ssl or force, not {args.method}")
-        options["strength"] = args.strength
-    report = prune_schnet(
-        model,
-        mset.to(device),
-        split,
+    for name in ("lam", "max_increase", "budget", "target_bins", "strength"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    settings = PruneSettings(
         method=args.method,
-        sparsity=sparsity,
+        sparsity=0.0 if args.sparsity is None else args.sparsity,
         kind=args.layers if by_rank else args.structured or "weight",
-        blocks=args.blocks,
+        blocks=None if args.blocks is None else tuple(args.blocks),
         finetune_minutes=args.finetune_minutes,
         finetune_steps=args.finetune_steps,
         lr=args.lr,
@@ -411,27 +361,35 @@ def run_prune(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         filter_grid=args.filter_grid,
         ema=args.ema,
+        refit=args.refit,
+        refit_molecules=args.refit_molecules,
         engine_options=options,
         seed=args.seed,
-        progress=not args.no_progress,
     )
-    if args.target_macs is not None:
-        report["target_macs"] = args.target_macs
-    model.cpu()
-    metrics = dict(ckpt.get("metrics", {}), val_mae=report["val_mae_after"])
-    extra = {"pruning": {**report, "source_model": str(args.model)}}
-    failed = None
-    if args.tabulate:
-        model, failed = _tabulate(model, mset, split, args, report, extra)
-    saved = model_checkpoint(
-        model, target=target, data=ckpt.get("data"), metrics=metrics, extra=extra
-    )
-    atomic_save(saved, args.out)
-    if failed is not None:
-        from chemprune.cli.errors import EXIT_PARTIAL
+    job = PruneJob(
+        model=args.model, out=args.out, target_macs=args.target_macs, tabulate=args.tabulate,
+        knots=args.knots, data_dir=args.data_dir, device=args.device,
+    )  # fmt: skip
+    return settings, job
 
+
+def run_prune(args: argparse.Namespace) -> int:
+    from chemprune.cli._common import resolve_device, set_threads
+    from chemprune.cli.errors import EXIT_PARTIAL, CliError
+    from chemprune.pipeline.prune_job import run_prune_job
+    from chemprune.runfolder import check_output_path
+
+    set_threads(args.threads)
+    check_output_path(args.out, inputs=[("--model", args.model)])
+    device = resolve_device(args.device)
+    settings, job = settings_from_args(args)
+    job = dataclasses.replace(job, device=str(device))
+    outcome = run_prune_job(job, settings, progress=not args.no_progress)
+    report = outcome.report
+    if outcome.untabulated is not None:
         raise CliError(
-            f"pruned model written exact (not tabulated) to {args.out}: {failed}", EXIT_PARTIAL
+            f"pruned model written exact (not tabulated) to {args.out}: {outcome.untabulated}",
+            EXIT_PARTIAL,
         )
     if args.json:
         print(json_line({**report, "out": str(args.out)}))
@@ -440,8 +398,8 @@ def run_prune(args: argparse.Namespace) -> int:
         kd = report["distill"]
         taught = "no distillation" if kd["mode"] == "none" else f"distilled ({kd['mode']})"
         print(
-            f"saved {args.out} ({report['method']}, {report['kind']}, sparsity {sparsity:.4g}; "
-            f"fine-tuned at lr {args.lr:g} {args.lr_schedule}, {taught}); "
-            f"compression {report['compression']:.2f}x by nonzero parameters"
+            f"saved {args.out} ({report['method']}, {report['kind']}, sparsity "
+            f"{outcome.sparsity:.4g}; fine-tuned at lr {args.lr:g} {args.lr_schedule}, "
+            f"{taught}); compression {report['compression']:.2f}x by nonzero parameters"
         )
     return 0

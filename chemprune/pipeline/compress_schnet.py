@@ -18,10 +18,11 @@ import torch
 
 from chemprune.data.batching import MoleculeSet
 from chemprune.data.splits import Split, check_split, make_split
-from chemprune.distill.schnet import DISTILL_MODES, SchNetDistillation
+from chemprune.distill.schnet import SchNetDistillation
 from chemprune.models.schnet import SchNet
 from chemprune.pipeline.evaluate import evaluate_model
 from chemprune.pipeline.finetune import finetune
+from chemprune.pipeline.prune_job import PruneSettings
 from chemprune.prune import (
     PRUNERS,
     AutoPrunePruner,
@@ -31,7 +32,6 @@ from chemprune.prune import (
 )
 from chemprune.prune.attention import schnet_filter_profiles
 from chemprune.prune.schnet import schnet_groups, schnet_layer_groups, shrink_schnet
-from chemprune.prune.schnet_refit import LAYERS as REFIT_LAYERS
 from chemprune.prune.schnet_refit import refit_blocks
 from chemprune.prune.schnet_stats import observe_targets, schnet_channel_features
 
@@ -157,35 +157,15 @@ def prune_schnet(
     model: SchNet,
     data: MoleculeSet,
     split: Split,
+    settings: PruneSettings,
     *,
-    method: str,
-    sparsity: float,
-    kind: str = "weight",
-    blocks: Sequence[int] | None = None,
-    finetune_minutes: float = 0.0,
-    finetune_steps: int | None = None,
-    lr: float = 2e-4,
-    batch_size: int = 32,
-    engine_options: dict[str, Any] | None = None,
-    seed: int = 0,
     progress: bool = True,
     log: Callable[[str], None] = print,
-    lr_schedule: str = "constant",
-    min_lr: float = 1e-6,
-    distill: str = "none",
-    distill_output_weight: float = 1.0,
-    distill_feature_weight: float = 1.0,
-    gradual: bool = False,
-    rank_energy: float | None = None,
-    threshold: float | None = None,
-    filter_grid: int = 0,
-    ema: float = 0.0,
-    refit: Sequence[str] = (),
-    refit_molecules: int = 1024,
 ) -> dict[str, Any]:
-    """Prune ``model`` in place; returns a report (widths, params, MACs, MAE before/after).
+    """Prune ``model`` in place by ``settings``; returns a report (widths, params, MACs, MAE
+    before/after).
 
-    Args:
+    The fields of ``settings`` (:class:`~chemprune.pipeline.prune_job.PruneSettings`):
         method: a registered engine (``magnitude``, ``olmp``, ``autoprune``, ...).
         sparsity: fraction of units (weights or channels) to remove.
         kind: ``weight`` (unstructured), ``filter`` or ``filter_hidden`` (structured, shrunk).
@@ -230,27 +210,21 @@ def prune_schnet(
     with ``depth`` groups removes whole interaction blocks, ``force`` splits each layer into
     two thinner ones before the fine-tuning.
     """
-    if distill not in DISTILL_MODES:
-        raise ValueError(f"distill must be one of {DISTILL_MODES}, got {distill!r}")
+    settings.check()
+    method, sparsity, kind, blocks = (
+        settings.method,
+        settings.sparsity,
+        settings.kind,
+        settings.blocks,
+    )
+    finetune_minutes, finetune_steps = settings.finetune_minutes, settings.finetune_steps
+    lr, batch_size, seed = settings.lr, settings.batch_size, settings.seed
+    lr_schedule, min_lr, distill = settings.lr_schedule, settings.min_lr, settings.distill
+    gradual, rank_energy, threshold = settings.gradual, settings.rank_energy, settings.threshold
+    filter_grid, ema, refit = settings.filter_grid, settings.ema, settings.refit
     engine_cls = PRUNERS.get(method)
     gated = issubclass(engine_cls, AutoPrunePruner)
-    if gradual and (gated or engine_cls.needs_metric):
-        raise ValueError(f"gradual removal is for engines without gates or search, not {method}")
-    if gradual and not finetune_steps:
-        raise ValueError("gradual removal needs a step budget (finetune_steps)")
     by_rank = engine_cls.unit == "rank"
-    if refit:
-        if by_rank or "atom_basis" in kind.split("+"):
-            raise ValueError("the refit keeps every layer's outputs: not with rank or atom_basis")
-        if any(name not in REFIT_LAYERS for name in refit) or refit_molecules < 1:
-            raise ValueError(
-                f"refit layers must be among {REFIT_LAYERS} with refit_molecules >= 1, got "
-                f"{list(refit)} and {refit_molecules}"
-            )
-    if rank_energy is not None and not by_rank:
-        raise ValueError(f"--rank-energy is for engines that remove rank (force), not {method}")
-    if threshold is not None and not engine_cls.supports_threshold:
-        raise ValueError(f"a norm threshold is for structured sparsity learning, not {method}")
     if by_rank:
         kind = "atomwise+filter_network" if kind == "weight" else kind
         groups = schnet_layer_groups(model, kind, blocks=blocks)
@@ -266,7 +240,7 @@ def prune_schnet(
     val_idx = split.val
     before_val = evaluate_model(model, data, val_idx)
     before = model_stats(model, data, val_idx)
-    options = dict(engine_options or {})
+    options = dict(settings.engine_options)
     scope = "layer" if kind != "weight" or by_rank else "global"
     if engine_cls.needs_metric:
         probe = val_idx[: min(len(val_idx), 1000)]
@@ -317,8 +291,8 @@ def prune_schnet(
             teacher=copy.deepcopy(model),
             student=model,
             mode=distill,
-            output_weight=distill_output_weight,
-            feature_weight=distill_feature_weight,
+            output_weight=settings.distill_output_weight,
+            feature_weight=settings.distill_feature_weight,
             adapter=True if "atom_basis" in kind.split("+") else None,
         )
     tune: dict[str, Any] = {}
@@ -370,7 +344,7 @@ def prune_schnet(
         extra["low_rank"] = {k: list(v) for k, v in engine.factorize(model).items()}
     if refit:
         grid, model.filter_grid = model.filter_grid, 0
-        picked = split.train[:refit_molecules]
+        picked = split.train[: settings.refit_molecules]
         batches = [data.collate(picked[i : i + 128]) for i in range(0, len(picked), 128)]
         extra["refit"] = {
             "molecules": len(picked),

@@ -314,3 +314,27 @@ def test_prune_on_a_grid_then_tabulate_counts_the_tabulated_work(trained, qm9_di
     r = run_cli("prune", "--model", str(trained), "--method", "magnitude", "--sparsity", "0.5",
                 "--knots", "64", "--out", str(tmp_path / "x.pt"))  # fmt: skip
     assert r.returncode == 2 and "--knots is for --tabulate" in r.stderr
+
+
+def test_prune_options_become_the_settings_the_library_runs(tmp_path, capsys):
+    from chemprune.cli import build_parser
+    from chemprune.cli.errors import CliError
+    from chemprune.cli.prune import settings_from_args
+
+    base = ["prune", "--model", "m.pt", "--method", "magnitude", "--out", str(tmp_path / "o.pt")]
+    args = build_parser().parse_args(
+        [*base, "--sparsity", "0.25", "--structured", "filter", "--refit", "f2out,out",
+         "--refit-molecules", "512", "--lr", "3e-5", "--blocks", "0,2", "--finetune-steps", "9"]
+    )  # fmt: skip
+    settings, job = settings_from_args(args)
+    assert (settings.method, settings.sparsity, settings.kind) == ("magnitude", 0.25, "filter")
+    assert settings.refit == ("f2out", "out") and settings.refit_molecules == 512
+    assert settings.blocks == (0, 2) and settings.lr == 3e-5 and settings.finetune_steps == 9
+    assert settings.check() is settings and job.model.name == "m.pt" and not job.tabulate
+    with pytest.raises(SystemExit):  # an unknown layer is refused while parsing
+        build_parser().parse_args([*base, "--sparsity", "0.25", "--refit", "in2f"])
+    assert "--refit takes f2out or out" in capsys.readouterr().err
+    args = build_parser().parse_args([*base, "--sparsity", "0.2", "--structured", "atom_basis",
+                                      "--refit", "f2out"])  # fmt: skip
+    with pytest.raises(CliError, match="--refit keeps every layer's outputs"):
+        settings_from_args(args)

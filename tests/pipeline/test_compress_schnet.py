@@ -9,6 +9,7 @@ from chemprune.data.batching import MoleculeSet
 from chemprune.data.splits import make_split
 from chemprune.models.schnet import SchNet
 from chemprune.pipeline.compress_schnet import prune_schnet
+from chemprune.pipeline.prune_job import PruneSettings
 
 
 @pytest.fixture
@@ -28,9 +29,20 @@ def _steps(report: dict) -> int:
 def test_step_budget_is_the_same_for_every_engine(setup, method):
     model, data, split = setup
     report = prune_schnet(
-        model, data, split, method=method, sparsity=0.5, kind="filter",
-        finetune_minutes=30, finetune_steps=7, batch_size=16, progress=False, log=lambda m: None,
-    )  # fmt: skip
+        model,
+        data,
+        split,
+        PruneSettings(
+            method=method,
+            sparsity=0.5,
+            kind="filter",
+            finetune_minutes=30,
+            finetune_steps=7,
+            batch_size=16,
+        ),
+        progress=False,
+        log=lambda m: None,
+    )
     assert _steps(report) == 7
     if method == "attention":  # half of the budget trains the gates
         assert report["finetune"]["gated"]["steps"] == 3
@@ -48,18 +60,37 @@ def test_kernel_sparsity_that_empties_a_part_is_refused(setup):
     model.interactions[0].filter_network.lin1 = torch.nn.Linear(10, 2)  # 2 hidden units only
     model.interactions[0].filter_network.lin2 = torch.nn.Linear(2, 8)
     with pytest.raises(ValueError, match="interactions.0.filter_hidden with no channel"):
-        prune_schnet(model, data, split, method="magnitude", sparsity=0.75, kind="kernel",
-                     progress=False, log=lambda m: None)  # fmt: skip
+        prune_schnet(
+            model,
+            data,
+            split,
+            PruneSettings(method="magnitude", sparsity=0.75, kind="kernel"),
+            progress=False,
+            log=lambda m: None,
+        )
 
 
 @pytest.mark.parametrize("distill", ["output", "features"])
 def test_distilled_pruning_records_the_teacher_and_keeps_the_budget(setup, distill):
     model, data, split = setup
     report = prune_schnet(
-        model, data, split, method="attention", sparsity=0.5, kind="kernel",
-        finetune_minutes=30, finetune_steps=6, batch_size=16, progress=False,
-        log=lambda m: None, distill=distill, lr=1e-3, lr_schedule="cosine",
-    )  # fmt: skip
+        model,
+        data,
+        split,
+        PruneSettings(
+            method="attention",
+            sparsity=0.5,
+            kind="kernel",
+            finetune_minutes=30,
+            finetune_steps=6,
+            batch_size=16,
+            distill=distill,
+            lr=1e-3,
+            lr_schedule="cosine",
+        ),
+        progress=False,
+        log=lambda m: None,
+    )
     assert _steps(report) == 6
     assert report["distill"]["mode"] == distill
     assert report["finetune"]["masked"]["distill"]["mode"] == distill
@@ -90,27 +121,65 @@ def test_target_macs_splits_the_kernel_budget_between_both_parts(setup):
 def test_gradual_magnitude_removal_ramps_then_fine_tunes(setup):
     model, data, split = setup
     report = prune_schnet(
-        model, data, split, method="magnitude", sparsity=0.5, kind="kernel", gradual=True,
-        finetune_minutes=30, finetune_steps=8, batch_size=16, progress=False, log=lambda m: None,
-    )  # fmt: skip
+        model,
+        data,
+        split,
+        PruneSettings(
+            method="magnitude",
+            sparsity=0.5,
+            kind="kernel",
+            gradual=True,
+            finetune_minutes=30,
+            finetune_steps=8,
+            batch_size=16,
+        ),
+        progress=False,
+        log=lambda m: None,
+    )
     assert report["finetune"]["gradual"]["steps"] == 4 and _steps(report) == 8
     assert report["gradual"] is True and model.filter_channels == [4, 4]
     with pytest.raises(ValueError, match="needs a step budget"):
-        prune_schnet(model, data, split, method="magnitude", sparsity=0.5, kind="kernel",
-                     gradual=True, progress=False, log=lambda m: None)  # fmt: skip
+        prune_schnet(
+            model,
+            data,
+            split,
+            PruneSettings(method="magnitude", sparsity=0.5, kind="kernel", gradual=True),
+            progress=False,
+            log=lambda m: None,
+        )
     with pytest.raises(ValueError, match="not attention"):
-        prune_schnet(model, data, split, method="attention", sparsity=0.5, kind="kernel",
-                     gradual=True, finetune_steps=4, progress=False, log=lambda m: None)  # fmt: skip
+        prune_schnet(
+            model,
+            data,
+            split,
+            PruneSettings(
+                method="attention", sparsity=0.5, kind="kernel", gradual=True, finetune_steps=4
+            ),
+            progress=False,
+            log=lambda m: None,
+        )
 
 
 @pytest.mark.parametrize("method", ["magnitude", "attention"])
 def test_refit_starts_the_fine_tuning_from_the_least_squares_layers(setup, method):
     model, data, split = setup
     report = prune_schnet(
-        model, data, split, method=method, sparsity=0.5, kind="filter", refit=("f2out", "out"),
-        refit_molecules=64, finetune_minutes=30, finetune_steps=6, batch_size=16, progress=False,
+        model,
+        data,
+        split,
+        PruneSettings(
+            method=method,
+            sparsity=0.5,
+            kind="filter",
+            refit=("f2out", "out"),
+            refit_molecules=64,
+            finetune_minutes=30,
+            finetune_steps=6,
+            batch_size=16,
+        ),
+        progress=False,
         log=lambda m: None,
-    )  # fmt: skip
+    )
     refit = report["refit"]
     assert refit["molecules"] == 64  # two layers of each of the two blocks, in order:
     assert refit["layers"] == [f"interactions.{b}.{n}" for b in (0, 1) for n in ("f2out", "out")]
@@ -119,8 +188,14 @@ def test_refit_starts_the_fine_tuning_from_the_least_squares_layers(setup, metho
     )
     assert _steps(report) == 6 and model.filter_channels == [4, 4]
     with pytest.raises(ValueError, match="refit layers must be among"):
-        prune_schnet(model, data, split, method="magnitude", sparsity=0.5, kind="filter",
-                     refit=("in2f",), progress=False, log=lambda m: None)  # fmt: skip
+        prune_schnet(
+            model,
+            data,
+            split,
+            PruneSettings(method="magnitude", sparsity=0.5, kind="filter", refit=("in2f",)),
+            progress=False,
+            log=lambda m: None,
+        )
 
 
 @pytest.mark.parametrize("function", ["snr", "pdiv(square(sub(mu_in, mu_out)), add(w_l2, var_in))"])
@@ -128,12 +203,8 @@ def test_cdc_prunes_schnet_kernels_from_target_bins(setup, function):
     from chemprune.prune.evolve import resolve_function
 
     model, data, split = setup
-    report = prune_schnet(
-        model, data, split, method="cdc", sparsity=0.5, kind="kernel", finetune_steps=3,
-        finetune_minutes=30, batch_size=16, progress=False, log=lambda m: None,
-        engine_options={"function": resolve_function(function), "target_bins": 4,
-                        "observe_molecules": 64},
-    )  # fmt: skip
+    report = prune_schnet(model, data, split, PruneSettings(method="cdc", sparsity=0.5, kind="kernel", finetune_steps=3, finetune_minutes=30, batch_size=16, engine_options={"function": resolve_function(function), "target_bins": 4,
+                        "observe_molecules": 64}), progress=False, log=lambda m: None)  # fmt: skip
     assert model.filter_channels == [4, 4]
     assert _steps(report) == 3 and report["after"]["params"] < report["before"]["params"]
 
@@ -141,5 +212,11 @@ def test_cdc_prunes_schnet_kernels_from_target_bins(setup, function):
 def test_cdc_on_weights_is_refused(setup):
     model, data, split = setup
     with pytest.raises(ValueError, match="weight group"):
-        prune_schnet(model, data, split, method="cdc", sparsity=0.5, kind="weight",
-                     progress=False, log=lambda m: None)  # fmt: skip
+        prune_schnet(
+            model,
+            data,
+            split,
+            PruneSettings(method="cdc", sparsity=0.5, kind="weight"),
+            progress=False,
+            log=lambda m: None,
+        )
