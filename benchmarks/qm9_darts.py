@@ -67,7 +67,7 @@ from chemprune.pipeline.compress_schnet import (  # noqa: E402
     sparsity_for_macs,
     split_from_checkpoint,
 )
-from chemprune.pipeline.prune_job import PruneSettings  # noqa: E402
+from chemprune.pipeline.prune_settings import PruneSettings  # noqa: E402
 from chemprune.pipeline.search_schnet import search_schnet  # noqa: E402
 from chemprune.pipeline.train import TrainSettings, train  # noqa: E402
 from chemprune.prune.schnet import schnet_groups  # noqa: E402

@@ -22,7 +22,7 @@ from chemprune.models.schnet import SchNet
 from chemprune.pipeline.compress_schnet import prune_schnet, split_from_checkpoint
 from chemprune.pipeline.evaluate import evaluate_model
 from chemprune.pipeline.finetune import finetune
-from chemprune.pipeline.prune_job import PruneSettings
+from chemprune.pipeline.prune_settings import PruneSettings
 from chemprune.pipeline.train import TrainSettings, train
 from chemprune.pipeline.train_state import split_dict
 

@@ -300,11 +300,12 @@ def _table(report: dict) -> str:
 
 
 def settings_from_args(args: argparse.Namespace):
-    """The :class:`~chemprune.pipeline.prune_job.PruneSettings` and
+    """The :class:`~chemprune.pipeline.prune_settings.PruneSettings` and
     :class:`~chemprune.pipeline.prune_job.PruneJob` the options describe (``CliError`` naming
     the option for a combination that cannot run)."""
     from chemprune.cli.errors import CliError
-    from chemprune.pipeline.prune_job import PruneJob, PruneSettings
+    from chemprune.pipeline.prune_job import PruneJob
+    from chemprune.pipeline.prune_settings import PruneSettings
     from chemprune.prune import PRUNERS
 
     engine_cls = PRUNERS.get(args.method)  # what the engine needs decides which flags apply

@@ -22,7 +22,7 @@ from chemprune.distill.schnet import SchNetDistillation
 from chemprune.models.schnet import SchNet
 from chemprune.pipeline.evaluate import evaluate_model
 from chemprune.pipeline.finetune import finetune
-from chemprune.pipeline.prune_job import PruneSettings
+from chemprune.pipeline.prune_settings import PruneSettings
 from chemprune.prune import (
     PRUNERS,
     AutoPrunePruner,
@@ -165,7 +165,7 @@ def prune_schnet(
     """Prune ``model`` in place by ``settings``; returns a report (widths, params, MACs, MAE
     before/after).
 
-    The fields of ``settings`` (:class:`~chemprune.pipeline.prune_job.PruneSettings`):
+    The fields of ``settings`` (:class:`~chemprune.pipeline.prune_settings.PruneSettings`):
         method: a registered engine (``magnitude``, ``olmp``, ``autoprune``, ...).
         sparsity: fraction of units (weights or channels) to remove.
         kind: ``weight`` (unstructured), ``filter`` or ``filter_hidden`` (structured, shrunk).

@@ -9,7 +9,7 @@ from chemprune.data.batching import MoleculeSet
 from chemprune.data.splits import make_split
 from chemprune.models.schnet import SchNet
 from chemprune.pipeline.compress_schnet import prune_schnet
-from chemprune.pipeline.prune_job import PruneSettings
+from chemprune.pipeline.prune_settings import PruneSettings
 
 
 @pytest.fixture
