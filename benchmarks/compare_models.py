@@ -28,12 +28,13 @@ import torch  # noqa: E402
 from harness import environment, finish, header, pyplot, save_figure, write_results  # noqa: E402
 from qm9_prune import measure_speed, static_stats, timing_batches  # noqa: E402
 
-from chemprune.checkpoint import atomic_save, load_model, model_checkpoint  # noqa: E402
-from chemprune.data.batching import MoleculeSet  # noqa: E402
-from chemprune.data.qm9 import load_qm9  # noqa: E402
+from chemprune.common.atomic import atomic_save  # noqa: E402
+from chemprune.deploy.runtime import RUNTIMES, with_runtime  # noqa: E402
+from chemprune.molecules.checkpoint import load_model, model_checkpoint  # noqa: E402
+from chemprune.molecules.data.batching import MoleculeSet  # noqa: E402
+from chemprune.molecules.data.qm9 import load_qm9  # noqa: E402
 from chemprune.pipeline.compress_schnet import split_from_checkpoint  # noqa: E402
 from chemprune.pipeline.evaluate import evaluate_model  # noqa: E402
-from chemprune.runtime import RUNTIMES, with_runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

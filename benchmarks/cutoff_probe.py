@@ -23,11 +23,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from harness import write_results  # noqa: E402
 
-from chemprune.checkpoint import load_model  # noqa: E402
-from chemprune.data.batching import MoleculeSet  # noqa: E402
-from chemprune.data.qm9 import load_qm9  # noqa: E402
-from chemprune.models.graph import radius_pairs  # noqa: E402
-from chemprune.models.tabulated import filter_function  # noqa: E402
+from chemprune.molecules.checkpoint import load_model  # noqa: E402
+from chemprune.molecules.data.batching import MoleculeSet  # noqa: E402
+from chemprune.molecules.data.qm9 import load_qm9  # noqa: E402
+from chemprune.molecules.models.graph import radius_pairs  # noqa: E402
+from chemprune.molecules.models.tabulated import filter_function  # noqa: E402
 from chemprune.pipeline.compress_schnet import split_from_checkpoint  # noqa: E402
 from chemprune.pipeline.evaluate import evaluate_model  # noqa: E402
 

@@ -71,7 +71,7 @@ from pathlib import Path
 
 from harness import pyplot, save_figure, write_results
 
-from chemprune.distributed.smoothout import SMOOTHOUT_SCHEDULES
+from chemprune.engines.distributed.smoothout import SMOOTHOUT_SCHEDULES
 from chemprune.pipeline.optim import LR_SCHEDULES, OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -71,7 +71,7 @@ def run_surface(name: str, cases: int, model_path: Path, seed: int, label: str =
     examples: dict[str, list] = {}
     model = None
     if name == "model":
-        from chemprune.checkpoint import load_model
+        from chemprune.molecules.checkpoint import load_model
 
         state = load_model(model_path)[0].state_dict()
         model = (model_path.read_bytes(), {k: v.clone() for k, v in state.items()})

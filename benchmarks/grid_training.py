@@ -27,10 +27,10 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from harness import environment, finish, pyplot, save_figure, write_results  # noqa: E402
 
-from chemprune.checkpoint import load_model  # noqa: E402
-from chemprune.data.batching import MoleculeSet  # noqa: E402
-from chemprune.data.qm9 import load_qm9  # noqa: E402
-from chemprune.data.splits import make_split, subset_sizes  # noqa: E402
+from chemprune.molecules.checkpoint import load_model  # noqa: E402
+from chemprune.molecules.data.batching import MoleculeSet  # noqa: E402
+from chemprune.molecules.data.qm9 import load_qm9  # noqa: E402
+from chemprune.molecules.data.splits import make_split, subset_sizes  # noqa: E402
 from chemprune.pipeline.evaluate import evaluate_model  # noqa: E402
 from chemprune.pipeline.train import TrainSettings, train  # noqa: E402
 

@@ -70,14 +70,14 @@ class RowStore:
     def save_model(self, key: str, model_checkpoint: Any) -> Path:
         """``model_checkpoint`` (anything ``torch.save`` takes) to :meth:`model_path`, atomically;
         the row is not done until :meth:`save` writes its JSON."""
-        from chemprune.checkpoint import atomic_save
+        from chemprune.common.atomic import atomic_save
 
         return atomic_save(model_checkpoint, self.model_path(key))
 
     def save(self, key: str, row: dict[str, Any], model_checkpoint: Any = None) -> None:
         """``row`` as JSON (indent 1, non-JSON values as ``str``), after ``model_checkpoint``
         when given (:meth:`save_model`); both atomic, the JSON last."""
-        from chemprune.checkpoint import atomic_write_text
+        from chemprune.common.atomic import atomic_write_text
 
         if model_checkpoint is not None:
             self.save_model(key, model_checkpoint)
@@ -156,7 +156,7 @@ def header(benchmark: str, args: Any, *, program: str | None = None) -> dict[str
 
 def write_results(path: os.PathLike | str, record: Any, *, indent: int = 1) -> Path:
     """``record`` as JSON (non-JSON values as ``str``, a final newline), written atomically."""
-    from chemprune.checkpoint import atomic_write_text
+    from chemprune.common.atomic import atomic_write_text
 
     return atomic_write_text(path, json.dumps(record, indent=indent, default=str) + "\n")
 

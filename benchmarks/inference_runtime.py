@@ -36,10 +36,10 @@ def worker(args: argparse.Namespace) -> list[dict]:
     import torch
     from qm9_prune import one_pass  # the project's one timing loop
 
-    from chemprune.checkpoint import load_model
-    from chemprune.data.batching import MoleculeSet
-    from chemprune.data.qm9 import load_qm9
-    from chemprune.runtime import with_runtime
+    from chemprune.deploy.runtime import with_runtime
+    from chemprune.molecules.checkpoint import load_model
+    from chemprune.molecules.data.batching import MoleculeSet
+    from chemprune.molecules.data.qm9 import load_qm9
 
     data = load_qm9()
     loaded = [load_model(p) for p in args.models]

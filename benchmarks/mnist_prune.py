@@ -42,12 +42,12 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from harness import pyplot, save_figure, settings, write_results  # noqa: E402
+from lenet import LeNet5Caffe, LeNet300100  # noqa: E402
+from mnist_data import mnist_tensors  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils import prune as torch_prune  # noqa: E402
 
-from chemprune.data.mnist import mnist_tensors  # noqa: E402
-from chemprune.models.lenet import LeNet5Caffe, LeNet300100  # noqa: E402
-from chemprune.prune import (  # noqa: E402
+from chemprune.engines.prune import (  # noqa: E402
     AutoPrunePruner,
     MagnitudePruner,
     OLMPPruner,

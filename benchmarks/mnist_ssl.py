@@ -42,11 +42,11 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 from harness import loadavg, pyplot, save_figure, settings, write_results  # noqa: E402
+from lenet import LeNet5Caffe  # noqa: E402
 from mnist_prune import Caffe, Data, error, train_iters  # noqa: E402
 from torch import nn  # noqa: E402
 
-from chemprune.models.lenet import LeNet5Caffe  # noqa: E402
-from chemprune.prune import ForcePruner, SSLPruner, channel_groups, shrink, weight_groups  # noqa: E402
+from chemprune.engines.prune import ForcePruner, SSLPruner, channel_groups, shrink, weight_groups  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {

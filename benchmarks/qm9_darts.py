@@ -57,10 +57,11 @@ from harness import (  # noqa: E402
 from qm9_prune import measure_speed, static_stats, timing_batches  # noqa: E402
 from qm9_rows import log  # noqa: E402
 
-from chemprune.checkpoint import load_model, model_checkpoint  # noqa: E402
-from chemprune.data.batching import MoleculeSet  # noqa: E402
-from chemprune.data.qm9 import load_dataset  # noqa: E402
-from chemprune.models.schnet import SchNet  # noqa: E402
+from chemprune.molecules.checkpoint import load_model, model_checkpoint  # noqa: E402
+from chemprune.molecules.data.batching import MoleculeSet  # noqa: E402
+from chemprune.molecules.data.qm9 import load_dataset  # noqa: E402
+from chemprune.molecules.models.schnet import SchNet  # noqa: E402
+from chemprune.molecules.schnet.prune_groups import schnet_groups  # noqa: E402
 from chemprune.pipeline.compress_schnet import (  # noqa: E402
     prune_schnet,
     shrunk_config,
@@ -70,7 +71,6 @@ from chemprune.pipeline.compress_schnet import (  # noqa: E402
 from chemprune.pipeline.prune_settings import PruneSettings  # noqa: E402
 from chemprune.pipeline.search_schnet import search_schnet  # noqa: E402
 from chemprune.pipeline.train import TrainSettings, train  # noqa: E402
-from chemprune.prune.schnet import schnet_groups  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = ROOT / "benchmarks" / "parents" / "qm9_prune_gap_128x6_20k.pt"
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def quick_teacher(args, tmp: Path) -> Path:
-    from chemprune.data.splits import make_split
+    from chemprune.molecules.data.splits import make_split
 
     data, _, _ = load_dataset(args.data_dir)
     n = min(len(data), 600)

@@ -43,8 +43,8 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 from harness import RowStore, error_text, header, loadavg, pyplot, save_figure, write_results  # noqa: E402
 
-from chemprune.gan.base import sample_graphs  # noqa: E402
-from chemprune.gan.checkpoint import load_generator  # noqa: E402
+from chemprune.engines.gan.base import sample_graphs  # noqa: E402
+from chemprune.engines.gan.checkpoint import load_generator  # noqa: E402
 from chemprune.pipeline.generate import (  # noqa: E402
     GANSettings,
     compress_gan,

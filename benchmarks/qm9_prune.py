@@ -66,13 +66,14 @@ from harness import environment, finish, header, pyplot, save_figure, write_resu
 from qm9_rows import MARKERS, METHODS, ROOT, dense_model, log, run_rows, tdict  # noqa: E402
 from torch import nn  # noqa: E402
 
-from chemprune.checkpoint import atomic_save, load_model, model_checkpoint  # noqa: E402
-from chemprune.data.batching import MoleculeSet  # noqa: E402
-from chemprune.data.qm9 import load_qm9  # noqa: E402
-from chemprune.data.targets import get_target  # noqa: E402
-from chemprune.models.schnet import SchNet  # noqa: E402
+from chemprune.common.atomic import atomic_save  # noqa: E402
+from chemprune.engines.prune import summarize  # noqa: E402
+from chemprune.molecules.checkpoint import load_model, model_checkpoint  # noqa: E402
+from chemprune.molecules.data.batching import MoleculeSet  # noqa: E402
+from chemprune.molecules.data.qm9 import load_qm9  # noqa: E402
+from chemprune.molecules.data.targets import get_target  # noqa: E402
+from chemprune.molecules.models.schnet import SchNet  # noqa: E402
 from chemprune.pipeline.evaluate import evaluate_model  # noqa: E402
-from chemprune.prune import summarize  # noqa: E402
 
 
 # ---------------------------------------------------------------------- measuring

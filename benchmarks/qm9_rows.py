@@ -13,12 +13,12 @@ from typing import Any
 
 from harness import RowStore, error_text
 
-from chemprune.checkpoint import load_model, model_checkpoint
-from chemprune.data.batching import batch_indices
-from chemprune.data.splits import make_split, standard_sizes, subset_sizes
-from chemprune.data.targets import get_target
-from chemprune.distill.schnet import SchNetDistillation
-from chemprune.models.schnet import SchNet
+from chemprune.molecules.checkpoint import load_model, model_checkpoint
+from chemprune.molecules.data.batching import batch_indices
+from chemprune.molecules.data.splits import make_split, standard_sizes, subset_sizes
+from chemprune.molecules.data.targets import get_target
+from chemprune.molecules.models.schnet import SchNet
+from chemprune.molecules.schnet.distill import SchNetDistillation
 from chemprune.pipeline.compress_schnet import prune_schnet, split_from_checkpoint
 from chemprune.pipeline.evaluate import evaluate_model
 from chemprune.pipeline.finetune import finetune
@@ -97,7 +97,7 @@ def run_engine(method: str, sparsity: float, dense: SchNet, mset, split, args):
         options["seed"] = args.seed
     engine = method
     if method in DISCRIMINATIVE:
-        from chemprune.prune.evolve import resolve_function
+        from chemprune.engines.prune.evolve import resolve_function
 
         engine = "cdc"
         options["target_bins"] = args.target_bins

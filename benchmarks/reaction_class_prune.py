@@ -51,9 +51,9 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from harness import RowStore, error_text, header, loadavg, pyplot, save_figure, write_results  # noqa: E402
 
-from chemprune.checkpoint import atomic_write_text  # noqa: E402
-from chemprune.prune.discriminant import hierarchical_labels  # noqa: E402
-from chemprune.prune.evolve import compile_expression, evolve  # noqa: E402
+from chemprune.common.atomic import atomic_write_text  # noqa: E402
+from chemprune.engines.prune.discriminant import hierarchical_labels  # noqa: E402
+from chemprune.engines.prune.evolve import compile_expression, evolve  # noqa: E402
 from reaction_nmt.classify.data import Vocabulary, read_split  # noqa: E402
 from reaction_nmt.classify.model import ReactionCNN  # noqa: E402
 from reaction_nmt.classify.prune import (  # noqa: E402
@@ -141,10 +141,10 @@ def proxy_fitness(args, data, vocab):
 def mnist_fitness(args):
     """Fitness on LeNet-5 (Caffe's) on MNIST: CDC with the expression removes 60% of the
     channels of conv1, conv2 and fc1, 300 fine-tuning iterations, validation accuracy."""
+    from lenet import LeNet5Caffe
     from mnist_prune import Caffe, Data, error, train_iters
 
-    from chemprune.models.lenet import LeNet5Caffe
-    from chemprune.prune import PRUNERS, channel_groups, shrink
+    from chemprune.engines.prune import PRUNERS, channel_groups, shrink
 
     data = Data(args.mnist)
     path = Path(args.work_dir) / "mnist_dense.pt"

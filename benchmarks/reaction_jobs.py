@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chemprune.checkpoint import atomic_write_text
+from chemprune.common.atomic import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 

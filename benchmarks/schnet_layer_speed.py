@@ -26,9 +26,9 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from harness import header, loadavg, pyplot, save_figure, write_results  # noqa: E402
 
-from chemprune.checkpoint import load_model  # noqa: E402
-from chemprune.data.batching import MoleculeSet  # noqa: E402
-from chemprune.data.qm9 import load_dataset  # noqa: E402
+from chemprune.molecules.checkpoint import load_model  # noqa: E402
+from chemprune.molecules.data.batching import MoleculeSet  # noqa: E402
+from chemprune.molecules.data.qm9 import load_dataset  # noqa: E402
 from chemprune.pipeline.compress_schnet import split_from_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -56,17 +56,17 @@ import torch.nn.functional as F  # noqa: E402
 from harness import loadavg, pyplot, save_figure, timestamp, write_results  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from chemprune.data.batching import MoleculeBatch, MoleculeSet, batch_indices  # noqa: E402
-from chemprune.data.qm9 import load_qm9  # noqa: E402
-from chemprune.interop.pyg import from_pyg, make_pyg_schnet  # noqa: E402
-from chemprune.interop.schnetpack import (  # noqa: E402
+from chemprune.molecules.data.batching import MoleculeBatch, MoleculeSet, batch_indices  # noqa: E402
+from chemprune.molecules.data.qm9 import load_qm9  # noqa: E402
+from chemprune.molecules.interop.pyg import from_pyg, make_pyg_schnet  # noqa: E402
+from chemprune.molecules.interop.schnetpack import (  # noqa: E402
     SchnetpackMolecules,
     from_schnetpack,
     import_schnetpack,
     make_schnetpack_schnet,
     schnetpack_transforms,
 )
-from chemprune.models.graph import radius_pairs  # noqa: E402
+from chemprune.molecules.models.graph import radius_pairs  # noqa: E402
 
 HPARAMS = {"hidden": 128, "filters": 128, "interactions": 6, "gaussians": 50, "cutoff": 5.0}
 EXPECTED_PARAMS = 455_809

@@ -6,7 +6,7 @@ model's validation split with ``--heavy-atoms`` heavy atoms, or ``--rows``), two
 Maxwell-Boltzmann velocities (``--temperature`` K, exactly that temperature, ``--seed``; net
 momentum and rotation removed): (a) the exact model and (b) ``model.tabulated(--knots)``, whose
 continuous filters ``W(d) * fcut(d)`` are read from cubic Hermite tables (forces by autograd
-through the interpolation). Both go through ``chemprune.ase.SchNetCalculator``.
+through the interpolation). Both go through ``chemprune.deploy.ase.SchNetCalculator``.
 
 The models predict the HOMO-LUMO gap, not an energy: the "potential" is the model's output (eV)
 and the forces its negative gradient. This is not physical dynamics; it tests the numerical
@@ -58,11 +58,11 @@ from ase.md.velocitydistribution import (  # noqa: E402
 from ase.md.verlet import VelocityVerlet  # noqa: E402
 from harness import PACKAGES, environment, finish, header, pyplot, save_figure, write_results  # noqa: E402
 
-from chemprune.ase import SchNetCalculator  # noqa: E402
-from chemprune.checkpoint import load_model  # noqa: E402
-from chemprune.chem.structures import StructureError  # noqa: E402
-from chemprune.data.qm9 import QM9Data, load_qm9  # noqa: E402
-from chemprune.runtime import RUNTIMES  # noqa: E402
+from chemprune.deploy.ase import SchNetCalculator  # noqa: E402
+from chemprune.deploy.runtime import RUNTIMES  # noqa: E402
+from chemprune.molecules.checkpoint import load_model  # noqa: E402
+from chemprune.molecules.chem.structures import StructureError  # noqa: E402
+from chemprune.molecules.data.qm9 import QM9Data, load_qm9  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = [

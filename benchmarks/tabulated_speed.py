@@ -3,14 +3,14 @@
 For each ``--models`` checkpoint (exact, i.e. with filter networks):
 
 * the tabulated model is built and checked exactly as ``chemprune tabulate`` does
-  (:func:`chemprune.pipeline.tabulate.tabulate_and_check`: max/mean ``|dE|`` on ``--molecules``
+  (:func:`chemprune.deploy.tabulate.tabulate_and_check`: max/mean ``|dE|`` on ``--molecules``
   validation molecules, the float32 floor, max ``|dF|`` on ``--force-molecules`` molecules; the
   smallest knot count from 128 up that passes the default criterion);
 * molecules/s at batch 64 and 1 on the model's test molecules, for every thread count in
   ``--threads`` (models interleaved within each repeat, median of ``--repeats`` passes,
   batches collated beforehand): exact eager, exact TorchScript (frozen), tabulated eager,
   tabulated TorchScript, tabulated ``compiled`` (``torch.compile`` of the per-atom part, see
-  :mod:`chemprune.runtime`; compile time reported), and for the first model PyG's and
+  :mod:`chemprune.deploy.runtime`; compile time reported), and for the first model PyG's and
   schnetpack's SchNet carrying the same weights (their outputs checked against chemprune's
   before timing);
 * speedups against the exact eager model at the same threads and batch size.
@@ -38,13 +38,13 @@ from harness import environment, finish, pyplot, save_figure, write_results  # n
 from qm9_prune import measure_speed  # noqa: E402
 from torch import nn  # noqa: E402
 
-from chemprune.checkpoint import load_model  # noqa: E402
-from chemprune.data.batching import MoleculeSet  # noqa: E402
-from chemprune.data.qm9 import load_qm9  # noqa: E402
-from chemprune.models.schnet import SchNet  # noqa: E402
+from chemprune.deploy.runtime import CompiledRuntime, compile_for_inference  # noqa: E402
+from chemprune.deploy.tabulate import TabulateSettings, tabulate_and_check  # noqa: E402
+from chemprune.molecules.checkpoint import load_model  # noqa: E402
+from chemprune.molecules.data.batching import MoleculeSet  # noqa: E402
+from chemprune.molecules.data.qm9 import load_qm9  # noqa: E402
+from chemprune.molecules.models.schnet import SchNet  # noqa: E402
 from chemprune.pipeline.compress_schnet import split_from_checkpoint  # noqa: E402
-from chemprune.pipeline.tabulate import TabulateSettings, tabulate_and_check  # noqa: E402
-from chemprune.runtime import CompiledRuntime, compile_for_inference  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ class PygRunner(nn.Module):
 
     def __init__(self, model: SchNet) -> None:
         super().__init__()
-        from chemprune.interop.pyg import make_pyg_schnet
+        from chemprune.molecules.interop.pyg import make_pyg_schnet
 
         if len(set(model.filter_channels)) != 1 or model.block_kinds != ["cfconv"] * len(
             model.interactions
@@ -136,7 +136,7 @@ class SchnetpackRunner(nn.Module):
 
     def __init__(self, model: SchNet) -> None:
         super().__init__()
-        from chemprune.interop.schnetpack import make_schnetpack_schnet
+        from chemprune.molecules.interop.schnetpack import make_schnetpack_schnet
 
         if bool(model.atomref.any()):
             raise ValueError("the schnetpack peer here carries no atom references")
@@ -166,7 +166,7 @@ class SchnetpackRunner(nn.Module):
         self.cutoff = model.cutoff
 
     def forward(self, z, pos, batch, num_molecules=None):
-        from chemprune.interop.schnetpack import schnetpack_inputs
+        from chemprune.molecules.interop.schnetpack import schnetpack_inputs
 
         inputs = schnetpack_inputs(z, pos, batch, cutoff=self.cutoff, num_molecules=num_molecules)
         return self.net(inputs)["y"]
@@ -200,8 +200,8 @@ def speeds(runners: dict[str, nn.Module], batches: dict[int, list], args) -> dic
 def knot_sweep(model, tab, mset, split, report, b64, args) -> list[dict]:
     """Accuracy (as the check measures it) and tabulated-eager speed at batch 64 per knot count,
     timed interleaved with the exact model."""
-    from chemprune.pipeline.evaluate import predict_indices
-    from chemprune.pipeline.tabulate import check_tabulated
+    from chemprune.deploy.tabulate import check_tabulated
+    from chemprune.molecules.predict import predict_indices
 
     torch.set_num_threads(args.threads[0])
     idx = split.val[: args.molecules]

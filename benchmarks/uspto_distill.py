@@ -50,7 +50,7 @@ from pathlib import Path  # noqa: E402
 from harness import loadavg, pyplot, save_figure, write_results  # noqa: E402
 from reaction_jobs import Job, validation_view  # noqa: E402
 
-from chemprune.checkpoint import atomic_write_text  # noqa: E402
+from chemprune.common.atomic import atomic_write_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FORWARD = REPO / "runs" / "uspto_forward"

@@ -39,7 +39,7 @@ from pathlib import Path  # noqa: E402
 from harness import header, pyplot, save_figure, write_results  # noqa: E402
 from reaction_jobs import REPO, Job, head_lines, validation_view  # noqa: E402
 
-from chemprune.checkpoint import atomic_write_text  # noqa: E402
+from chemprune.common.atomic import atomic_write_text  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 

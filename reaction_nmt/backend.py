@@ -234,7 +234,7 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
             k: torch.stack([c[part][k].float() for c in ckpts]).mean(0).to(v.dtype)
             for k, v in first[part].items()
         }
-    from chemprune.checkpoint import atomic_save
+    from chemprune.common.atomic import atomic_save
     from reaction_nmt.integrity import stamp
 
     return atomic_save(stamp(avg), out)

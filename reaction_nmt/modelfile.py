@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from chemprune.prune.shrink import resize_to
+from chemprune.engines.prune.shrink import resize_to
 from reaction_nmt.compress.errors import CompressError
 from reaction_nmt.errors import BackendError
 
@@ -67,7 +67,7 @@ def load_checkpoint(path: Path) -> dict:
         with onmt_loads():
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        from chemprune.checkpoint import unpickling_refusal
+        from chemprune.common.atomic import unpickling_refusal
 
         raise BackendError(
             f"cannot load model {path}: it holds objects other than tensors and plain data "

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 
-from chemprune.chem.inputs import InputFileError, read_input_lines
-from chemprune.chem.sanity import DEFAULT_LIMITS, SMILES_CHARACTERS
+from chemprune.molecules.chem.inputs import InputFileError, read_input_lines
+from chemprune.molecules.chem.sanity import DEFAULT_LIMITS, SMILES_CHARACTERS
 from reaction_nmt.chem import InvalidSmilesError, canonicalize, canonicalize_or_none
 from reaction_nmt.tokenize import detokenize, tokenize
 
@@ -29,7 +29,7 @@ def read_reactions(path, *, what: str = "reaction file", stdin=None) -> list[str
     reading) and line count (``max_molecules``) are limited.
 
     Raises:
-        chemprune.chem.inputs.InputFileError: missing, empty, too large, not UTF-8, or no
+        chemprune.molecules.chem.inputs.InputFileError: missing, empty, too large, not UTF-8, or no
             reaction in it.
     """
     lines, _ = read_input_lines(
@@ -47,7 +47,7 @@ def gather_reactions(given, file) -> list[str]:
     :func:`read_reactions`).
 
     Raises:
-        chemprune.chem.inputs.InputFileError: an unreadable file, or no reaction at all.
+        chemprune.molecules.chem.inputs.InputFileError: an unreadable file, or no reaction at all.
     """
     reactions = list(given)
     if file is not None:

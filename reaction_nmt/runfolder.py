@@ -1,6 +1,6 @@
 """Run folders of ``reaction-nmt train`` and ``distill``: a new run is refused where another
 run's files are, and a resume is checked before anything in the folder is rewritten. The lock
-itself is :class:`chemprune.runfolder.RunLock`."""
+itself is :class:`chemprune.common.runfolder.RunLock`."""
 
 from __future__ import annotations
 

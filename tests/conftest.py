@@ -21,7 +21,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 def _qm9pack_csv() -> Path:
-    from chemprune.data.qm9 import qm9pack_data_dir
+    from chemprune.molecules.data.qm9 import qm9pack_data_dir
 
     return qm9pack_data_dir() / "qm9_part1.csv"
 
@@ -44,7 +44,7 @@ def qm9_dir(tmp_path_factory: pytest.TempPathFactory, qm9_rows: pd.DataFrame) ->
 
 @pytest.fixture(scope="session")
 def qm9_small(qm9_rows: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory):
-    from chemprune.data.qm9 import read_qm9_csv
+    from chemprune.molecules.data.qm9 import read_qm9_csv
 
     path = tmp_path_factory.mktemp("qm9_one") / "part.csv"
     qm9_rows.to_csv(path, index=False)

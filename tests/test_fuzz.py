@@ -31,8 +31,9 @@ def _settings(n: int):
 def checkpoint(tmp_path_factory):
     import torch
 
-    from chemprune.checkpoint import atomic_save, model_checkpoint
-    from chemprune.models.schnet import SchNet
+    from chemprune.common.atomic import atomic_save
+    from chemprune.molecules.checkpoint import model_checkpoint
+    from chemprune.molecules.models.schnet import SchNet
 
     torch.manual_seed(0)
     m = SchNet(hidden_channels=8, filter_channels=8, num_interactions=1, num_gaussians=8)
@@ -97,7 +98,7 @@ def test_split_oracle_catches_what_it_is_for(monkeypatch):
     """Split records: a valid one is used (a file without its digest too, warned about once),
     a malformed one refused; ids read back other than the file's, or a missing warning, are
     reported."""
-    from chemprune import checkpoint
+    from chemprune.molecules import checkpoint
 
     good = {"kind": None, "seed": 0, "sizes": "auto", "digest": True,
             "train": ("int32", [5]), "val": ("int16", [1, 2]), "test": ("uint8", [3])}  # fmt: skip

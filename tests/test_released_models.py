@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from chemprune.checkpoint import load_model
+from chemprune.molecules.checkpoint import load_model
 from tests.conftest import REPO, run_cli
 
 RELEASED = sorted((REPO / "models").glob("schnet_*.pt"))  # reaction models: tests/reaction_nmt

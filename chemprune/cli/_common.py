@@ -6,8 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from chemprune.cli.errors import CliError
-from chemprune.data.qm9 import QM9Data, load_dataset
-from chemprune.data.splits import Split, load_or_create_split, standard_sizes, subset_sizes
+from chemprune.molecules.data.qm9 import QM9Data, load_dataset
+from chemprune.molecules.data.splits import (
+    Split,
+    load_or_create_split,
+    standard_sizes,
+    subset_sizes,
+)
 
 __all__ = ["load_dataset_and_split", "resolve_device", "set_threads"]
 
@@ -41,7 +46,7 @@ def resolve_device(name: str):
 def load_dataset_and_split(
     data_dir: Path | None, subset: int | None, seed: int
 ) -> tuple[QM9Data, Split, str]:
-    """QM9 (:func:`chemprune.data.qm9.load_dataset`) and its split: the ``subset`` sizes when
+    """QM9 (:func:`chemprune.molecules.data.qm9.load_dataset`) and its split: the ``subset`` sizes when
     given, else the standard sizes for full QM9, else all of a small dataset."""
     data, source, folder = load_dataset(data_dir)
     if subset is not None:

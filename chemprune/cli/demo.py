@@ -61,7 +61,7 @@ def _default_models() -> tuple[list[Path], dict[str, str]]:
 
 def run_demo(args: argparse.Namespace) -> int:
     from chemprune.cli.errors import CliError
-    from chemprune.data.qm9 import load_qm9
+    from chemprune.molecules.data.qm9 import load_qm9
     from chemprune.pipeline.showcase import ShowcaseSettings, showcase
 
     t0 = time.perf_counter()

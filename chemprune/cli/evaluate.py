@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
         "--runtime",
-        choices=("eager", "torchscript", "export", "compiled"),  # chemprune.runtime.RUNTIMES
+        choices=("eager", "torchscript", "export", "compiled"),  # chemprune.deploy.runtime.RUNTIMES
         default="eager",
         help="eager PyTorch (default), a frozen TorchScript graph, or the torch.export program "
         "(same values; export's radius graph is O(N^2) in a batch's atoms: use a small "
@@ -43,14 +43,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from chemprune.checkpoint import checkpoint_split, load_model
     from chemprune.cli._common import set_threads
     from chemprune.cli.errors import CliError
     from chemprune.common.options import printable
-    from chemprune.data.batching import MoleculeSet
-    from chemprune.data.qm9 import load_dataset
+    from chemprune.deploy.runtime import with_runtime
+    from chemprune.molecules.checkpoint import checkpoint_split, load_model
+    from chemprune.molecules.data.batching import MoleculeSet
+    from chemprune.molecules.data.qm9 import load_dataset
     from chemprune.pipeline.evaluate import evaluate_model
-    from chemprune.runtime import with_runtime
 
     set_threads(args.threads)
     model, ckpt = load_model(args.model)

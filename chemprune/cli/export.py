@@ -25,8 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from chemprune.cli.errors import CliError
-    from chemprune.export import export_model
-    from chemprune.runfolder import check_output_path
+    from chemprune.common.runfolder import check_output_path
+    from chemprune.deploy.export import export_model
 
     check_output_path(args.out, inputs=[("--model", args.model)])
     if args.format == "export" and args.out.suffix != ".pt2":

@@ -34,7 +34,7 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from chemprune.gan import GAN_ENGINES
+    from chemprune.engines.gan import GAN_ENGINES
 
     p = sub.add_parser("generate", help="molecule-generating GANs (train, sample, compress)",
                        description=DESCRIPTION)  # fmt: skip
@@ -105,8 +105,8 @@ def _table(metrics: dict) -> str:
 def run_train(args: argparse.Namespace) -> int:
     from chemprune.cli._common import set_threads
     from chemprune.cli.errors import CliError
+    from chemprune.common.runfolder import check_output_path
     from chemprune.pipeline.generate import GANSettings, load_graphs, train_gan
-    from chemprune.runfolder import check_output_path
 
     set_threads(args.threads)
     if args.steps is None and args.minutes is None:
@@ -133,11 +133,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from chemprune.checkpoint import atomic_write_text
     from chemprune.cli._common import set_threads
-    from chemprune.gan.checkpoint import load_generator
+    from chemprune.common.atomic import atomic_write_text
+    from chemprune.common.runfolder import check_output_path
+    from chemprune.engines.gan.checkpoint import load_generator
     from chemprune.pipeline.generate import evaluate_samples, graphs_of, sample_smiles
-    from chemprune.runfolder import check_output_path
 
     set_threads(args.threads)
     if args.smiles_out is not None:
@@ -159,8 +159,8 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def run_compress(args: argparse.Namespace) -> int:
     from chemprune.cli._common import set_threads
+    from chemprune.common.runfolder import check_output_path
     from chemprune.pipeline.generate import compress_gan
-    from chemprune.runfolder import check_output_path
 
     set_threads(args.threads)
     check_output_path(args.out, inputs=[("--model", args.model)])

@@ -1,7 +1,7 @@
 """``chemprune import --format schnetpack-legacy``: a schnetpack 0.x model file as a checkpoint.
 
 Options are parsed by :mod:`chemprune.cli.import_model`; the file is read without running any
-code from it (:mod:`chemprune.interop.schnetpack_legacy`).
+code from it (:mod:`chemprune.molecules.interop.schnetpack_legacy`).
 """
 
 from __future__ import annotations
@@ -13,24 +13,25 @@ def run_import_legacy(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from chemprune.checkpoint import atomic_save, model_checkpoint
     from chemprune.cli._common import load_dataset_and_split
     from chemprune.cli.errors import CliError
-    from chemprune.data.batching import MoleculeSet
-    from chemprune.data.qm9 import load_dataset
-    from chemprune.data.targets import get_target
-    from chemprune.interop.schnetpack_legacy import (
+    from chemprune.common.atomic import atomic_save
+    from chemprune.common.runfolder import check_output_path
+    from chemprune.molecules.checkpoint import model_checkpoint
+    from chemprune.molecules.data.batching import MoleculeSet
+    from chemprune.molecules.data.qm9 import load_dataset
+    from chemprune.molecules.data.targets import get_target
+    from chemprune.molecules.interop.schnetpack_legacy import (
         SCHNETPACK_PROPERTIES,
         from_schnetpack_legacy,
         read_schnetpack_legacy,
     )
-    from chemprune.interop.schnetpack_split import (
+    from chemprune.molecules.interop.schnetpack_split import (
         explicit_split_dict,
         map_to_rows,
         read_schnetpack_split,
     )
     from chemprune.pipeline.train_state import split_dict, target_dict
-    from chemprune.runfolder import check_output_path
 
     given = [f"--{k}" for k in ("cutoff", "readout", "mean", "std") if getattr(args, k) is not None]
     if given:
@@ -58,7 +59,7 @@ def run_import_legacy(args: argparse.Namespace) -> int:
         data, source, _ = load_dataset(args.data_dir)
         rows, missing = map_to_rows(parts, data.ids)
         empty = [p for p in ("train", "val", "test") if len(rows[p]) == 0]
-        if empty:  # (a checkpoint's split parts are never empty: chemprune.data.splits)
+        if empty:  # (a checkpoint's split parts are never empty: chemprune.molecules.data.splits)
             raise CliError(
                 f"--split {args.split}: none of its {empty[0]} molecules is in this data set "
                 "(give the --data-dir the model was trained on)"

@@ -56,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed_int, default=0xF00D, help="seed of the RDKit embedding")
     p.add_argument(
         "--fragments",
-        choices=("separate", "refuse"),  # chemprune.chem.structures.FRAGMENT_MODES
+        choices=("separate", "refuse"),  # chemprune.molecules.chem.structures.FRAGMENT_MODES
         default="separate",
         help="a multi-fragment SMILES: embed its fragments apart, out of each other's reach "
         "(default), or refuse it",
@@ -66,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=threads_int, default=None)
     p.add_argument(
         "--runtime",
-        choices=("eager", "torchscript", "export", "compiled"),  # chemprune.runtime.RUNTIMES
+        choices=("eager", "torchscript", "export", "compiled"),  # chemprune.deploy.runtime.RUNTIMES
         default="eager",
         help="eager PyTorch (default), a frozen TorchScript graph (same values, faster for "
         "small batches), the torch.export program, or torch.compile (fastest for many "
@@ -78,19 +78,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from chemprune.checkpoint import load_model
-    from chemprune.chem.inputs import input_label, stdin_once
-    from chemprune.chem.structures import (
+    from chemprune.cli._common import set_threads
+    from chemprune.cli.errors import EXIT_PARTIAL, CliError
+    from chemprune.common.options import printable
+    from chemprune.deploy.runtime import with_runtime
+    from chemprune.molecules.checkpoint import load_model
+    from chemprune.molecules.chem.inputs import input_label, stdin_once
+    from chemprune.molecules.chem.structures import (
         StructureError,
         read_smiles_file,
         read_structure_file,
         smiles_to_structure,
         structures_to_batch,
     )
-    from chemprune.cli._common import set_threads
-    from chemprune.cli.errors import EXIT_PARTIAL, CliError
-    from chemprune.common.options import printable
-    from chemprune.runtime import with_runtime
 
     set_threads(args.threads)
     if not (args.smiles or args.smiles_file or args.structures):

@@ -50,7 +50,7 @@ def _blocks(text: str) -> list[int]:
 
 
 def _structured(text: str) -> str:
-    from chemprune.prune.schnet import SCHNET_GROUP_KINDS, expand_kind
+    from chemprune.molecules.schnet.prune_groups import SCHNET_GROUP_KINDS, expand_kind
 
     allowed = [k for k in SCHNET_GROUP_KINDS if k != "weight"]
     try:
@@ -64,7 +64,7 @@ def _structured(text: str) -> str:
 
 
 def _layers(text: str) -> str:
-    from chemprune.prune.schnet import LAYER_FAMILIES
+    from chemprune.molecules.schnet.prune_groups import LAYER_FAMILIES
 
     if not text or any(part not in LAYER_FAMILIES for part in text.split("+")):
         raise argparse.ArgumentTypeError(
@@ -74,7 +74,7 @@ def _layers(text: str) -> str:
 
 
 def _refit_layers(text: str) -> tuple[str, ...]:
-    from chemprune.prune.schnet_refit import LAYERS
+    from chemprune.molecules.schnet.refit import LAYERS
 
     parts = tuple(x.strip() for x in text.split(",") if x.strip())
     if not parts or any(x not in LAYERS for x in parts) or len(set(parts)) != len(parts):
@@ -85,7 +85,7 @@ def _refit_layers(text: str) -> tuple[str, ...]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from chemprune.prune import PRUNERS
+    from chemprune.engines.prune import PRUNERS
 
     p = sub.add_parser("prune", help="prune a trained SchNet", description=DESCRIPTION)
     p.add_argument("--model", required=True, type=Path, help="checkpoint to prune")
@@ -201,7 +201,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--function",
         default=None,
         help="cdc: the discriminant scoring each channel (snr, fdr, symmetric_divergence "
-        "(default), t_statistic), an expression of chemprune.prune.evolve, or the JSON an "
+        "(default), t_statistic), an expression of chemprune.engines.prune.evolve, or the JSON an "
         "evolution run wrote",
     )
     p.add_argument(
@@ -304,9 +304,9 @@ def settings_from_args(args: argparse.Namespace):
     :class:`~chemprune.pipeline.prune_job.PruneJob` the options describe (``CliError`` naming
     the option for a combination that cannot run)."""
     from chemprune.cli.errors import CliError
+    from chemprune.engines.prune import PRUNERS
     from chemprune.pipeline.prune_job import PruneJob
     from chemprune.pipeline.prune_settings import PruneSettings
-    from chemprune.prune import PRUNERS
 
     engine_cls = PRUNERS.get(args.method)  # what the engine needs decides which flags apply
     by_rank = engine_cls.unit == "rank"
@@ -335,7 +335,7 @@ def settings_from_args(args: argparse.Namespace):
         raise CliError("--refit keeps every layer's outputs: not with force or atom_basis")
     options: dict = {}
     if args.function is not None:
-        from chemprune.prune.evolve import resolve_function
+        from chemprune.engines.prune.evolve import resolve_function
 
         try:
             options["function"] = resolve_function(args.function)
@@ -377,8 +377,8 @@ def settings_from_args(args: argparse.Namespace):
 def run_prune(args: argparse.Namespace) -> int:
     from chemprune.cli._common import resolve_device, set_threads
     from chemprune.cli.errors import EXIT_PARTIAL, CliError
+    from chemprune.common.runfolder import check_output_path
     from chemprune.pipeline.prune_job import run_prune_job
-    from chemprune.runfolder import check_output_path
 
     set_threads(args.threads)
     check_output_path(args.out, inputs=[("--model", args.model)])

@@ -29,7 +29,7 @@ parameters."""
 
 
 def _candidates(text: str) -> list[str]:
-    from chemprune.nas.schnet import parse_candidate
+    from chemprune.molecules.schnet.nas import parse_candidate
 
     names = [t.strip() for t in text.split(",") if t.strip()]
     try:
@@ -57,8 +57,8 @@ def _mac_fraction(text: str) -> float:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from chemprune.nas import NAS_ENGINES
-    from chemprune.nas.schnet import DEFAULT_CANDIDATES
+    from chemprune.engines.nas import NAS_ENGINES
+    from chemprune.molecules.schnet.nas import DEFAULT_CANDIDATES
 
     p = sub.add_parser("search", help="architecture search guided by a trained SchNet",
                        description=DESCRIPTION)  # fmt: skip
@@ -116,14 +116,15 @@ def _table(report: dict) -> str:
 def run_search(args: argparse.Namespace) -> int:
     import json
 
-    from chemprune.checkpoint import atomic_write_text, checkpoint_split, load_model
     from chemprune.cli._common import set_threads
     from chemprune.cli.errors import CliError
-    from chemprune.data.batching import MoleculeSet
-    from chemprune.data.qm9 import load_dataset
+    from chemprune.common.atomic import atomic_write_text
+    from chemprune.common.runfolder import check_output_path
+    from chemprune.molecules.checkpoint import checkpoint_split, load_model
+    from chemprune.molecules.data.batching import MoleculeSet
+    from chemprune.molecules.data.qm9 import load_dataset
     from chemprune.pipeline.compress_schnet import split_from_checkpoint
     from chemprune.pipeline.search_schnet import arch_record, search_schnet
-    from chemprune.runfolder import check_output_path
 
     set_threads(args.threads)
     if args.steps is None and args.minutes is None:

@@ -51,14 +51,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_tabulate(args: argparse.Namespace) -> int:
-    from chemprune.checkpoint import atomic_save, checkpoint_split, load_model, model_checkpoint
     from chemprune.cli._common import set_threads
     from chemprune.cli.errors import CliError
+    from chemprune.common.atomic import atomic_save
     from chemprune.common.options import printable
-    from chemprune.data.batching import MoleculeSet
-    from chemprune.data.qm9 import load_dataset
-    from chemprune.pipeline.tabulate import TabulateSettings, TabulationFailed, tabulate_and_check
-    from chemprune.runfolder import check_output_path
+    from chemprune.common.runfolder import check_output_path
+    from chemprune.deploy.tabulate import TabulateSettings, TabulationFailed, tabulate_and_check
+    from chemprune.molecules.checkpoint import checkpoint_split, load_model, model_checkpoint
+    from chemprune.molecules.data.batching import MoleculeSet
+    from chemprune.molecules.data.qm9 import load_dataset
 
     check_output_path(args.out, inputs=[("--model", args.model)])
     set_threads(args.threads)

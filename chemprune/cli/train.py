@@ -174,8 +174,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_distributed_options(p: argparse.ArgumentParser) -> None:
-    from chemprune.distributed.hooks import COMM_HOOKS
-    from chemprune.distributed.smoothout import SMOOTHOUT_SCHEDULES
+    from chemprune.engines.distributed.hooks import COMM_HOOKS
+    from chemprune.engines.distributed.smoothout import SMOOTHOUT_SCHEDULES
 
     d = p.add_argument_group("several processes (torchrun, gloo)")
     d.add_argument(
@@ -270,9 +270,9 @@ def _argv_from_args(args: argparse.Namespace) -> list[str]:
 def _launch(args: argparse.Namespace, spec) -> int:
     """Re-run this command under torchrun with ``spec``'s processes; returns its exit code."""
     from chemprune.cli.errors import CliError
-    from chemprune.distributed.launch import launch
+    from chemprune.common.runfolder import RunLock
+    from chemprune.engines.distributed.launch import launch
     from chemprune.pipeline.train_state import LOCK_HELD_ENV, check_new_run
-    from chemprune.runfolder import RunLock
 
     if str(args.device) != "cpu":
         raise CliError(f"--device {args.device}: several processes train on the CPU only (gloo)")
@@ -311,7 +311,7 @@ def _architecture(args: argparse.Namespace) -> tuple[dict | None, tuple[int, ...
     import json
 
     from chemprune.cli.errors import CliError
-    from chemprune.models.schnet import SchNet
+    from chemprune.molecules.models.schnet import SchNet
     from chemprune.pipeline.search_schnet import ARCH_FORMAT
 
     if args.arch is None:
@@ -342,10 +342,15 @@ def _architecture(args: argparse.Namespace) -> tuple[dict | None, tuple[int, ...
 def run_train(args: argparse.Namespace) -> int:
     from chemprune.cli._common import resolve_device, set_threads
     from chemprune.cli.errors import CliError
-    from chemprune.data.targets import get_target
-    from chemprune.distributed.context import DistContext, WorldSizeError
-    from chemprune.distributed.launch import LaunchError, LaunchSpec, in_torchrun, restart_count
-    from chemprune.runfolder import check_output_path
+    from chemprune.common.runfolder import check_output_path
+    from chemprune.engines.distributed.context import DistContext, WorldSizeError
+    from chemprune.engines.distributed.launch import (
+        LaunchError,
+        LaunchSpec,
+        in_torchrun,
+        restart_count,
+    )
+    from chemprune.molecules.data.targets import get_target
 
     set_threads(args.threads)
     get_target(args.target)  # fail fast on an unknown target
@@ -401,7 +406,7 @@ def run_train(args: argparse.Namespace) -> int:
 def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> int:
     """Train in this process (alone, or as one rank of a torchrun job)."""
     from chemprune.cli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, CliError
-    from chemprune.distributed.context import WorldSizeError
+    from chemprune.engines.distributed.context import WorldSizeError
     from chemprune.pipeline.train import TrainingDiverged, TrainingInterrupted, TrainSettings, train
 
     main = context is None or context.is_main

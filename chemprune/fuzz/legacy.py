@@ -1,6 +1,6 @@
 """The ``legacy_model`` fuzz surface: mutated schnetpack-0.x-style model files (legacy, non-zip
 ``torch.save`` pickles of whole modules) read by the allow-listed unpickler
-(:func:`chemprune.interop.legacy_pickle.load_legacy_torch_file`) and the schnetpack importer.
+(:func:`chemprune.molecules.interop.legacy_pickle.load_legacy_torch_file`) and the schnetpack importer.
 
 A case is ``ok`` when the file loads (its modules as inert records) and the importer then either
 maps it or refuses it with one line; ``refused`` for a one-line :class:`CheckpointError`; a code
@@ -35,9 +35,9 @@ def legacy_model_reference() -> tuple[bytes, dict]:
 
 def legacy_model_case(content: bytes, reference: dict, *, limit: float = 20.0) -> Outcome:
     """Read ``content`` as a legacy model file, then import it as a schnetpack model."""
-    from chemprune.checkpoint import CheckpointError
-    from chemprune.interop.legacy_pickle import load_legacy_torch_file
-    from chemprune.interop.schnetpack_legacy import read_schnetpack_legacy
+    from chemprune.common.atomic import CheckpointError
+    from chemprune.molecules.interop.legacy_pickle import load_legacy_torch_file
+    from chemprune.molecules.interop.schnetpack_legacy import read_schnetpack_legacy
 
     del reference  # no digest: nothing to compare the weights with
     with tempfile.TemporaryDirectory(prefix="fuzz_legacy_") as tmp:

@@ -24,8 +24,8 @@ def smiles_case(text: str, *, limit: float = 60.0) -> Outcome:
     """``smiles_to_structure(text)``: refused, or a structure whose atoms are exactly the
     parsed molecule's (with hydrogens), neutral overall, in a geometry that passes the sanity
     checks."""
-    from chemprune.chem.sanity import StructureError, check_geometry
-    from chemprune.chem.structures import smiles_to_structure
+    from chemprune.molecules.chem.sanity import StructureError, check_geometry
+    from chemprune.molecules.chem.structures import smiles_to_structure
 
     def run() -> Outcome:
         s = smiles_to_structure(text, max_attempts=1)
@@ -80,8 +80,8 @@ def xyz_case(
     """``read_structure_file`` on a file holding ``content``: refused, or frames that pass the
     geometry checks; the file is unchanged either way. With ``pipe``, the same bytes through a
     FIFO of the same name must give the same outcome (the same frames, or a refusal)."""
-    from chemprune.chem.sanity import StructureError, check_geometry
-    from chemprune.chem.structures import read_structure_file
+    from chemprune.molecules.chem.sanity import StructureError, check_geometry
+    from chemprune.molecules.chem.structures import read_structure_file
 
     with tempfile.TemporaryDirectory(prefix="fuzz_xyz_") as tmp:
         path = Path(tmp) / f"case{suffix}"
@@ -132,7 +132,8 @@ def model_case(content: bytes, reference: dict, *, limit: float = 20.0) -> Outco
     ``reference``): refused, or a model whose weights are exactly the reference's."""
     import torch
 
-    from chemprune.checkpoint import CheckpointError, load_model
+    from chemprune.common.atomic import CheckpointError
+    from chemprune.molecules.checkpoint import load_model
 
     with tempfile.TemporaryDirectory(prefix="fuzz_model_") as tmp:
         path = Path(tmp) / "model.pt"
@@ -166,8 +167,8 @@ def _fuzz_checkpoint() -> dict:
     if _CHECKPOINT is None:
         import torch
 
-        from chemprune.checkpoint import model_checkpoint
-        from chemprune.models.schnet import SchNet
+        from chemprune.molecules.checkpoint import model_checkpoint
+        from chemprune.molecules.models.schnet import SchNet
 
         torch.manual_seed(0)
         m = SchNet(hidden_channels=4, filter_channels=4, num_interactions=1, num_gaussians=4)
@@ -205,7 +206,7 @@ def _split_record(case: dict) -> dict:
 def split_case(case: dict, *, limit: float = 20.0) -> Outcome:
     """A checkpoint whose ``data.split`` is ``case``'s record (:func:`split_records`), with or
     without its digest, through ``load_checkpoint`` and
-    :func:`chemprune.checkpoint.checkpoint_split` (240 molecules): refused in one line, or ids
+    :func:`chemprune.molecules.checkpoint.checkpoint_split` (240 molecules): refused in one line, or ids
     exactly the record's (integers, non-empty, in range, none repeated or shared). A file
     without a digest must be accepted with exactly one warning saying so over two loads; a
     file with one, without."""
@@ -214,7 +215,8 @@ def split_case(case: dict, *, limit: float = 20.0) -> Outcome:
 
     import torch
 
-    from chemprune.checkpoint import CheckpointError, atomic_save, checkpoint_split, load_checkpoint
+    from chemprune.common.atomic import CheckpointError, atomic_save
+    from chemprune.molecules.checkpoint import checkpoint_split, load_checkpoint
 
     record = _split_record(case)
     ckpt = {**_fuzz_checkpoint(), "data": {"source": "fuzz", "split": record}}
@@ -322,7 +324,7 @@ def smiles_texts():
     from hypothesis import strategies as st
     from hypothesis_rdkit import mols
 
-    from chemprune.chem.sanity import SMILES_CHARACTERS
+    from chemprune.molecules.chem.sanity import SMILES_CHARACTERS
 
     alphabet = "".join(sorted(SMILES_CHARACTERS)) + LOOKALIKES + " \t\n"
     from rdkit import Chem

@@ -1,10 +1,11 @@
-"""The molecular-property pipeline: what ``chemprune train``, ``prune``, ``search`` and
-``evaluate`` run, built on the engines (``chemprune.prune``, ``chemprune.distill``,
-``chemprune.nas``, ``chemprune.distributed``) and the models (``chemprune.models``).
+"""The jobs: what ``chemprune train``, ``prune``, ``search``, ``generate`` and ``evaluate`` run,
+above :mod:`chemprune.molecules` and :mod:`chemprune.deploy`.
 
-``train`` (runs with resumable state: :mod:`.train_state`; steps: :mod:`.train_step`;
-optimizers and schedules: :mod:`.optim`), ``finetune`` (a short distilled training after
-compression), ``compress_schnet`` (prune a trained SchNet for real), ``search_schnet``
-(architecture search guided by a trained SchNet), ``evaluate`` (MAE/RMSE on a split).
+* ``train`` (resumable state: ``train_state``; steps: ``train_step``; optimizers and schedules:
+  ``optim``), ``finetune`` (a short distilled training after compression);
+* ``prune_settings``, ``compress_schnet``, ``prune_job`` - prune a trained SchNet for real;
+* ``search_schnet`` - architecture search guided by a trained SchNet;
+* ``generate`` - molecule GANs; ``evaluate`` - MAE/RMSE on a split; ``showcase`` - the demo.
+
 Modules are imported where used, so ``import chemprune`` stays light.
 """

@@ -16,24 +16,31 @@ from typing import Any
 import numpy as np
 import torch
 
-from chemprune.data.batching import MoleculeSet
-from chemprune.data.splits import Split, check_split, make_split
-from chemprune.distill.schnet import SchNetDistillation
-from chemprune.models.schnet import SchNet
-from chemprune.pipeline.evaluate import evaluate_model
-from chemprune.pipeline.finetune import finetune
-from chemprune.pipeline.prune_settings import PruneSettings
-from chemprune.prune import (
+from chemprune.engines.prune import (
     PRUNERS,
     AutoPrunePruner,
     Schedule,
     remove_masks,
     summarize,
 )
-from chemprune.prune.attention import schnet_filter_profiles
-from chemprune.prune.schnet import schnet_groups, schnet_layer_groups, shrink_schnet
-from chemprune.prune.schnet_refit import refit_blocks
-from chemprune.prune.schnet_stats import observe_targets, schnet_channel_features
+from chemprune.molecules.data.batching import MoleculeSet
+from chemprune.molecules.data.splits import Split, check_split, make_split
+from chemprune.molecules.models.schnet import SchNet
+from chemprune.molecules.schnet.distill import SchNetDistillation
+from chemprune.molecules.schnet.prune_groups import (
+    schnet_groups,
+    schnet_layer_groups,
+    shrink_schnet,
+)
+from chemprune.molecules.schnet.prune_stats import (
+    observe_targets,
+    schnet_channel_features,
+    schnet_filter_profiles,
+)
+from chemprune.molecules.schnet.refit import refit_blocks
+from chemprune.pipeline.evaluate import evaluate_model
+from chemprune.pipeline.finetune import finetune
+from chemprune.pipeline.prune_settings import PruneSettings
 
 __all__ = [
     "split_from_checkpoint", "prune_schnet", "model_stats", "shrunk_config", "sparsity_for_macs",
@@ -177,12 +184,12 @@ def prune_schnet(
         engine_options: extra keyword arguments of the engine. Engines that score from data
             (``cdc``: a discriminant ``function``, a name or an evolved expression) see the first
             ``observe_molecules`` (2048) training molecules with ``target_bins`` (5) quantile
-            bins of the target as classes (:mod:`chemprune.prune.schnet_stats`).
+            bins of the target as classes (:mod:`chemprune.molecules.schnet.prune_stats`).
         lr_schedule, min_lr: of the fine-tuning after removal (``constant`` or ``cosine`` from
             ``lr`` to ``min_lr``); gate training runs at the constant ``lr``.
         distill: ``none``, ``output`` or ``features``: the dense model as passed in teaches the
             pruned one during gate training and fine-tuning
-            (:class:`~chemprune.distill.schnet.SchNetDistillation`), with these loss weights.
+            (:class:`~chemprune.molecules.schnet.distill.SchNetDistillation`), with these loss weights.
         gradual: engines without gates (magnitude, ...) remove units gradually instead of at
             once: during the first half of the budget the sparsity ramps up (cubic, over 60% of
             that half, masks recomputed every 10 steps), as the gated engines' gates close; the
@@ -203,7 +210,7 @@ def prune_schnet(
         refit: right after the removal, refit these linear layers of every block (``f2out``,
             ``out``) by least squares to reproduce the dense model's outputs of the same layers
             on the first ``refit_molecules`` training molecules
-            (:func:`~chemprune.prune.schnet_refit.refit_blocks`); the fine-tuning starts there.
+            (:func:`~chemprune.molecules.schnet.refit.refit_blocks`); the fine-tuning starts there.
 
     Engines that train first (``ssl``, ``force``: ``trains_first``) spend the first half of the
     budget training with their regularizer, as the gated engines train their gates; ``ssl``

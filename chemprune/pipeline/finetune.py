@@ -1,7 +1,7 @@
 """Fine-tuning a (masked or gated) SchNet with pruning-engine hooks in the loop.
 
 The loss is the task's mean squared error, plus the distillation terms of a
-:class:`~chemprune.distill.schnet.SchNetDistillation` when one is given (the dense parent
+:class:`~chemprune.molecules.schnet.distill.SchNetDistillation` when one is given (the dense parent
 teaching its pruned copy). The learning rate is constant or follows a cosine from ``lr`` to
 ``min_lr`` over the budget (steps or time, whichever runs out first, so the rate has annealed
 when either stops the run): with
@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from chemprune.data.batching import MoleculeSet
-from chemprune.distill.schnet import SchNetDistillation
-from chemprune.models.schnet import SchNet
+from chemprune.common.progress import progress_bar
+from chemprune.engines.prune.base import Pruner
+from chemprune.molecules.data.batching import MoleculeSet
+from chemprune.molecules.models.schnet import SchNet
+from chemprune.molecules.schnet.distill import SchNetDistillation
 from chemprune.pipeline.evaluate import evaluate_model
-from chemprune.progress import progress_bar
-from chemprune.prune.base import Pruner
 
 # the bar counts per mille of the budget; the steps and the loss go in the postfix
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"

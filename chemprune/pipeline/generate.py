@@ -1,7 +1,7 @@
 """Molecule generation on QM9: graph data, resumable GAN training, sampling, compression.
 
 * :func:`load_graphs`: every QM9 molecule the graph encoding holds
-  (:mod:`chemprune.chem.molgraph`; the few charged zwitterions are skipped and counted), split
+  (:mod:`chemprune.molecules.chem.molgraph`; the few charged zwitterions are skipped and counted), split
   into training and held-out molecules by a seed; the encoding is cached beside the QM9 cache.
 * :func:`train_gan`: a run folder with ``last.pt`` (everything needed to continue exactly,
   written atomically every ``save_every`` seconds and at the end), then the generator file.
@@ -26,18 +26,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from chemprune.checkpoint import CheckpointError, atomic_save
-from chemprune.chem.molgraph import ATOM_TYPES, BOND_TYPES, MAX_ATOMS, decode, encode_many
-from chemprune.gan.base import GAN_ENGINES, AdversarialTraining, one_hot_graphs, sample_graphs
-from chemprune.gan.checkpoint import generator_checkpoint, load_generator, load_generator_file
-from chemprune.gan.compress import (
+from chemprune.common.atomic import CheckpointError, atomic_save
+from chemprune.engines.gan.base import (
+    GAN_ENGINES,
+    AdversarialTraining,
+    one_hot_graphs,
+    sample_graphs,
+)
+from chemprune.engines.gan.checkpoint import (
+    generator_checkpoint,
+    load_generator,
+    load_generator_file,
+)
+from chemprune.engines.gan.compress import (
     content_scores,
     magnitude_scores,
     prune_generator,
     select_channels,
 )
-from chemprune.gan.metrics import generation_metrics
-from chemprune.gan.models import GraphCritic, GraphGenerator
+from chemprune.engines.gan.metrics import generation_metrics
+from chemprune.engines.gan.models import GraphCritic, GraphGenerator
+from chemprune.molecules.chem.molgraph import ATOM_TYPES, BOND_TYPES, MAX_ATOMS, decode, encode_many
 
 __all__ = [
     "GANSettings",
@@ -71,8 +80,8 @@ class GraphData:
 
 
 def _encoded_qm9(data_dir: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    from chemprune.checkpoint import _atomic_write
-    from chemprune.data.qm9 import cache_dir, load_dataset
+    from chemprune.common.atomic import atomic_write
+    from chemprune.molecules.data.qm9 import cache_dir, load_dataset
 
     data, source, _ = load_dataset(data_dir)
     key = hashlib.sha256(f"{source}|{GRAPH_CACHE_VERSION}".encode()).hexdigest()[:12]
@@ -90,7 +99,7 @@ def _encoded_qm9(data_dir: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndar
     buf = io.BytesIO()
     np.savez(buf, atoms=atoms, bonds=bonds, smiles=smiles, meta=np.array(json.dumps(meta)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+    atomic_write(path, lambda fh: fh.write(buf.getvalue()))
     return atoms, bonds, smiles, meta
 
 
@@ -232,7 +241,7 @@ def fit(
     """Run ``engine.train_step`` on shuffled training batches until ``steps`` (critic steps in
     all, counting those before a resume) or ``minutes`` (this call); ``last.pt`` in
     ``run_dir`` is written every ``save_every`` seconds and at the end."""
-    from chemprune.progress import progress_bar
+    from chemprune.common.progress import progress_bar
 
     if steps is None and minutes is None:
         raise ValueError("give steps or minutes (the training budget)")

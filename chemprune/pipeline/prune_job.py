@@ -77,9 +77,10 @@ def run_prune_job(
 ) -> PruneOutcome:
     """Load ``job.model`` with its split and data, prune it by ``settings`` (the sparsity from
     ``job.target_macs`` when given), optionally tabulate, and write ``job.out``."""
-    from chemprune.checkpoint import atomic_save, checkpoint_split, load_model, model_checkpoint
-    from chemprune.data.batching import MoleculeSet
-    from chemprune.data.qm9 import load_dataset
+    from chemprune.common.atomic import atomic_save
+    from chemprune.molecules.checkpoint import checkpoint_split, load_model, model_checkpoint
+    from chemprune.molecules.data.batching import MoleculeSet
+    from chemprune.molecules.data.qm9 import load_dataset
 
     settings.check()
     job.check(settings)
@@ -117,7 +118,7 @@ def run_prune_job(
     extra = {"pruning": {**report, "source_model": str(job.model)}}
     untabulated = None
     if job.tabulate:
-        from chemprune.pipeline.tabulate import (
+        from chemprune.deploy.tabulate import (
             TabulateSettings,
             TabulationFailed,
             tabulate_and_check,

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from chemprune.prune.schnet_refit import LAYERS as REFIT_LAYERS
+from chemprune.molecules.schnet.refit import LAYERS as REFIT_LAYERS
 
 __all__ = ["PruneSettings", "LR_SCHEDULES"]
 
@@ -49,8 +49,8 @@ class PruneSettings:
 
     def check(self) -> PruneSettings:
         """Raise ``ValueError`` on a combination that cannot run; returns ``self``."""
-        from chemprune.distill.schnet import DISTILL_MODES
-        from chemprune.prune import PRUNERS, AutoPrunePruner
+        from chemprune.engines.prune import PRUNERS, AutoPrunePruner
+        from chemprune.molecules.schnet.distill import DISTILL_MODES
 
         engine = PRUNERS.get(self.method)  # (an unknown name raises, listing the known ones)
         by_rank = engine.unit == "rank"

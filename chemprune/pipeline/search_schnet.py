@@ -1,5 +1,5 @@
 """Architecture search for a cheaper SchNet, guided by a trained one (the pipeline of
-``chemprune search``; the engine is :mod:`chemprune.nas`).
+``chemprune search``; the engine is :mod:`chemprune.engines.nas`).
 
 The teacher's training molecules are split in two halves (fixed by ``seed``): the supernet's
 weights learn on one, the architecture parameters on the other (DARTS' protocol); validation
@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from chemprune.data.batching import MoleculeSet
-from chemprune.data.splits import Split
-from chemprune.models.schnet import SchNet
-from chemprune.nas import NAS_ENGINES
-from chemprune.nas.distill import schnet_search_loss
-from chemprune.nas.schnet import DEFAULT_CANDIDATES, SchNetSupernet
+from chemprune.common.progress import progress_bar
+from chemprune.engines.nas import NAS_ENGINES
+from chemprune.molecules.data.batching import MoleculeSet
+from chemprune.molecules.data.splits import Split
+from chemprune.molecules.models.schnet import SchNet
+from chemprune.molecules.schnet.nas import DEFAULT_CANDIDATES, SchNetSupernet
+from chemprune.molecules.schnet.nas_distill import schnet_search_loss
 from chemprune.pipeline.compress_schnet import model_stats
-from chemprune.progress import progress_bar
 
 __all__ = ["ARCH_FORMAT", "arch_record", "search_schnet"]
 

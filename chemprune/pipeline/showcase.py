@@ -70,11 +70,12 @@ def showcase(settings: ShowcaseSettings, data) -> dict[str, Any]:
     parameters, table size, test MAE (molecules), molecules/s at batch 64 and 1 and the speedups
     over the first model.
     """
-    from chemprune.checkpoint import load_model
-    from chemprune.chem.structures import smiles_to_structure, structures_to_batch
-    from chemprune.data.batching import MoleculeSet
+    from chemprune.molecules.checkpoint import load_model
+    from chemprune.molecules.chem.structures import smiles_to_structure, structures_to_batch
+    from chemprune.molecules.data.batching import MoleculeSet
+    from chemprune.molecules.predict import throughput
     from chemprune.pipeline.compress_schnet import split_from_checkpoint
-    from chemprune.pipeline.evaluate import evaluate_model, throughput
+    from chemprune.pipeline.evaluate import evaluate_model
 
     if not settings.models:
         raise ValueError("no models to show")

@@ -24,14 +24,16 @@ from typing import Any
 
 import torch
 
-from chemprune.checkpoint import atomic_save, model_checkpoint
-from chemprune.data.batching import MoleculeSet, batch_indices
-from chemprune.data.qm9 import QM9Data
-from chemprune.data.splits import Split
-from chemprune.data.targets import atomref_ev, get_target, target_statistics
-from chemprune.distributed.context import DistContext, bytes_written
-from chemprune.distributed.smoothout import SmoothOut
-from chemprune.models.schnet import SchNet
+from chemprune.common.atomic import atomic_save
+from chemprune.common.progress import progress_bar
+from chemprune.engines.distributed.context import DistContext, bytes_written
+from chemprune.engines.distributed.smoothout import SmoothOut
+from chemprune.molecules.checkpoint import model_checkpoint
+from chemprune.molecules.data.batching import MoleculeSet, batch_indices
+from chemprune.molecules.data.qm9 import QM9Data
+from chemprune.molecules.data.splits import Split
+from chemprune.molecules.data.targets import atomref_ev, get_target, target_statistics
+from chemprune.molecules.models.schnet import SchNet
 from chemprune.pipeline.evaluate import prediction_errors
 from chemprune.pipeline.optim import LRSchedule, make_optimizer
 from chemprune.pipeline.train_state import (
@@ -48,7 +50,6 @@ from chemprune.pipeline.train_step import (
     steps_per_epoch,
     usable,
 )
-from chemprune.progress import progress_bar
 
 __all__ = ["TrainSettings", "TrainingDiverged", "TrainingInterrupted", "train", "target_statistics"]
 
@@ -98,7 +99,7 @@ def train(
             ``settings.comm_hook``, rank 0 alone logs and writes files. Default: one process.
 
     Raises:
-        chemprune.runfolder.RunFolderBusy: another process is writing into ``out_dir``.
+        chemprune.common.runfolder.RunFolderBusy: another process is writing into ``out_dir``.
         FileExistsError: ``out_dir`` already holds a run and ``resume`` is false.
     """
     out = Path(out_dir)
@@ -392,7 +393,7 @@ def _train(
 
 
 def _init_model(path: str, model: SchNet | None = None) -> SchNet:
-    from chemprune.checkpoint import load_model
+    from chemprune.molecules.checkpoint import load_model
 
     if model is None:
         model, _ = load_model(path)
@@ -408,7 +409,7 @@ def init_run(path: str | Path, target: str, num_molecules: int) -> tuple[dict[st
     """The architecture and the split of a trained checkpoint a run starts from (``--init``:
     a pruned model fine-tuned for longer, an imported one trained on); its target must be the
     run's, and its validation and test molecules stay the run's."""
-    from chemprune.checkpoint import load_model
+    from chemprune.molecules.checkpoint import load_model
     from chemprune.pipeline.compress_schnet import split_from_checkpoint
 
     model, ckpt = load_model(path)
@@ -433,8 +434,8 @@ def _distillation(
         return None
     import numpy as np
 
-    from chemprune.checkpoint import load_model
-    from chemprune.distill.schnet import SchNetDistillation
+    from chemprune.molecules.checkpoint import load_model
+    from chemprune.molecules.schnet.distill import SchNetDistillation
     from chemprune.pipeline.compress_schnet import split_from_checkpoint
 
     if ctx.distributed:

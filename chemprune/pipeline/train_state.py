@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from chemprune.checkpoint import CheckpointError, load_checkpoint
-from chemprune.data.splits import Split
-from chemprune.data.targets import Target
-from chemprune.distributed.context import DistContext, WorldSizeError
-from chemprune.runfolder import RunLock
+from chemprune.common.atomic import CheckpointError
+from chemprune.common.runfolder import RunLock
+from chemprune.engines.distributed.context import DistContext, WorldSizeError
+from chemprune.molecules.checkpoint import load_checkpoint
+from chemprune.molecules.data.splits import Split
+from chemprune.molecules.data.targets import Target
 
 __all__ = [
     "TrainSettings",
@@ -60,7 +61,9 @@ class TrainSettings:
     max_grad_norm: float = 0.0  # clip the total gradient norm to this (0: no clipping)
     seed: int = 0
     eval_batch_size: int = 256
-    comm_hook: str = "allreduce"  # gradient exchange between processes (see chemprune.distributed)
+    comm_hook: str = (
+        "allreduce"  # gradient exchange between processes (see chemprune.engines.distributed)
+    )
     terngrad_min_size: int = 1  # TernGrad: parameters with fewer values go in float32
     terngrad_fp32: str = ""  # TernGrad: comma-separated globs of parameters sent in float32
     smoothout: float = 0.0  # SmoothOut noise amplitude (0: off)
@@ -78,7 +81,7 @@ class TrainSettings:
     distill_feature_weight: float = 1.0
     teacher_blocks: tuple[int, ...] | None = None  # the teacher block each student block matches
     # train on a grid: filters interpolated from this many knots per step (0: exact per pair);
-    # the saved model is the exact one (see chemprune.models.tabulated). 256 by default: on the
+    # the saved model is the exact one (see chemprune.molecules.models.tabulated). 256 by default: on the
     # 128/6 gap model it ran ~3x the steps/s at the exact run's validation MAE over 3 seeds
     # (benchmarks/grid_training.py)
     filter_grid: int = 256

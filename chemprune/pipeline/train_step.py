@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from chemprune.data.batching import MoleculeSet, batch_indices
-from chemprune.distributed.context import DistContext
-from chemprune.distributed.smoothout import SmoothOut
+from chemprune.engines.distributed.context import DistContext
+from chemprune.engines.distributed.smoothout import SmoothOut
+from chemprune.molecules.data.batching import MoleculeSet, batch_indices
 
 __all__ = ["accumulate_gradients", "clip_gradients", "steps_per_epoch", "usable"]
 
@@ -34,7 +34,7 @@ def accumulate_gradients(
     ``net`` is ``model`` or its DDP wrapper. SmoothOut perturbs the weights around each part of
     this rank's share (``smooth.pieces``: one part unless it has a ``chunk``); the parts'
     gradients add up locally and DDP exchanges their sum once, at the last part's backward.
-    ``distill`` (a :class:`~chemprune.distill.schnet.SchNetDistillation` of ``model``, one
+    ``distill`` (a :class:`~chemprune.molecules.schnet.distill.SchNetDistillation` of ``model``, one
     process only) runs the teacher beside the student and adds its terms to the loss.
     """
     for p in model.parameters():

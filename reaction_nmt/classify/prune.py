@@ -2,7 +2,7 @@
 
 :func:`classifier_groups` declares each block's channels (the convolution's rows and bias, the
 batch norm's entries, the next convolution's or the head's input columns). :func:`prune_classifier`
-scores them with a :mod:`chemprune.prune` engine (``cdc`` with any discriminant, including an
+scores them with a :mod:`chemprune.engines.prune` engine (``cdc`` with any discriminant, including an
 evolved one; ``magnitude``; ``random``), keeps the same fraction of every block so that the
 model's MACs fall to ``flops_fraction`` of the dense model's, and shrinks the model.
 :func:`class_features` gives CDC each block's activations averaged over the real (non-padding)
@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from chemprune.prune import PRUNERS, PruningGroup, Slot, shrink
-from chemprune.prune.masks import apply_masks, group_masks
+from chemprune.engines.prune import PRUNERS, PruningGroup, Slot, shrink
+from chemprune.engines.prune.masks import apply_masks, group_masks
 from reaction_nmt.classify.model import ReactionCNN
 from reaction_nmt.classify.train import trim
 
@@ -106,7 +106,7 @@ def prune_classifier(
         x, y = data
         for i in range(0, min(len(x), batch_size * max_batches), batch_size):
             pruner.observe(model, x[i : i + batch_size], y[i : i + batch_size])
-    from chemprune.prune.base import select_units
+    from chemprune.engines.prune.base import select_units
 
     scores = pruner.score(model)
     keep = select_units(scores, groups, sparsity, scope="layer")
@@ -126,8 +126,8 @@ def discriminant_distillation(
     ``weight`` times, per block, the squared difference of student and teacher features
     (position-averaged) in the teacher's discriminant subspace of that block (``dim``: classes
     - 1), through a learned map of the student's width to the teacher's (CDC's distillation)."""
-    from chemprune.distill import DiscriminantFeatureLoss
-    from chemprune.prune.discriminant import discriminant_subspace
+    from chemprune.engines.distill import DiscriminantFeatureLoss
+    from chemprune.engines.prune.discriminant import discriminant_subspace
 
     teacher.eval()
     for p in teacher.parameters():

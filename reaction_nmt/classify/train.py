@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from chemprune.checkpoint import (
+from chemprune.common.atomic import (
     CheckpointError,
     atomic_save,
     check_finite,

@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_tokenize(args: argparse.Namespace) -> int:
-    from chemprune.chem.inputs import read_input_lines
-    from chemprune.chem.sanity import DEFAULT_LIMITS
+    from chemprune.molecules.chem.inputs import read_input_lines
+    from chemprune.molecules.chem.sanity import DEFAULT_LIMITS
     from reaction_nmt.tokenize import TokenizationError, tokenize
 
     items = list(args.smiles)

@@ -79,7 +79,7 @@ def add_classify(sub) -> None:
                    help="fraction of the MACs kept (1.8x fewer: 0.556)")  # fmt: skip
     c.add_argument("--function", default="symmetric_divergence",
                    help="cdc's discriminant: snr, fdr, symmetric_divergence, t_statistic, an "
-                   "expression (chemprune.prune.evolve) or the JSON an evolution run wrote")  # fmt: skip
+                   "expression (chemprune.engines.prune.evolve) or the JSON an evolution run wrote")  # fmt: skip
     c.add_argument("--coarse", type=positive_int, default=None,
                    help="hierarchical labels: this many coarse classes (from the model's "
                    "validation confusion) for the first --coarse-blocks blocks")  # fmt: skip
@@ -233,7 +233,7 @@ def run_prune(args: argparse.Namespace) -> int:
 
     import torch
 
-    from chemprune.prune.discriminant import hierarchical_labels
+    from chemprune.engines.prune.discriminant import hierarchical_labels
     from reaction_nmt.classify.data import read_split
     from reaction_nmt.classify.prune import discriminant_distillation, prune_classifier
     from reaction_nmt.classify.train import (
@@ -249,7 +249,7 @@ def run_prune(args: argparse.Namespace) -> int:
                              ckpt["max_len"])  # fmt: skip
     valid = encode_reactions(read_split(args.data, "valid", model.num_classes), vocab,
                              ckpt["max_len"])  # fmt: skip
-    from chemprune.prune.evolve import resolve_function
+    from chemprune.engines.prune.evolve import resolve_function
 
     function = resolve_function(args.function)  # a ValueError is a clear error of the CLI
     dense = evaluate_classifier(model, *valid, model.num_classes)

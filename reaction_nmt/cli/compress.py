@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from chemprune.checkpoint import atomic_write_text
+from chemprune.common.atomic import atomic_write_text
 from chemprune.common.options import (
     fraction,
     nonneg_float,

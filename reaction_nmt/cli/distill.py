@@ -61,7 +61,7 @@ def add_distill(sub) -> None:
 def run_distill(args: argparse.Namespace, extra: list[str]) -> int:
     import torch
 
-    from chemprune.runfolder import RunLock
+    from chemprune.common.runfolder import RunLock
     from reaction_nmt import backend
     from reaction_nmt.distill import DistillError, distill
     from reaction_nmt.runfolder import check_new_run

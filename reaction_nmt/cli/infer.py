@@ -85,7 +85,7 @@ def add_translate(sub) -> None:
 
 
 def run_translate(args: argparse.Namespace) -> int:
-    from chemprune.runfolder import check_output_path
+    from chemprune.common.runfolder import check_output_path
 
     if not args.src.is_file():
         print(f"reaction-nmt: error: {args.src} does not exist", file=sys.stderr)
@@ -128,7 +128,7 @@ def add_evaluate(sub) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from chemprune.runfolder import check_output_path
+    from chemprune.common.runfolder import check_output_path
 
     if args.json is not None:
         check_output_path(args.json, flag="--json")

@@ -37,7 +37,7 @@ def add_train(sub) -> None:
 def run_train(args: argparse.Namespace, extra: list[str]) -> int:
     import torch
 
-    from chemprune.runfolder import RunLock
+    from chemprune.common.runfolder import RunLock
     from reaction_nmt.runfolder import check_new_run
 
     if args.threads:
@@ -110,7 +110,7 @@ def add_average(sub) -> None:
 
 
 def run_average(args: argparse.Namespace) -> int:
-    from chemprune.runfolder import check_output_path
+    from chemprune.common.runfolder import check_output_path
     from reaction_nmt import backend
 
     if args.models:

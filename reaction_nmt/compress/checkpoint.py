@@ -68,10 +68,10 @@ def load_weights(model: nn.Module, ckpt: dict) -> None:
 
 
 def save_atomic(obj, path: Path) -> int:
-    """``torch.save`` through a temporary file (:func:`chemprune.checkpoint.atomic_save`), a
+    """``torch.save`` through a temporary file (:func:`chemprune.common.atomic.atomic_save`), a
     checkpoint dict with its weights' checksum (:mod:`reaction_nmt.integrity`); returns the file
     size in bytes."""
-    from chemprune.checkpoint import atomic_save
+    from chemprune.common.atomic import atomic_save
     from reaction_nmt.integrity import stamp
 
     if isinstance(obj, dict) and "model" in obj:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from chemprune.prune.base import Schedule, check_sparsity
+from chemprune.engines.prune.base import Schedule, check_sparsity
 from reaction_nmt.compress.errors import CompressError
 
 __all__ = ["GradualPruning", "GradualPlan"]

@@ -2,12 +2,12 @@
 
 Every weight matrix of an ``NMTModel`` with its generator (embeddings, attention Q/K/V/O,
 feed-forward layers, generator; not biases, layer norms or positional encodings) becomes one
-unstructured :class:`~chemprune.prune.groups.PruningGroup` named after its module, tagged with
+unstructured :class:`~chemprune.engines.prune.groups.PruningGroup` named after its module, tagged with
 its type and its layer (``enc0``, ``dec1``, ``embeddings``, ``generator``). A weight shared by
 several modules (``share_embeddings``) is one group, named after its first module; its other
 names are kept as aliases so that specs may use either.
 
-Strategies (one magnitude threshold per set, see :class:`~chemprune.prune.olmp.OLMPPruner`):
+Strategies (one magnitude threshold per set, see :class:`~chemprune.engines.prune.olmp.OLMPPruner`):
 
 * ``global``: one set;
 * ``layer``: one set per transformer layer (plus ``embeddings`` and ``generator``);
@@ -32,8 +32,8 @@ from pathlib import Path
 
 from torch import nn
 
-from chemprune.prune.groups import PruningGroup, Slot
-from chemprune.prune.partition import Partition, partition_groups
+from chemprune.engines.prune.groups import PruningGroup, Slot
+from chemprune.engines.prune.partition import Partition, partition_groups
 from reaction_nmt.compress.errors import CompressError
 
 __all__ = [

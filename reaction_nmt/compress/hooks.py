@@ -11,7 +11,7 @@ package alike, and re-exported here) lets OpenNMT-py build and load what compres
   possibly per layer) cannot be written as plain options. The hook wraps
   ``onmt.model_builder.build_base_model`` (used by ``load_test_model`` for translation and by
   ``build_model`` for training): after the usual build it gives those tensors their recorded
-  shapes (:func:`chemprune.prune.resize_to`) and sets ``head_count``, so OpenNMT-py's own
+  shapes (:func:`chemprune.engines.prune.resize_to`) and sets ``head_count``, so OpenNMT-py's own
   ``load_state_dict`` then fills them;
 * sparse files (:mod:`reaction_nmt.compress.storage`): ``onmt.model_builder.load_checkpoint``
   is wrapped to turn them back into a dense checkpoint.

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
-from chemprune.prune.masks import alive_units, get_masks
-from chemprune.prune.olmp import OLMPPruner
+from chemprune.engines.prune.masks import alive_units, get_masks
+from chemprune.engines.prune.olmp import OLMPPruner
 from reaction_nmt.compress.groups import group_aliases, partition, transformer_groups
 
 __all__ = ["WARM_START", "OLMPReport", "olmp_compress", "set_sparsity"]
@@ -79,7 +79,7 @@ def olmp_compress(
         goal: sparsity beyond which the search is not rewarded.
         budget: candidate evaluations per search.
         warm_start: bisection evaluations before each search (one offset for every set's
-            threshold; see :class:`~chemprune.prune.OLMPPruner`); 0: the search alone.
+            threshold; see :class:`~chemprune.engines.prune.OLMPPruner`); 0: the search alone.
         rounds: retraining rounds (each followed by a search); needs ``retrain``.
         retrain: ``retrain(model)``, masked retraining in place.
         reference: the metric the drop is measured from (default: ``working``'s own), e.g.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from torch import nn
 
-from chemprune.prune.masks import apply_masks, get_masks
+from chemprune.engines.prune.masks import apply_masks, get_masks
 from reaction_nmt.compress.checkpoint import export_checkpoint, load_weights, save_atomic
 from reaction_nmt.compress.errors import CompressError
 from reaction_nmt.compress.gradual import GradualPruning

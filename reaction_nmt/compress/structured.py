@@ -2,10 +2,10 @@
 
 *Score*: a head is scored by the L2 norm (root mean square) of its rows of Q, K and V and its
 columns of the output projection; a feed-forward unit by its row of ``w_1`` (and ``w_3``) and
-column of ``w_2`` (:func:`chemprune.prune.magnitude.magnitude_scores`, ``norm=2``). *Apply*: the
+column of ``w_2`` (:func:`chemprune.engines.prune.magnitude.magnitude_scores`, ``norm=2``). *Apply*: the
 same number of heads (units) is kept in every layer, the highest-scoring ones; masking zeroes
 those slices, so a masked head or unit adds exactly nothing. *Remove*:
-:func:`chemprune.prune.shrink` slices the weights; ``head_count`` of each attention module
+:func:`chemprune.engines.prune.shrink` slices the weights; ``head_count`` of each attention module
 follows (``dim_per_head`` is unchanged).
 
 Why the same number per layer: the feed-forward width can then be written as OpenNMT-py's own
@@ -25,11 +25,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from chemprune.prune.base import select_units
-from chemprune.prune.groups import PruningGroup, Slot
-from chemprune.prune.magnitude import magnitude_scores
-from chemprune.prune.masks import apply_masks, group_masks
-from chemprune.prune.shrink import shrink
+from chemprune.engines.prune.base import select_units
+from chemprune.engines.prune.groups import PruningGroup, Slot
+from chemprune.engines.prune.magnitude import magnitude_scores
+from chemprune.engines.prune.masks import apply_masks, group_masks
+from chemprune.engines.prune.shrink import shrink
 from reaction_nmt.compress.errors import CompressError
 from reaction_nmt.compress.groups import layer_tag
 

@@ -34,8 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from chemprune.checkpoint import atomic_write_text
-from chemprune.distill import TeacherCache, check_temperature, check_weight
+from chemprune.common.atomic import atomic_write_text
+from chemprune.engines.distill import TeacherCache, check_temperature, check_weight
 from reaction_nmt import backend
 from reaction_nmt.distill.common import DistillError, _checked, resolve_checkpoint
 from reaction_nmt.distill.sequence import sequence_level_data

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from chemprune.checkpoint import atomic_write_text
+from chemprune.common.atomic import atomic_write_text
 from reaction_nmt import backend
 from reaction_nmt.distill.common import DistillError, resolve_checkpoint
 from reaction_nmt.prepare import MANIFEST, PreparedData, sha256

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from chemprune.checkpoint import atomic_write_text
-from chemprune.distill import TeacherCache, check_temperature, check_weight
-from chemprune.distill.soft_target import SoftTargetLoss
+from chemprune.common.atomic import atomic_write_text
+from chemprune.engines.distill import TeacherCache, check_temperature, check_weight
+from chemprune.engines.distill.soft_target import SoftTargetLoss
 from reaction_nmt import backend
 from reaction_nmt.distill.common import DistillError, _checked
 

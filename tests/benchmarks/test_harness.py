@@ -40,7 +40,7 @@ def test_saved_row_is_done_and_loads_back_equal(tmp_path):
 
 
 def test_a_half_written_row_is_not_done(tmp_path):
-    """An interrupted atomic write leaves only its hidden temporary file (chemprune.checkpoint
+    """An interrupted atomic write leaves only its hidden temporary file (chemprune.molecules.checkpoint
     names it ``.<name>.<random>.tmp``); a model saved before the JSON does not count either."""
     store = RowStore(tmp_path)
     (tmp_path / ".magnitude_0.5.json.k3j2x9.tmp").write_text('{"method": "magn')

@@ -35,7 +35,8 @@ def test_diverging_run_advice_fits_what_was_written(qm9_dir, tmp_path):
 
 
 def _split_variant(trained, path, **change):
-    from chemprune.checkpoint import atomic_save, load_checkpoint
+    from chemprune.common.atomic import atomic_save
+    from chemprune.molecules.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(trained)  # (the digest does not cover the split: it stays valid)
     split = {**ckpt["data"]["split"], **change}
@@ -60,7 +61,7 @@ def _ids(values):
     ],
 )
 def test_invalid_split_is_one_line(trained, qm9_dir, tmp_path, command, variant, what):
-    from chemprune.checkpoint import load_checkpoint
+    from chemprune.molecules.checkpoint import load_checkpoint
 
     split = load_checkpoint(trained)["data"]["split"]
     val, test = split["val"].tolist(), split["test"].tolist()
@@ -89,7 +90,8 @@ def test_invalid_split_is_one_line(trained, qm9_dir, tmp_path, command, variant,
 
 
 def test_names_from_a_file_are_printed_escaped(trained, qm9_dir, tmp_path):
-    from chemprune.checkpoint import atomic_save, load_checkpoint
+    from chemprune.common.atomic import atomic_save
+    from chemprune.molecules.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(trained)
     ckpt.pop("integrity")  # a file from before digests: nothing vouches for its names

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from chemprune.checkpoint import atomic_save, load_model, model_checkpoint
-from chemprune.data.qm9 import read_qm9_csv
+from chemprune.common.atomic import atomic_save
+from chemprune.molecules.checkpoint import load_model, model_checkpoint
+from chemprune.molecules.data.qm9 import read_qm9_csv
 from chemprune.pipeline.showcase import ShowcaseSettings, showcase
 from tests.conftest import run_cli
 

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from chemprune.checkpoint import load_model
-from chemprune.data.batching import MoleculeSet
-from chemprune.interop.pyg import make_pyg_schnet
+from chemprune.molecules.checkpoint import load_model
+from chemprune.molecules.data.batching import MoleculeSet
+from chemprune.molecules.interop.pyg import make_pyg_schnet
 from tests.conftest import run_cli
 
 PYG = dict(hidden_channels=16, num_filters=8, num_interactions=2, num_gaussians=10, cutoff=5.0)

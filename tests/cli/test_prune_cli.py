@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from chemprune.checkpoint import load_model
+from chemprune.molecules.checkpoint import load_model
 from tests.conftest import run_cli
 
 
@@ -271,8 +271,8 @@ def test_ssl_removes_a_block_and_force_splits_layers_and_they_compose(trained, q
 
 
 def test_prune_on_a_grid_then_tabulate_counts_the_tabulated_work(trained, qm9_dir, tmp_path):
-    from chemprune.data.batching import MoleculeSet
-    from chemprune.data.qm9 import read_qm9_csv
+    from chemprune.molecules.data.batching import MoleculeSet
+    from chemprune.molecules.data.qm9 import read_qm9_csv
     from chemprune.pipeline.compress_schnet import model_stats
 
     out = tmp_path / "pruned_tab.pt"
@@ -300,7 +300,7 @@ def test_prune_on_a_grid_then_tabulate_counts_the_tabulated_work(trained, qm9_di
     # the MAC count equals the structure: 4F per pair for the interpolation, the linear layers
     b = mset.collate(val[:64])
     with torch.no_grad():
-        from chemprune.models.graph import radius_pairs
+        from chemprune.molecules.models.graph import radius_pairs
 
         pairs = radius_pairs(b.pos, b.batch, model.cutoff).size(1)
     atoms, h = b.z.numel(), model.hidden_channels

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chemprune.models.schnet import SchNet
+from chemprune.molecules.models.schnet import SchNet
 from tests.conftest import run_cli
 
 
@@ -66,7 +66,7 @@ def train_arch(qm9_dir, out, *extra):
 
 
 def test_train_the_derived_architecture_distilled(arch, trained, qm9_dir, tmp_path):
-    from chemprune.checkpoint import load_model
+    from chemprune.molecules.checkpoint import load_model
 
     r = train_arch(qm9_dir, tmp_path / "run", "--arch", str(arch), "--teacher", str(trained))
     assert r.returncode == 0, r.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from chemprune.checkpoint import load_model
+from chemprune.molecules.checkpoint import load_model
 from tests.conftest import run_cli
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from chemprune.checkpoint import atomic_save, load_model, model_checkpoint
-from chemprune.data.batching import MoleculeSet
-from chemprune.data.qm9 import read_qm9_csv
+from chemprune.common.atomic import atomic_save
+from chemprune.molecules.checkpoint import load_model, model_checkpoint
+from chemprune.molecules.data.batching import MoleculeSet
+from chemprune.molecules.data.qm9 import read_qm9_csv
 from chemprune.pipeline.compress_schnet import split_from_checkpoint
 from chemprune.pipeline.evaluate import evaluate_model
 from tests.cli.conftest import TINY
@@ -57,7 +58,7 @@ def test_init_refusals(trained, qm9_dir, tmp_path):
 def test_an_explicit_split_is_kept_through_the_run(trained, qm9_dir, tmp_path):
     """An imported model's split (made elsewhere, no seed reproduces it) stays explicit in the
     checkpoints of a run started from it."""
-    from chemprune.data.splits import Split
+    from chemprune.molecules.data.splits import Split
     from chemprune.pipeline.train_state import split_dict
 
     data = read_qm9_csv(sorted(qm9_dir.glob("*.csv")))

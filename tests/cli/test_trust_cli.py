@@ -45,7 +45,8 @@ def test_predict_refuses_overlapping_atoms(trained, tmp_path):
 
 
 def test_damaged_models_refused(trained, tmp_path):
-    from chemprune.checkpoint import atomic_save, load_checkpoint, weights_digest
+    from chemprune.common.atomic import atomic_save, weights_digest
+    from chemprune.molecules.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(trained)
     state = {k: v.clone() for k, v in ckpt["state_dict"].items()}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chemprune.data.batching import MoleculeSet
-from chemprune.data.splits import make_split
-from chemprune.models.schnet import SchNet
+from chemprune.molecules.data.batching import MoleculeSet
+from chemprune.molecules.data.splits import make_split
+from chemprune.molecules.models.schnet import SchNet
 from chemprune.pipeline.compress_schnet import prune_schnet
 from chemprune.pipeline.prune_settings import PruneSettings
 
@@ -101,9 +101,9 @@ def test_distilled_pruning_records_the_teacher_and_keeps_the_budget(setup, disti
 
 
 def test_target_macs_splits_the_kernel_budget_between_both_parts(setup):
+    from chemprune.engines.prune import summarize
+    from chemprune.molecules.schnet.prune_groups import schnet_groups
     from chemprune.pipeline.compress_schnet import shrunk_config, sparsity_for_macs
-    from chemprune.prune import summarize
-    from chemprune.prune.schnet import schnet_groups
 
     model, data, _ = setup
     b = data.collate(list(range(32)))
@@ -200,7 +200,7 @@ def test_refit_starts_the_fine_tuning_from_the_least_squares_layers(setup, metho
 
 @pytest.mark.parametrize("function", ["snr", "pdiv(square(sub(mu_in, mu_out)), add(w_l2, var_in))"])
 def test_cdc_prunes_schnet_kernels_from_target_bins(setup, function):
-    from chemprune.prune.evolve import resolve_function
+    from chemprune.engines.prune.evolve import resolve_function
 
     model, data, split = setup
     report = prune_schnet(model, data, split, PruneSettings(method="cdc", sparsity=0.5, kind="kernel", finetune_steps=3, finetune_minutes=30, batch_size=16, engine_options={"function": resolve_function(function), "target_bins": 4,

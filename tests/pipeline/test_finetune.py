@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from chemprune.data.batching import MoleculeSet
-from chemprune.models.schnet import SchNet
+from chemprune.molecules.data.batching import MoleculeSet
+from chemprune.molecules.models.schnet import SchNet
 from chemprune.pipeline.finetune import finetune
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chemprune.gan.checkpoint import load_generator
+from chemprune.engines.gan.checkpoint import load_generator
 from chemprune.pipeline.generate import (
     GANSettings,
     compress_gan,

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from chemprune.checkpoint import load_checkpoint
-from chemprune.data.splits import make_split, subset_sizes
+from chemprune.molecules.checkpoint import load_checkpoint
+from chemprune.molecules.data.splits import make_split, subset_sizes
 from chemprune.pipeline.train import TrainingDiverged, TrainSettings, train
 from tests.conftest import REPO
 

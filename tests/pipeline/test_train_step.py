@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from chemprune.data.splits import make_split, subset_sizes
-from chemprune.distributed import DistContext, SmoothOut
+from chemprune.engines.distributed import DistContext, SmoothOut
+from chemprune.molecules.data.splits import make_split, subset_sizes
 from chemprune.pipeline.train import TrainSettings, train
 from chemprune.pipeline.train_step import accumulate_gradients, clip_gradients
-from tests.distributed._grad_worker import grads_of, molecules, tiny_model
+from tests.engines.distributed._grad_worker import grads_of, molecules, tiny_model
 
 
 def test_parts_without_noise_give_the_whole_batch_gradient():

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chemprune.distill import TeacherCache
+from chemprune.engines.distill import TeacherCache
 from reaction_nmt import backend
 from reaction_nmt.distill import (
     DistillError,

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from chemprune.chem.inputs import InputFileError
+from chemprune.molecules.chem.inputs import InputFileError
 from reaction_nmt.cli import main
 from reaction_nmt.predict import read_reactions
 from tests.conftest import REPO

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from chemprune.checkpoint import CheckpointError, atomic_save
+from chemprune.common.atomic import CheckpointError, atomic_save
 from reaction_nmt.classify.data import (
     Vocabulary,
     read_csv_classes,

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from chemprune.prune import shrink
-from chemprune.prune.masks import apply_masks, group_masks
+from chemprune.engines.prune import shrink
+from chemprune.engines.prune.masks import apply_masks, group_masks
 from reaction_nmt.classify.data import Vocabulary, read_split
 from reaction_nmt.classify.model import ReactionCNN
 from reaction_nmt.classify.prune import (
