@@ -58,7 +58,6 @@ from qm9_prune import measure_speed, static_stats, timing_batches  # noqa: E402
 from qm9_rows import log  # noqa: E402
 
 from chemprune.molecules.checkpoint import load_model, model_checkpoint  # noqa: E402
-from chemprune.molecules.data.batching import MoleculeSet  # noqa: E402
 from chemprune.molecules.data.qm9 import load_dataset  # noqa: E402
 from chemprune.molecules.models.schnet import SchNet  # noqa: E402
 from chemprune.molecules.schnet.prune_groups import schnet_groups  # noqa: E402
@@ -66,11 +65,11 @@ from chemprune.pipeline.compress_schnet import (  # noqa: E402
     prune_schnet,
     shrunk_config,
     sparsity_for_macs,
-    split_from_checkpoint,
 )
 from chemprune.pipeline.prune_settings import PruneSettings  # noqa: E402
 from chemprune.pipeline.search_schnet import search_schnet  # noqa: E402
 from chemprune.pipeline.train import TrainSettings, train  # noqa: E402
+from chemprune.pipeline.trained import load_trained  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = ROOT / "benchmarks" / "parents" / "qm9_prune_gap_128x6_20k.pt"
@@ -270,11 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         teacher_path = args.teacher
         if args.quick:  # a tiny teacher trained here on a 600-molecule subset
             teacher_path = quick_teacher(args, Path(tmp))
-        teacher, ckpt = load_model(teacher_path)
-        data, _, _ = load_dataset(args.data_dir)
-        split = split_from_checkpoint(ckpt, len(data))
-        args.target_name = ckpt["target"]["name"]
-        mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(args.target_name))
+        trained = load_trained(teacher_path, args.data_dir)
+        teacher, ckpt, data, split, mset = (
+            trained.model, trained.ckpt, trained.data, trained.split, trained.mset
+        )  # fmt: skip
+        args.target_name = trained.target["name"]
         store = RowStore(Path(args.work_dir) / "rows", log=log)  # a failed row is saved too
         store.folder.mkdir(parents=True, exist_ok=True)
         models: dict[str, SchNet] = {"teacher": teacher}

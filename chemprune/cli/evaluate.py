@@ -47,21 +47,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from chemprune.cli.errors import CliError
     from chemprune.common.options import printable
     from chemprune.deploy.runtime import with_runtime
-    from chemprune.molecules.checkpoint import checkpoint_split, load_model
-    from chemprune.molecules.data.batching import MoleculeSet
-    from chemprune.molecules.data.qm9 import load_dataset
     from chemprune.pipeline.evaluate import evaluate_model
+    from chemprune.pipeline.trained import load_trained
+
+    def needs_split(model, ckpt, parts) -> None:
+        if parts is None:
+            raise CliError(
+                f"model file {args.model} records no {args.split} molecules to evaluate on"
+            )
 
     set_threads(args.threads)
-    model, ckpt = load_model(args.model)
-    if checkpoint_split(ckpt, args.model) is None:  # (checked before the data set is read)
-        raise CliError(f"model file {args.model} records no {args.split} molecules to evaluate on")
-    data, source, _ = load_dataset(args.data_dir)
-    indices = checkpoint_split(ckpt, args.model, len(data), source)[args.split]
+    trained = load_trained(args.model, args.data_dir, before_data=needs_split)
+    model, target, mset = trained.model, trained.target, trained.mset
+    indices = trained.parts[args.split]
     if args.limit is not None:
         indices = indices[: args.limit]
-    target = ckpt["target"]
-    mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target["name"]))
     metrics = evaluate_model(
         with_runtime(model, args.runtime), mset, indices, batch_size=args.batch_size
     )

@@ -120,11 +120,8 @@ def run_search(args: argparse.Namespace) -> int:
     from chemprune.cli.errors import CliError
     from chemprune.common.atomic import atomic_write_text
     from chemprune.common.runfolder import check_output_path
-    from chemprune.molecules.checkpoint import checkpoint_split, load_model
-    from chemprune.molecules.data.batching import MoleculeSet
-    from chemprune.molecules.data.qm9 import load_dataset
-    from chemprune.pipeline.compress_schnet import split_from_checkpoint
     from chemprune.pipeline.search_schnet import arch_record, search_schnet
+    from chemprune.pipeline.trained import load_trained
 
     set_threads(args.threads)
     if args.steps is None and args.minutes is None:
@@ -137,13 +134,8 @@ def run_search(args: argparse.Namespace) -> int:
     if args.steps is not None and warmup >= args.steps:
         raise CliError(f"--warmup-steps {warmup} leaves none of the {args.steps} --steps to search")
     check_output_path(args.out, inputs=[("--teacher", args.teacher)])
-    teacher, ckpt = load_model(args.teacher)
-    checkpoint_split(ckpt, args.teacher)  # a malformed split, before the data set is read
-    data, source, _ = load_dataset(args.data_dir)
-    checkpoint_split(ckpt, args.teacher, len(data), source)
-    split = split_from_checkpoint(ckpt, len(data))
-    target = ckpt["target"]
-    mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target["name"]))
+    trained = load_trained(args.teacher, args.data_dir)
+    teacher, target, mset, split = trained.model, trained.target, trained.mset, trained.split
     _, report = search_schnet(
         teacher, mset, split, engine=args.engine, order=args.order, distill=args.distill,
         candidates=args.candidates, target_macs=args.target_macs, cost_weight=args.cost_weight,

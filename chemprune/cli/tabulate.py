@@ -57,20 +57,22 @@ def run_tabulate(args: argparse.Namespace) -> int:
     from chemprune.common.options import printable
     from chemprune.common.runfolder import check_output_path
     from chemprune.deploy.tabulate import TabulateSettings, TabulationFailed, tabulate_and_check
-    from chemprune.molecules.checkpoint import checkpoint_split, load_model, model_checkpoint
-    from chemprune.molecules.data.batching import MoleculeSet
-    from chemprune.molecules.data.qm9 import load_dataset
+    from chemprune.molecules.checkpoint import model_checkpoint
+    from chemprune.pipeline.trained import load_trained
+
+    def tabulable(model, ckpt, parts) -> None:
+        if all(k in ("tabulated", "atomwise") for k in model.block_kinds):
+            raise CliError(
+                f"model file {args.model} is already tabulated (tabulate its exact parent)"
+            )
+        if parts is None:
+            raise CliError(f"model file {args.model} records no validation molecules to check on")
 
     check_output_path(args.out, inputs=[("--model", args.model)])
     set_threads(args.threads)
-    model, ckpt = load_model(args.model)
-    if all(k in ("tabulated", "atomwise") for k in model.block_kinds):
-        raise CliError(f"model file {args.model} is already tabulated (tabulate its exact parent)")
-    if checkpoint_split(ckpt, args.model) is None:  # (checked before the data set is read)
-        raise CliError(f"model file {args.model} records no validation molecules to check on")
-    data, source, _ = load_dataset(args.data_dir)
-    val = checkpoint_split(ckpt, args.model, len(data), source)["val"]
-    mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(ckpt["target"]["name"]))
+    trained = load_trained(args.model, args.data_dir, before_data=tabulable)
+    model, ckpt, mset = trained.model, trained.ckpt, trained.mset
+    val = trained.parts["val"]
     settings = TabulateSettings(
         knots=args.knots,
         molecules=args.molecules,

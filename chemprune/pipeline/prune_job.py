@@ -15,7 +15,6 @@ from chemprune.pipeline.compress_schnet import (
     model_stats,
     prune_schnet,
     sparsity_for_macs,
-    split_from_checkpoint,
 )
 from chemprune.pipeline.prune_settings import PruneSettings
 
@@ -78,19 +77,15 @@ def run_prune_job(
     """Load ``job.model`` with its split and data, prune it by ``settings`` (the sparsity from
     ``job.target_macs`` when given), optionally tabulate, and write ``job.out``."""
     from chemprune.common.atomic import atomic_save
-    from chemprune.molecules.checkpoint import checkpoint_split, load_model, model_checkpoint
-    from chemprune.molecules.data.batching import MoleculeSet
-    from chemprune.molecules.data.qm9 import load_dataset
+    from chemprune.molecules.checkpoint import model_checkpoint
+    from chemprune.pipeline.trained import load_trained
 
     settings.check()
     job.check(settings)
-    model, ckpt = load_model(job.model)
-    checkpoint_split(ckpt, job.model)  # a malformed split, before the data set is read
-    data, source, _ = load_dataset(job.data_dir)
-    checkpoint_split(ckpt, job.model, len(data), source)
-    split = split_from_checkpoint(ckpt, len(data))
-    target = ckpt["target"]
-    mset = MoleculeSet(data.z, data.pos, data.ptr, data.target_values(target["name"]))
+    trained = load_trained(job.model, job.data_dir)
+    model, ckpt, target, mset, split = (
+        trained.model, trained.ckpt, trained.target, trained.mset, trained.split
+    )  # fmt: skip
     notes: list[str] = []
     if job.target_macs is not None:
         sparsity = sparsity_for_macs(
