@@ -68,6 +68,7 @@ from chemprune.pipeline.compress_schnet import (  # noqa: E402
 )
 from chemprune.pipeline.prune_settings import PruneSettings  # noqa: E402
 from chemprune.pipeline.search_schnet import search_schnet  # noqa: E402
+from chemprune.pipeline.search_settings import SearchSettings  # noqa: E402
 from chemprune.pipeline.train import TrainSettings, train  # noqa: E402
 from chemprune.pipeline.trained import load_trained  # noqa: E402
 
@@ -105,13 +106,13 @@ def run_row(name: str, teacher: SchNet, teacher_path: Path, data, mset, split, a
     macs_batch = mset.collate(split.val[:64])  # the molecules the MAC fractions are set on
     if name.startswith("darts"):
         distill = "features" if name.startswith("darts_kd") else "none"
-        _, report = search_schnet(
-            teacher, mset, split, engine=args.engine, order=args.order, distill=distill,
-            target_macs=args.target_macs, cost_weight=args.cost_weight, steps=args.search_steps,
-            batch_size=args.batch_size, lr=args.lr, arch_lr=args.arch_lr, seed=seed,
+        settings = SearchSettings(
+            engine=args.engine, order=args.order, distill=distill, target_macs=args.target_macs,
+            cost_weight=args.cost_weight, steps=args.search_steps, batch_size=args.batch_size,
+            lr=args.lr, arch_lr=args.arch_lr, seed=seed,
             warmup_steps=int(args.warmup * args.search_steps),
-            progress=False, log=log,
         )  # fmt: skip
+        _, report = search_schnet(teacher, mset, split, settings, progress=False, log=log)
         report.pop("history", None)
         if "config" not in report["derived"]:
             return None, {"search": report, "error": report["derived"]["error"]}

@@ -113,40 +113,44 @@ def _table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run_search(args: argparse.Namespace) -> int:
-    import json
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
+
+def settings_from_args(args: argparse.Namespace):
+    """The :class:`~chemprune.pipeline.search_settings.SearchSettings` and
+    :class:`~chemprune.pipeline.search_job.SearchJob` the options describe (``CliError`` naming
+    the option for a combination that cannot run)."""
+    from chemprune.cli.errors import CliError
+    from chemprune.pipeline.search_job import SearchJob
+    from chemprune.pipeline.search_settings import SearchSettings
+
+    settings = SearchSettings(
+        engine=args.engine, order=args.order, distill=args.distill,
+        candidates=tuple(args.candidates), target_macs=args.target_macs,
+        cost_weight=args.cost_weight, steps=args.steps, minutes=args.minutes,
+        batch_size=args.batch_size, lr=args.lr, arch_lr=args.arch_lr, seed=args.seed,
+        warmup_steps=args.warmup_steps, filter_grid=args.filter_grid,
+    )  # fmt: skip
+    try:
+        settings.check(_option)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    return settings, SearchJob(teacher=args.teacher, out=args.out, data_dir=args.data_dir)
+
+
+def run_search(args: argparse.Namespace) -> int:
     from chemprune.cli._common import set_threads
     from chemprune.cli.errors import CliError
-    from chemprune.common.atomic import atomic_write_text
     from chemprune.common.runfolder import check_output_path
-    from chemprune.pipeline.search_schnet import arch_record, search_schnet
-    from chemprune.pipeline.trained import load_trained
+    from chemprune.pipeline.search_job import run_search_job
 
     set_threads(args.threads)
-    if args.steps is None and args.minutes is None:
-        raise CliError("give --steps or --minutes (the search's budget)")
-    if args.engine == "darts_minus" and args.steps is None:
-        raise CliError("--engine darts_minus decays its auxiliary skip over --steps: give them")
-    warmup = args.warmup_steps
-    if warmup is None:
-        warmup = int(0.3 * args.steps) if args.steps else 0
-    if args.steps is not None and warmup >= args.steps:
-        raise CliError(f"--warmup-steps {warmup} leaves none of the {args.steps} --steps to search")
+    settings, job = settings_from_args(args)
     check_output_path(args.out, inputs=[("--teacher", args.teacher)])
-    trained = load_trained(args.teacher, args.data_dir)
-    teacher, target, mset, split = trained.model, trained.target, trained.mset, trained.split
-    _, report = search_schnet(
-        teacher, mset, split, engine=args.engine, order=args.order, distill=args.distill,
-        candidates=args.candidates, target_macs=args.target_macs, cost_weight=args.cost_weight,
-        steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
-        arch_lr=args.arch_lr, seed=args.seed, progress=not args.no_progress,
-        warmup_steps=warmup, filter_grid=args.filter_grid,
-    )  # fmt: skip
+    report = run_search_job(job, settings, progress=not args.no_progress)
     if "config" not in report["derived"]:
         raise CliError(report["derived"]["error"], 1)
-    record = arch_record(report, teacher=str(args.teacher), target=target)
-    atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")
     if args.json:
         print(
             json_line({k: v for k, v in report.items() if k != "history"} | {"out": str(args.out)})

@@ -13,7 +13,7 @@ retraining.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,11 +24,12 @@ from chemprune.engines.nas import NAS_ENGINES
 from chemprune.molecules.data.batching import MoleculeSet
 from chemprune.molecules.data.splits import Split
 from chemprune.molecules.models.schnet import SchNet
-from chemprune.molecules.schnet.nas import DEFAULT_CANDIDATES, SchNetSupernet
+from chemprune.molecules.schnet.nas import SchNetSupernet
 from chemprune.molecules.schnet.nas_distill import schnet_search_loss
 from chemprune.pipeline.compress_schnet import model_stats
+from chemprune.pipeline.search_settings import SearchSettings
 
-__all__ = ["ARCH_FORMAT", "arch_record", "search_schnet"]
+__all__ = ["ARCH_FORMAT", "SearchSettings", "arch_record", "search_schnet"]
 
 ARCH_FORMAT = "chemprune-architecture"
 
@@ -59,36 +60,32 @@ def search_schnet(
     teacher: SchNet,
     mset: MoleculeSet,
     split: Split,
+    settings: SearchSettings,
     *,
-    engine: str = "darts",
-    order: int = 1,
-    distill: str = "features",
-    candidates: Sequence[str] = DEFAULT_CANDIDATES,
-    target_macs: float | None = None,
-    cost_weight: float = 1.0,
-    steps: int | None = None,
-    minutes: float | None = None,
-    batch_size: int = 32,
-    lr: float = 5e-4,
-    arch_lr: float = 3e-4,
-    warmup_steps: int = 0,
-    seed: int = 0,
     progress: bool = True,
     log: Callable[[str], None] = print,
-    filter_grid: int = 0,
 ) -> tuple[SchNetSupernet, dict[str, Any]]:
-    """Search; returns the trained supernet and a report (genotype, costs, losses).
+    """Search by ``settings`` (checked first: :meth:`SearchSettings.check`); returns the trained
+    supernet and a report (genotype, costs, losses).
 
     Stops after ``steps`` search steps or ``minutes``, whichever comes first (at least one of
     them); the first ``warmup_steps`` train the weights only. ``filter_grid`` (knots): the
     supernet's and the teacher's filters are interpolated from a grid during the search
-    (:attr:`SchNet.filter_grid`; costs are measured exact, the teacher is given back exact). ``target_macs`` (a fraction of the teacher's MACs) turns on the cost penalty
+    (:attr:`SchNet.filter_grid`; costs are measured exact, the teacher is given back exact).
+    ``target_macs`` (a fraction of the teacher's MACs) turns on the cost penalty
     ``cost_weight * max(0, E[MACs] / teacher MACs - target_macs)``.
     """
-    if steps is None and minutes is None:
-        raise ValueError("give steps or minutes (the search's budget)")
-    if engine == "darts_minus" and steps is None:
-        raise ValueError("darts_minus decays its auxiliary skip over a number of steps: give steps")
+    settings.check()
+    engine, order, distill, candidates = (
+        settings.engine, settings.order, settings.distill, settings.candidates
+    )  # fmt: skip
+    target_macs, cost_weight, steps, minutes = (
+        settings.target_macs, settings.cost_weight, settings.steps, settings.minutes
+    )  # fmt: skip
+    batch_size, lr, arch_lr, seed = (
+        settings.batch_size, settings.lr, settings.arch_lr, settings.seed
+    )  # fmt: skip
+    warmup_steps, filter_grid = settings.warmup, settings.filter_grid
     torch.manual_seed(seed)
     w_idx, a_idx = _halves(split.train, seed)
     supernet = SchNetSupernet.like(teacher, candidates=candidates)

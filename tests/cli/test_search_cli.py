@@ -36,8 +36,9 @@ def test_search_writes_a_derivable_architecture(trained, qm9_dir, tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ([], "--steps or --minutes"),
-        (["--minutes", "1"], "decays its auxiliary skip"),
+        ([], "give --steps or --minutes (the search's budget)"),
+        (["--minutes", "1"], "--engine darts_minus decays its auxiliary skip over --steps"),
+        (["--steps", "2", "--warmup-steps", "2"], "--warmup-steps 2 leaves none of the 2 --steps"),
         (["--steps", "2", "--candidates", "cf8,conv3"], "unknown candidate operation"),
         (["--steps", "2", "--target-macs", "1.5"], "fraction of the teacher's MACs"),
     ],
