@@ -308,11 +308,8 @@ _WIDTHS = ("hidden", "filters", "interactions", "gaussians", "cutoff")
 def _architecture(args: argparse.Namespace) -> tuple[dict | None, tuple[int, ...] | None]:
     """The SchNet config of ``--arch`` (checked) and, with a teacher, the teacher blocks its
     blocks replace (for block-wise distillation)."""
-    import json
-
     from chemprune.cli.errors import CliError
-    from chemprune.molecules.models.schnet import SchNet
-    from chemprune.pipeline.search_schnet import ARCH_FORMAT
+    from chemprune.pipeline.search_schnet import read_arch
 
     if args.arch is None:
         return None, None
@@ -320,23 +317,16 @@ def _architecture(args: argparse.Namespace) -> tuple[dict | None, tuple[int, ...
     if given:
         raise CliError(f"--arch sets the architecture: drop {', '.join(given)}")
     try:
-        rec = json.loads(args.arch.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise CliError(f"--arch {args.arch}: not a readable JSON file ({err})") from None
-    if not isinstance(rec, dict) or rec.get("format") != ARCH_FORMAT:
-        raise CliError(f"--arch {args.arch}: not an architecture written by 'chemprune search'")
-    name = (rec.get("target") or {}).get("name")
-    if name is not None and name != args.target:
-        raise CliError(f"--arch {args.arch} was searched for {name!r}, not --target {args.target}")
-    config = rec.get("config")
-    try:
-        SchNet.from_config(config)
-    except (TypeError, ValueError) as err:
-        raise CliError(f"--arch {args.arch}: its config does not build a SchNet ({err})") from None
-    blocks = rec.get("kept_blocks")
-    if args.teacher is None or blocks is None:
-        return config, None
-    return config, tuple(int(b) for b in blocks)
+        rec = read_arch(args.arch)
+    except ValueError as err:
+        raise CliError(f"--arch {err}") from None
+    if rec.target is not None and rec.target != args.target:
+        raise CliError(
+            f"--arch {args.arch} was searched for {rec.target!r}, not --target {args.target}"
+        )
+    if args.teacher is None:
+        return rec.config, None
+    return rec.config, rec.kept_blocks
 
 
 def run_train(args: argparse.Namespace) -> int:

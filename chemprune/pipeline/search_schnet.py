@@ -12,8 +12,12 @@ retraining.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +33,7 @@ from chemprune.molecules.schnet.nas_distill import schnet_search_loss
 from chemprune.pipeline.compress_schnet import model_stats
 from chemprune.pipeline.search_settings import SearchSettings
 
-__all__ = ["ARCH_FORMAT", "SearchSettings", "arch_record", "search_schnet"]
+__all__ = ["ARCH_FORMAT", "ArchFile", "SearchSettings", "arch_record", "read_arch", "search_schnet"]
 
 ARCH_FORMAT = "chemprune-architecture"
 
@@ -162,7 +166,8 @@ def search_schnet(
 
 
 def arch_record(report: dict[str, Any], *, teacher: str, target: dict[str, Any]) -> dict[str, Any]:
-    """What ``chemprune search --out`` writes: the derived SchNet's config and the search."""
+    """What ``chemprune search --out`` writes: the derived SchNet's config and the search
+    (:func:`read_arch` reads it back)."""
     if "config" not in report.get("derived", {}):
         raise ValueError(report.get("derived", {}).get("error", "no derived architecture"))
     return {
@@ -174,3 +179,41 @@ def arch_record(report: dict[str, Any], *, teacher: str, target: dict[str, Any])
         "target": target,
         "search": {k: v for k, v in report.items() if k != "history"},
     }
+
+
+@dataclass(frozen=True)
+class ArchFile:
+    """An architecture file read back (:func:`read_arch`): the derived SchNet's ``config`` (it
+    builds), the teacher blocks its blocks replace (``kept_blocks``; ``None`` when not
+    recorded) and the name of the target it was searched for (``None`` when not recorded)."""
+
+    config: dict[str, Any]
+    kept_blocks: tuple[int, ...] | None
+    target: str | None
+
+
+def read_arch(path: os.PathLike | str) -> ArchFile:
+    """Read what :func:`arch_record` wrote (``chemprune search --out``), checked.
+
+    Raises:
+        ValueError: ``<path>: not a readable JSON file (...)``, ``<path>: not an architecture
+            written by 'chemprune search'``, ``<path>: its config does not build a SchNet
+            (...)``.
+    """
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable JSON file ({err})") from None
+    if not isinstance(rec, dict) or rec.get("format") != ARCH_FORMAT:
+        raise ValueError(f"{path}: not an architecture written by 'chemprune search'")
+    config = rec.get("config")
+    try:
+        SchNet.from_config(config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: its config does not build a SchNet ({err})") from None
+    blocks = rec.get("kept_blocks")
+    return ArchFile(
+        config=config,
+        kept_blocks=None if blocks is None else tuple(int(b) for b in blocks),
+        target=(rec.get("target") or {}).get("name"),
+    )
