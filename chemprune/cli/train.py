@@ -243,27 +243,39 @@ def _add_distributed_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-# Options of the launcher only: not passed to the workers (torchrun's own parser would take some
-# of them, e.g. --nproc as an ambiguous prefix of its --nproc-per-node).
-_LAUNCH_ONLY = ("help", "nproc", "nnodes", "rdzv_endpoint", "rdzv_id", "max_restarts")
+# What each worker under torchrun is given back, by attribute (the option is ``--`` and the name
+# with dashes): every option of ``train`` but the launcher's own (--nproc, --nnodes,
+# --rdzv-endpoint, --rdzv-id, --max-restarts: torchrun's own parser would take some of them, e.g.
+# --nproc as an ambiguous prefix of its --nproc-per-node). tests/cli/test_train_argv.py checks
+# that this covers the parser and that the worker's command line parses back to the same run.
+_WORKER_VALUES = (
+    "target", "out", "init", "subset", "data_dir", "seed",
+    "hidden", "filters", "interactions", "gaussians", "cutoff", "arch",
+    "teacher", "distill", "distill_output_weight", "distill_feature_weight",
+    "epochs", "batch_size", "lr", "optimizer", "momentum", "lr_schedule", "filter_grid",
+    "max_grad_norm", "warmup_steps", "lr_factor", "lr_patience", "min_lr",
+    "max_minutes", "checkpoint_every", "threads", "device",
+    "comm_hook", "terngrad_min_size", "terngrad_fp32",
+    "smoothout", "smoothout_chunk", "smoothout_schedule",
+)  # fmt: skip
+_WORKER_SWITCHES = ("resume", "no_progress", "json", "smoothout_adaptive")
+LAUNCH_ONLY = ("nproc", "nnodes", "rdzv_endpoint", "rdzv_id", "max_restarts")
 WORLD_SIZE_ENV = "CHEMPRUNE_WORLD_SIZE"
 
 
-def _argv_from_args(args: argparse.Namespace) -> list[str]:
-    """The ``train`` command line that gives ``args`` to each worker under torchrun."""
-    assert _PARSER is not None
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def worker_argv(args: argparse.Namespace) -> list[str]:
+    """The ``train`` command line that gives ``args`` to each worker under torchrun (options
+    left unset are left out)."""
     argv = ["train"]
-    for action in _PARSER._actions:
-        if not action.option_strings or action.dest in _LAUNCH_ONLY:
-            continue
-        value = getattr(args, action.dest, None)
-        flag = action.option_strings[-1] if action.option_strings[-1].startswith("--") else None
-        flag = flag or action.option_strings[0]
-        if isinstance(action, argparse._StoreTrueAction):
-            if value:
-                argv.append(flag)
-        elif value is not None:
-            argv += [flag, str(value)]
+    for name in _WORKER_VALUES:
+        value = getattr(args, name)
+        if value is not None:
+            argv += [_flag(name), str(value)]
+    argv += [_flag(name) for name in _WORKER_SWITCHES if getattr(args, name)]
     return argv
 
 
@@ -293,7 +305,7 @@ def _launch(args: argparse.Namespace, spec) -> int:
         lock = RunLock(args.out, what="chemprune train (torchrun launcher)").acquire()
         env[LOCK_HELD_ENV] = str(args.out.resolve())
     try:
-        code = launch(spec, ["chemprune", *_argv_from_args(args)], env=env)
+        code = launch(spec, ["chemprune", *worker_argv(args)], env=env)
     finally:
         if lock is not None:
             lock.release()
