@@ -341,6 +341,57 @@ def _architecture(args: argparse.Namespace) -> tuple[dict | None, tuple[int, ...
     return rec.config, rec.kept_blocks
 
 
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def settings_from_args(
+    args: argparse.Namespace,
+    *,
+    architecture: dict | None = None,
+    teacher_blocks: tuple[int, ...] | None = None,
+):
+    """The :class:`~chemprune.pipeline.train_state.TrainSettings` the options describe, with
+    the architecture of ``--arch`` or ``--init`` when given (read by the caller)."""
+    from chemprune.pipeline.train_state import TrainSettings
+
+    return TrainSettings(
+        architecture=architecture,
+        init=str(args.init.resolve()) if args.init else "",
+        teacher=str(args.teacher.resolve()) if args.teacher else "",
+        distill=args.distill if args.teacher else "none",
+        distill_output_weight=args.distill_output_weight,
+        distill_feature_weight=args.distill_feature_weight,
+        teacher_blocks=teacher_blocks,
+        target=args.target,
+        hidden_channels=args.hidden,
+        filter_channels=args.filters,
+        num_interactions=args.interactions,
+        num_gaussians=args.gaussians,
+        cutoff=args.cutoff,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
+        max_grad_norm=args.max_grad_norm,
+        filter_grid=args.filter_grid,
+        lr_factor=args.lr_factor,
+        lr_patience=args.lr_patience,
+        min_lr=args.min_lr,
+        seed=args.seed,
+        comm_hook=args.comm_hook,
+        terngrad_min_size=args.terngrad_min_size,
+        terngrad_fp32=args.terngrad_fp32,
+        smoothout=args.smoothout,
+        smoothout_adaptive=args.smoothout_adaptive,
+        smoothout_chunk=args.smoothout_chunk,
+        smoothout_schedule=args.smoothout_schedule,
+    )
+
+
 def run_train(args: argparse.Namespace) -> int:
     from chemprune.cli._common import resolve_device, set_threads
     from chemprune.cli.errors import CliError
@@ -357,14 +408,12 @@ def run_train(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     get_target(args.target)  # fail fast on an unknown target
     check_output_path(args.out, kind="folder")  # a run folder that can be made and written
-    # (each option's own range is checked by its type, chemprune.common.options; these are the
-    # combinations)
-    if args.comm_hook != "terngrad" and (args.terngrad_min_size != 1 or args.terngrad_fp32):
-        raise CliError("--terngrad-min-size/--terngrad-fp32 need --comm-hook terngrad")
-    if args.smoothout_schedule != "constant" and args.smoothout == 0:
-        raise CliError("--smoothout-schedule needs --smoothout > 0")
-    if args.warmup_steps and args.lr_schedule != "cosine":
-        raise CliError("--warmup-steps needs --lr-schedule cosine")
+    # (each option's own range is checked by its type, chemprune.common.options; the
+    # combinations by the settings, before any process starts)
+    try:
+        settings_from_args(args).check(_option)
+    except ValueError as err:
+        raise CliError(str(err)) from None
     device = resolve_device(args.device)
     spec = LaunchSpec(
         nproc=1 if args.nproc is None else args.nproc,
@@ -409,7 +458,7 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
     """Train in this process (alone, or as one rank of a torchrun job)."""
     from chemprune.cli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, CliError
     from chemprune.engines.distributed.context import WorldSizeError
-    from chemprune.pipeline.train import TrainingDiverged, TrainingInterrupted, TrainSettings, train
+    from chemprune.pipeline.train import TrainingDiverged, TrainingInterrupted, train
 
     main = context is None or context.is_main
     data, split, source = load_dataset_and_split(args.data_dir, args.subset, args.seed)
@@ -425,41 +474,7 @@ def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> in
             arch, split = init_run(args.init, args.target, len(data))
         except ValueError as err:
             raise CliError(str(err)) from None
-    settings = TrainSettings(
-        architecture=arch,
-        init=str(args.init.resolve()) if args.init else "",
-        teacher=str(args.teacher.resolve()) if args.teacher else "",
-        distill=args.distill if args.teacher else "none",
-        distill_output_weight=args.distill_output_weight,
-        distill_feature_weight=args.distill_feature_weight,
-        teacher_blocks=blocks,
-        target=args.target,
-        hidden_channels=args.hidden,
-        filter_channels=args.filters,
-        num_interactions=args.interactions,
-        num_gaussians=args.gaussians,
-        cutoff=args.cutoff,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        momentum=args.momentum,
-        lr_schedule=args.lr_schedule,
-        warmup_steps=args.warmup_steps,
-        max_grad_norm=args.max_grad_norm,
-        filter_grid=args.filter_grid,
-        lr_factor=args.lr_factor,
-        lr_patience=args.lr_patience,
-        min_lr=args.min_lr,
-        seed=args.seed,
-        comm_hook=args.comm_hook,
-        terngrad_min_size=args.terngrad_min_size,
-        terngrad_fp32=args.terngrad_fp32,
-        smoothout=args.smoothout,
-        smoothout_adaptive=args.smoothout_adaptive,
-        smoothout_chunk=args.smoothout_chunk,
-        smoothout_schedule=args.smoothout_schedule,
-    )
+    settings = settings_from_args(args, architecture=arch, teacher_blocks=blocks)
     if main:
         print(
             f"chemprune train: {args.target}, {split.sizes[0]}/{split.sizes[1]}/{split.sizes[2]} "

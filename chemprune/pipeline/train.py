@@ -101,7 +101,9 @@ def train(
     Raises:
         chemprune.common.runfolder.RunFolderBusy: another process is writing into ``out_dir``.
         FileExistsError: ``out_dir`` already holds a run and ``resume`` is false.
+        ValueError: ``settings`` that cannot run (:meth:`TrainSettings.check`).
     """
+    settings.check()
     out = Path(out_dir)
     ctx = context or DistContext.single()
     with run_lock(out, ctx, what="chemprune train"):

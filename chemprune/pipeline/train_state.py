@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,20 @@ class TrainSettings:
 
     # Settings that may change when resuming (a longer budget, more epochs).
     resumable_changes: tuple[str, ...] = field(default=("epochs",), repr=False)
+
+    def check(self, name: Callable[[str], str] = lambda field: field) -> TrainSettings:
+        """Raise ``ValueError`` on a combination that cannot run; returns ``self``. ``name`` says
+        how a message calls a field (the command line passes its option names)."""
+        if self.comm_hook != "terngrad" and (self.terngrad_min_size != 1 or self.terngrad_fp32):
+            raise ValueError(
+                f"{name('terngrad_min_size')}/{name('terngrad_fp32')} need {name('comm_hook')} "
+                "terngrad"
+            )
+        if self.smoothout_schedule != "constant" and self.smoothout == 0:
+            raise ValueError(f"{name('smoothout_schedule')} needs {name('smoothout')} > 0")
+        if self.warmup_steps and self.lr_schedule != "cosine":
+            raise ValueError(f"{name('warmup_steps')} needs {name('lr_schedule')} cosine")
+        return self
 
     def model_kwargs(self) -> dict[str, Any]:
         if self.architecture is not None:  # the target decides the readout

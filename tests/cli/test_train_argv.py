@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from chemprune.cli import build_parser, train
+from chemprune.pipeline.train_state import TrainSettings
 
 #: a value other than the default for every option the workers get back
 EVERY_OPTION = [
@@ -53,3 +56,19 @@ def test_every_option_of_train_is_given_to_the_workers_or_kept_by_the_launcher()
     defaults = build_parser().parse_args(["train", "--out", "runs/x"])
     same = [k for k in given if getattr(parsed, k) == getattr(defaults, k) and k != "out"]
     assert same == []  # EVERY_OPTION sets every one of them
+
+
+def test_the_workers_build_the_same_settings():
+    launcher = build_parser().parse_args(["train", *EVERY_OPTION, *LAUNCHER])
+    worker = build_parser().parse_args(train.worker_argv(launcher))
+    assert train.settings_from_args(worker) == train.settings_from_args(launcher)
+
+
+def test_train_settings_check_names_fields_as_the_caller_says_them():
+    with pytest.raises(ValueError, match="^warmup_steps needs lr_schedule cosine$"):
+        TrainSettings(warmup_steps=5).check()
+    with pytest.raises(ValueError, match="^--smoothout-schedule needs --smoothout > 0$"):
+        TrainSettings(smoothout_schedule="tanh").check(train._option)
+    with pytest.raises(ValueError, match="need comm_hook terngrad"):
+        TrainSettings(terngrad_fp32="lin2.*").check()
+    assert TrainSettings(lr_schedule="cosine", warmup_steps=5).check().warmup_steps == 5
