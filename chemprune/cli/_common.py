@@ -3,16 +3,8 @@ command runs on."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from chemprune.cli.errors import CliError
-from chemprune.molecules.data.qm9 import QM9Data, load_dataset
-from chemprune.molecules.data.splits import (
-    Split,
-    load_or_create_split,
-    standard_sizes,
-    subset_sizes,
-)
+from chemprune.molecules.data.splits import load_dataset_and_split
 
 __all__ = ["load_dataset_and_split", "resolve_device", "set_threads"]
 
@@ -41,19 +33,3 @@ def resolve_device(name: str):
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise CliError(f"--device {name}: MPS is not available on this machine (use cpu)")
     return device
-
-
-def load_dataset_and_split(
-    data_dir: Path | None, subset: int | None, seed: int
-) -> tuple[QM9Data, Split, str]:
-    """QM9 (:func:`chemprune.molecules.data.qm9.load_dataset`) and its split: the ``subset`` sizes when
-    given, else the standard sizes for full QM9, else all of a small dataset."""
-    data, source, folder = load_dataset(data_dir)
-    if subset is not None:
-        sizes = subset_sizes(subset, len(data))
-    elif len(data) > 120_000:
-        sizes = standard_sizes(len(data))
-    else:
-        sizes = subset_sizes(len(data), len(data))
-    split, _ = load_or_create_split(folder, len(data), sizes, seed)
-    return data, split, source

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
@@ -314,55 +315,32 @@ def _launch(args: argparse.Namespace, spec) -> int:
     return 0
 
 
-_WIDTHS = ("hidden", "filters", "interactions", "gaussians", "cutoff")
-
-
-def _architecture(args: argparse.Namespace) -> tuple[dict | None, tuple[int, ...] | None]:
-    """The SchNet config of ``--arch`` (checked) and, with a teacher, the teacher blocks its
-    blocks replace (for block-wise distillation)."""
-    from chemprune.cli.errors import CliError
-    from chemprune.pipeline.search_schnet import read_arch
-
-    if args.arch is None:
-        return None, None
-    given = [f"--{w}" for w in _WIDTHS if getattr(args, w) != _PARSER.get_default(w)]
-    if given:
-        raise CliError(f"--arch sets the architecture: drop {', '.join(given)}")
-    try:
-        rec = read_arch(args.arch)
-    except ValueError as err:
-        raise CliError(f"--arch {err}") from None
-    if rec.target is not None and rec.target != args.target:
-        raise CliError(
-            f"--arch {args.arch} was searched for {rec.target!r}, not --target {args.target}"
-        )
-    if args.teacher is None:
-        return rec.config, None
-    return rec.config, rec.kept_blocks
+# TrainSettings and TrainJob fields whose option has another name (the rest: --field-name)
+_OPTION_OF = {
+    "hidden_channels": "hidden",
+    "filter_channels": "filters",
+    "num_interactions": "interactions",
+    "num_gaussians": "gaussians",
+}
 
 
 def _option(field: str) -> str:
-    return "--" + field.replace("_", "-")
+    return _flag(_OPTION_OF.get(field, field))
 
 
-def settings_from_args(
-    args: argparse.Namespace,
-    *,
-    architecture: dict | None = None,
-    teacher_blocks: tuple[int, ...] | None = None,
-):
-    """The :class:`~chemprune.pipeline.train_state.TrainSettings` the options describe, with
-    the architecture of ``--arch`` or ``--init`` when given (read by the caller)."""
+def settings_from_args(args: argparse.Namespace):
+    """The :class:`~chemprune.pipeline.train_state.TrainSettings` and the
+    :class:`~chemprune.pipeline.train_job.TrainJob` the options describe (nothing is read: the
+    job reads ``--arch`` and ``--init``)."""
+    from chemprune.pipeline.train_job import TrainJob
     from chemprune.pipeline.train_state import TrainSettings
 
-    return TrainSettings(
-        architecture=architecture,
+    settings = TrainSettings(
         init=str(args.init.resolve()) if args.init else "",
         teacher=str(args.teacher.resolve()) if args.teacher else "",
         distill=args.distill if args.teacher else "none",
         distill_output_weight=args.distill_output_weight,
         distill_feature_weight=args.distill_feature_weight,
-        teacher_blocks=teacher_blocks,
         target=args.target,
         hidden_channels=args.hidden,
         filter_channels=args.filters,
@@ -390,28 +368,39 @@ def settings_from_args(
         smoothout_chunk=args.smoothout_chunk,
         smoothout_schedule=args.smoothout_schedule,
     )
+    job = TrainJob(
+        out=args.out,
+        data_dir=args.data_dir,
+        subset=args.subset,
+        init=args.init,
+        arch=args.arch,
+        resume=args.resume,
+        max_minutes=args.max_minutes,
+        checkpoint_every=args.checkpoint_every,
+        device=str(args.device),
+        progress=not args.no_progress,
+    )
+    return settings, job
 
 
 def run_train(args: argparse.Namespace) -> int:
     from chemprune.cli._common import resolve_device, set_threads
-    from chemprune.cli.errors import CliError
+    from chemprune.cli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, CliError
     from chemprune.common.runfolder import check_output_path
-    from chemprune.engines.distributed.context import DistContext, WorldSizeError
-    from chemprune.engines.distributed.launch import (
-        LaunchError,
-        LaunchSpec,
-        in_torchrun,
-        restart_count,
-    )
+    from chemprune.engines.distributed.context import WorldSizeError
+    from chemprune.engines.distributed.launch import LaunchError, LaunchSpec, in_torchrun
     from chemprune.molecules.data.targets import get_target
+    from chemprune.pipeline.train import TrainingDiverged, TrainingInterrupted
+    from chemprune.pipeline.train_job import TrainJobError, run_train_job
 
     set_threads(args.threads)
     get_target(args.target)  # fail fast on an unknown target
     check_output_path(args.out, kind="folder")  # a run folder that can be made and written
     # (each option's own range is checked by its type, chemprune.common.options; the
     # combinations by the settings, before any process starts)
+    settings, job = settings_from_args(args)
     try:
-        settings_from_args(args).check(_option)
+        settings.check(_option)
     except ValueError as err:
         raise CliError(str(err)) from None
     device = resolve_device(args.device)
@@ -433,76 +422,21 @@ def run_train(args: argparse.Namespace) -> int:
         )
     if not in_torchrun() and (spec.world_size > 1 or spec.endpoint):
         return _launch(args, spec)
-    context = None
-    resume = args.resume
-    if in_torchrun():
+    job = dataclasses.replace(job, device=str(device))
+    if in_torchrun():  # the processes the launcher started, or those given to the user's torchrun
         expected = os.environ.get(WORLD_SIZE_ENV)
-        if args.nproc is not None or args.nnodes is not None:  # torchrun started by the user
+        if args.nproc is not None or args.nnodes is not None:
             expected = spec.world_size
-        try:
-            context = DistContext.from_env(
-                expected_world_size=None if expected is None else int(expected)
-            )
-        except WorldSizeError as err:
-            raise CliError(str(err)) from None
-        # after a failure torchrun restarts every process: continue from last.pt
-        resume = resume or (restart_count() > 0 and (args.out / "last.pt").exists())
+        job = dataclasses.replace(job, world_size=None if expected is None else int(expected))
     try:
-        return _run_local(args, device=device, context=context, resume=resume)
-    finally:
-        if context is not None:
-            context.close()
-
-
-def _run_local(args: argparse.Namespace, *, device, context, resume: bool) -> int:
-    """Train in this process (alone, or as one rank of a torchrun job)."""
-    from chemprune.cli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, CliError
-    from chemprune.engines.distributed.context import WorldSizeError
-    from chemprune.pipeline.train import TrainingDiverged, TrainingInterrupted, train
-
-    main = context is None or context.is_main
-    data, split, source = load_dataset_and_split(args.data_dir, args.subset, args.seed)
-    arch, blocks = _architecture(args)
-    if args.init is not None:
-        from chemprune.pipeline.train import init_run
-
-        if arch is not None:
-            raise CliError("--init and --arch both give the architecture: pass one")
-        if args.subset is not None:
-            raise CliError("--init trains on its checkpoint's split: drop --subset")
-        try:
-            arch, split = init_run(args.init, args.target, len(data))
-        except ValueError as err:
-            raise CliError(str(err)) from None
-    settings = settings_from_args(args, architecture=arch, teacher_blocks=blocks)
-    if main:
-        print(
-            f"chemprune train: {args.target}, {split.sizes[0]}/{split.sizes[1]}/{split.sizes[2]} "
-            f"train/val/test molecules from {source}, run folder {args.out}"
-            + (f", {context.world_size} processes" if context and context.distributed else ""),
-            flush=True,
-        )
-    try:
-        summary = train(
-            data,
-            split,
-            args.out,
-            settings=settings,
-            resume=resume,
-            max_minutes=args.max_minutes,
-            checkpoint_every=args.checkpoint_every,
-            data_source=source,
-            progress=not args.no_progress,
-            device=device,
-            context=context,
-        )
-    except WorldSizeError as err:
+        summary = run_train_job(job, settings, name=_option)
+    except (TrainJobError, WorldSizeError) as err:
         raise CliError(str(err)) from None
     except TrainingDiverged as err:
         raise CliError(str(err), EXIT_DIVERGED) from None
     except TrainingInterrupted as err:
         raise CliError(str(err), EXIT_INTERRUPTED) from None
-    if not main:
+    if summary is None:  # another rank than the main one of a torchrun job
         return 0
     if args.json:
         print(json_line(summary))

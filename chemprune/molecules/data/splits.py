@@ -6,8 +6,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from chemprune.molecules.data.qm9 import QM9Data
 
 __all__ = [
     "InvalidSplit",
@@ -17,6 +21,7 @@ __all__ = [
     "standard_sizes",
     "subset_sizes",
     "load_or_create_split",
+    "load_dataset_and_split",
 ]
 
 #: The split used by SchNet, DimeNet and most QM9 papers: 110k train, 10k validation, rest test.
@@ -201,3 +206,22 @@ def load_or_create_split(
         json.dumps({"seed": seed, "sizes": list(sizes), "num_molecules": num_molecules})
     )
     return split, path
+
+
+def load_dataset_and_split(
+    data_dir: os.PathLike | str | None, subset: int | None, seed: int
+) -> tuple[QM9Data, Split, str]:
+    """QM9 (:func:`chemprune.molecules.data.qm9.load_dataset`) with its source and split: the
+    ``subset`` sizes when given, else the standard sizes for full QM9, else all of a small
+    dataset (made once and saved next to the data, :func:`load_or_create_split`)."""
+    from chemprune.molecules.data.qm9 import load_dataset
+
+    data, source, folder = load_dataset(data_dir)
+    if subset is not None:
+        sizes = subset_sizes(subset, len(data))
+    elif len(data) > 120_000:
+        sizes = standard_sizes(len(data))
+    else:
+        sizes = subset_sizes(len(data), len(data))
+    split, _ = load_or_create_split(folder, len(data), sizes, seed)
+    return data, split, source
