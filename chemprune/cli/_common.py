@@ -1,12 +1,10 @@
-"""Helpers shared by the CLI commands: thread and device options, the QM9 data and split a
-command runs on."""
+"""Helpers shared by the CLI commands: thread and device options."""
 
 from __future__ import annotations
 
 from chemprune.cli.errors import CliError
-from chemprune.molecules.data.splits import load_dataset_and_split
 
-__all__ = ["load_dataset_and_split", "resolve_device", "set_threads"]
+__all__ = ["resolve_device", "set_threads"]
 
 
 def set_threads(threads: int | None) -> None:

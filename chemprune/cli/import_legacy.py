@@ -13,13 +13,13 @@ def run_import_legacy(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from chemprune.cli._common import load_dataset_and_split
     from chemprune.cli.errors import CliError
     from chemprune.common.atomic import atomic_save
     from chemprune.common.runfolder import check_output_path
     from chemprune.molecules.checkpoint import model_checkpoint
     from chemprune.molecules.data.batching import MoleculeSet
     from chemprune.molecules.data.qm9 import load_dataset
+    from chemprune.molecules.data.splits import load_dataset_and_split
     from chemprune.molecules.data.targets import get_target
     from chemprune.molecules.interop.schnetpack_legacy import (
         SCHNETPACK_PROPERTIES,

@@ -57,12 +57,12 @@ def run_import(args: argparse.Namespace) -> int:
         return run_import_legacy(args)
     import torch
 
-    from chemprune.cli._common import load_dataset_and_split
     from chemprune.cli.errors import CliError
     from chemprune.common.atomic import atomic_save, load_weights_file
     from chemprune.common.runfolder import check_output_path
     from chemprune.molecules.checkpoint import model_checkpoint
     from chemprune.molecules.data.batching import MoleculeSet
+    from chemprune.molecules.data.splits import load_dataset_and_split
     from chemprune.molecules.data.targets import get_target
     from chemprune.molecules.interop.pyg import from_pyg, make_pyg_schnet, pyg_widths_from_state
     from chemprune.pipeline.train_state import split_dict, target_dict

@@ -7,7 +7,6 @@ import dataclasses
 import os
 from pathlib import Path
 
-from chemprune.cli._common import load_dataset_and_split
 from chemprune.common.options import (
     below_one,
     grid_knots,
@@ -20,6 +19,7 @@ from chemprune.common.options import (
     seed_int,
     threads_int,
 )
+from chemprune.molecules.data.splits import load_dataset_and_split
 
 DESCRIPTION = """Train SchNet on one QM9 target. The run folder gets last.pt (resumable state,
 saved atomically at every epoch end, every --checkpoint-every steps and on Ctrl-C/SIGTERM),
