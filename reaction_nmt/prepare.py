@@ -23,6 +23,7 @@ from pathlib import Path
 
 from reaction_nmt.chem import InvalidSmilesError, canonicalize, parse, randomize
 from reaction_nmt.formats import Record, read_records
+from reaction_nmt.spectators import SpectatorError, SpectatorPool, add_spectators, pool_from_sources
 from reaction_nmt.tokenize import TokenizationError, tokenize
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "forward_example",
     "edit_atoms",
     "prepare_corpora",
+    "read_spectator_pool",
     "sha256",
 ]
 
@@ -131,6 +133,36 @@ def augment_source(source: str, *, rng: random.Random) -> str:
     return ">".join(randomize(side, rng=rng) if side else "" for side in source.split(">"))
 
 
+def read_spectator_pool(path: Path | str, *, fmt: str = "mapped") -> SpectatorPool:
+    """The spectator sets of an atom-mapped reaction file (USPTO-15k or USPTO-MIT layout, plain
+    or gzip): per reaction, the input molecules that contribute no atom to the product.
+
+    Raises:
+        reaction_nmt.formats.DataFormatError: a missing or unreadable file.
+        reaction_nmt.spectators.SpectatorError: no reaction in it has a spectator.
+    """
+    sources = []
+    for record in read_records(fmt, Path(path)):
+        try:
+            sources.append(forward_example(record, mode="separated")[0])
+        except RejectedReaction:
+            continue
+    return pool_from_sources(sources, name=str(path))
+
+
+def with_spectators(
+    source: str, target: str, pool: SpectatorPool, copies: int, *, rng: random.Random
+) -> list[str]:
+    """``copies`` sources with a spectator set drawn from ``pool`` each (never one holding a
+    molecule of ``target``): the first written canonically (as ``reaction-nmt predict`` writes
+    a chemist's input), the others in random SMILES with the molecules shuffled."""
+    avoid = target.split(".")
+    return [
+        add_spectators(source, pool.draw(rng, avoid=avoid), rng=rng if i else None)
+        for i in range(copies)
+    ]
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -140,9 +172,18 @@ def sha256(path: Path) -> str:
 
 
 def _prepare_split(
-    records: Iterable[Record], out: Path, split: str, *, mode: str, augment: int, seed: int
+    records: Iterable[Record],
+    out: Path,
+    split: str,
+    *,
+    mode: str,
+    augment: int,
+    seed: int,
+    spectators: SpectatorPool | None = None,
+    spectator_copies: int = 0,
 ) -> dict:
     rng = random.Random(f"{seed}-{split}")
+    copies = spectator_copies if (spectators is not None and split == "train") else 0
     counts: Counter[str] = Counter()
     read = written = 0
     with (
@@ -158,9 +199,13 @@ def _prepare_split(
                 sources = [source]
                 if split == "train":
                     sources += [augment_source(source, rng=rng) for _ in range(augment)]
+                if copies:
+                    sources += with_spectators(source, target, spectators, copies, rng=rng)
                 lines = [(" ".join(tokenize(s)), " ".join(tokenize(target))) for s in sources]
-            except (RejectedReaction, TokenizationError, InvalidSmilesError) as err:
-                kind = getattr(err, "kind", "tokenize")
+            except (RejectedReaction, TokenizationError, InvalidSmilesError, SpectatorError) as err:
+                kind = getattr(
+                    err, "kind", "spectators" if isinstance(err, SpectatorError) else "tokenize"
+                )
                 counts[kind] += 1
                 rej.write(f"{record.where}\t{kind}\t{str(err).replace(chr(9), ' ')}\n")
                 continue
@@ -171,7 +216,7 @@ def _prepare_split(
     return {
         "read": read,
         "written": written,
-        "lines": written * (1 + (augment if split == "train" else 0)),
+        "lines": written * (1 + (augment if split == "train" else 0) + copies),
         "rejected": sum(counts.values()),
         "rejected_by_reason": dict(sorted(counts.items())),
     }
@@ -186,8 +231,13 @@ def prepare_corpora(
     augment: int = 0,
     seed: int = 0,
     csv_options: dict | None = None,
+    spectators: SpectatorPool | None = None,
+    spectator_copies: int = 0,
 ) -> dict:
     """Write the corpora of every split in ``inputs`` (split name -> file) to ``out``.
+
+    With ``spectators``, every train reaction gets ``spectator_copies`` more sources, each with
+    a spectator set drawn from the pool (:func:`with_spectators`); the other splits stay clean.
 
     Returns the manifest (also written to ``out/manifest.json``). Raises :class:`PrepareError`
     when a split yields no usable reaction, or when ``out`` already holds a corpus (nothing is
@@ -197,6 +247,12 @@ def prepare_corpora(
         raise PrepareError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     if augment < 0:
         raise PrepareError(f"--augment must be >= 0, got {augment}")
+    if spectator_copies < 0:
+        raise PrepareError(f"--spectator-copies must be >= 0, got {spectator_copies}")
+    if spectator_copies and spectators is None:
+        raise PrepareError(
+            "--spectator-copies needs --spectators (a file of atom-mapped reactions)"
+        )
     out = Path(out)
     existing = _corpus_files(out)
     if existing:
@@ -208,7 +264,8 @@ def prepare_corpora(
     out.mkdir(parents=True, exist_ok=True)
     try:
         return _prepare_all(inputs, out, fmt=fmt, mode=mode, augment=augment, seed=seed,
-                            csv_options=csv_options)  # fmt: skip
+                            csv_options=csv_options, spectators=spectators,
+                            spectator_copies=spectator_copies)  # fmt: skip
     except BaseException:
         for f in _corpus_files(out):  # nothing half-written stays behind
             f.unlink(missing_ok=True)
@@ -231,6 +288,8 @@ def _prepare_all(
     augment: int,
     seed: int,
     csv_options: dict | None,
+    spectators: SpectatorPool | None = None,
+    spectator_copies: int = 0,
 ) -> dict:
     manifest: dict = {
         "format": fmt,
@@ -239,6 +298,9 @@ def _prepare_all(
         "augment": augment,
         "seed": seed,
         "inputs": {},
+        "spectators": None
+        if spectators is None
+        else {"copies": spectator_copies, "pool": spectators.summary()},
         "splits": {},
         "files": {},
     }
@@ -248,7 +310,16 @@ def _prepare_all(
         if fmt == "csv" and extra.get("split_column"):
             extra["split"] = split
         records = read_records(fmt, path, **extra) if fmt == "csv" else read_records(fmt, path)
-        stats = _prepare_split(records, out, split, mode=mode, augment=augment, seed=seed)
+        stats = _prepare_split(
+            records,
+            out,
+            split,
+            mode=mode,
+            augment=augment,
+            seed=seed,
+            spectators=spectators,
+            spectator_copies=spectator_copies,
+        )
         manifest["inputs"][split] = {"path": str(path), "sha256": sha256(path)}
         manifest["splits"][split] = stats
         if stats["written"] == 0:

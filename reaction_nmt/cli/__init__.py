@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--file", type=Path, help="file with one SMILES per line ('-': standard input)")
     t.set_defaults(func=run_tokenize)
     data.add_prepare(sub)
+    data.add_spectators(sub)
     data.add_synth(sub)
     model.add_train(sub)
     model.add_average(sub)
@@ -96,8 +97,17 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from reaction_nmt.formats import DataFormatError
     from reaction_nmt.prepare import PrepareError
     from reaction_nmt.presets import PresetError
+    from reaction_nmt.spectators import SpectatorError
 
-    return (BackendError, CompressError, DataFormatError, DownloadError, PrepareError, PresetError)
+    return (
+        BackendError,
+        CompressError,
+        DataFormatError,
+        DownloadError,
+        PrepareError,
+        PresetError,
+        SpectatorError,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

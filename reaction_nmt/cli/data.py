@@ -7,7 +7,7 @@ from pathlib import Path
 
 from chemprune.common.options import nonneg_int, seed_int
 from reaction_nmt.formats import FORMATS, SPLITS, DataFormatError, csv_splits, split_files
-from reaction_nmt.prepare import MODES, PrepareError, prepare_corpora
+from reaction_nmt.prepare import MODES, PrepareError, prepare_corpora, read_spectator_pool
 
 
 def add_prepare(sub) -> None:
@@ -33,6 +33,21 @@ def add_prepare(sub) -> None:
         help="extra random-SMILES sources per train reaction",
     )
     p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument(
+        "--spectators",
+        type=Path,
+        metavar="FILE",
+        help="atom-mapped reactions (USPTO-15k/MIT layout) whose spectator molecules (reagents, "
+        "solvents, catalysts: inputs contributing no atom to the product) are drawn, a whole "
+        "reaction's set at a time, into extra train sources",
+    )
+    p.add_argument(
+        "--spectator-copies",
+        type=nonneg_int,
+        default=None,
+        help="extra train sources with spectators per reaction (default 1 with --spectators): "
+        "the first canonical, the others random SMILES in random order",
+    )
     p.add_argument(
         "--download",
         action="store_true",
@@ -75,6 +90,14 @@ def run_prepare(args: argparse.Namespace) -> int:
         "product_column": args.product_column,
         "split_column": args.split_column,
     }
+    pool = None
+    if args.spectators is not None:
+        pool = read_spectator_pool(args.spectators)
+    elif args.spectator_copies:
+        raise PrepareError("--spectator-copies needs --spectators FILE")
+    copies = args.spectator_copies
+    if copies is None:
+        copies = 1 if pool is not None else 0
     manifest = prepare_corpora(
         inputs,
         args.out,
@@ -83,12 +106,51 @@ def run_prepare(args: argparse.Namespace) -> int:
         augment=args.augment,
         seed=args.seed,
         csv_options=csv_options,
+        spectators=pool,
+        spectator_copies=copies,
     )
     print(f"{'split':<6} {'read':>8} {'written':>8} {'rejected':>8}  reasons")
     for split, s in manifest["splits"].items():
         reasons = ", ".join(f"{k} {v}" for k, v in s["rejected_by_reason"].items()) or "-"
         print(f"{split:<6} {s['read']:>8} {s['written']:>8} {s['rejected']:>8}  {reasons}")
     print(f"corpora and manifest.json in {args.out}")
+    return 0
+
+
+def add_spectators(sub) -> None:
+    p = sub.add_parser(
+        "add-spectators",
+        help="a prepared split with spectator molecules added to every source (robustness test)",
+        description=(
+            "Reads src-/tgt-SPLIT.txt of a prepared folder and writes them to --out with a "
+            "spectator set (reagents, solvents, catalysts of one reaction of --spectators, by "
+            "frequency) added to every source, canonical, as 'reaction-nmt predict' writes a "
+            "reaction typed with its reagents. Seeded. Evaluate with 'reaction-nmt evaluate "
+            "--data OUT --split SPLIT'."
+        ),
+    )
+    p.add_argument("--data", type=Path, required=True, help="prepared folder")
+    p.add_argument("--split", default="test")
+    p.add_argument("--spectators", type=Path, required=True, metavar="FILE",
+                   help="atom-mapped reactions (USPTO-15k/MIT layout), plain or gzip")  # fmt: skip
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="new folder")
+    p.set_defaults(func=run_spectators)
+
+
+def run_spectators(args: argparse.Namespace) -> int:
+    from reaction_nmt.robustness import write_spectator_split
+
+    pool = read_spectator_pool(args.spectators)
+    manifest = write_spectator_split(
+        args.data, args.out, pool=pool, split=args.split, seed=args.seed
+    )
+    stats = manifest["splits"][args.split]
+    print(
+        f"{stats['written']} {args.split} reactions, {stats['spectators_added_mean']:.2f} "
+        f"spectator molecules added on average (pool: {len(pool.sets)} sets from "
+        f"{args.spectators}) -> {args.out}"
+    )
     return 0
 
 
