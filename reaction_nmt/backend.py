@@ -241,11 +241,11 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _quiet_inference() -> Iterator[None]:
+def _quiet_inference(verbose: bool = False) -> Iterator[None]:
     """OpenNMT-py's INFO lines (checkpoint loading, prediction scores) stay out of the output
-    while a translator loads and translates, unless ``CHEMPRUNE_DEBUG`` is set; warnings and
-    errors still show."""
-    if os.environ.get("CHEMPRUNE_DEBUG"):
+    while a translator loads and translates, unless ``verbose`` or ``CHEMPRUNE_DEBUG`` is set;
+    warnings and errors still show."""
+    if verbose or os.environ.get("CHEMPRUNE_DEBUG"):
         yield
         return
     previous = logging.root.manager.disable
@@ -257,7 +257,8 @@ def _quiet_inference() -> Iterator[None]:
 
 
 class Translator:
-    """Beam search with n-best output over a list of tokenised sources."""
+    """Beam search with n-best output over a list of tokenised sources; ``verbose`` shows
+    OpenNMT-py's INFO log lines (hidden otherwise)."""
 
     def __init__(
         self,
@@ -267,6 +268,7 @@ class Translator:
         n_best: int = 5,
         batch_size: int = 64,
         max_length: int = 300,
+        verbose: bool = False,
     ) -> None:
         models = [Path(m) for m in (model if isinstance(model, list) else [model])]
         for m in models:
@@ -288,10 +290,11 @@ class Translator:
         ArgumentParser._validate_transforms_opts(opt)
         ArgumentParser.validate_translate_opts_dynamic(opt)
         self.n_best = n_best
+        self.verbose = verbose
         level = logging.getLogger().level
         from reaction_nmt.modelfile import onmt_hooks  # shrunk heads, sparse files
 
-        with onmt_hooks(), _quiet_inference():
+        with onmt_hooks(), _quiet_inference(verbose):
             self._engine = InferenceEnginePY(opt)
         logging.getLogger().setLevel(max(level, logging.WARNING))
 
@@ -299,7 +302,7 @@ class Translator:
         """For each tokenised source, ``n_best`` (tokenised prediction, log-probability)."""
         if not sources:
             return []
-        with _quiet_inference():
+        with _quiet_inference(self.verbose):
             scores, preds = self._engine.infer_list(list(sources))
         return [
             [(p, float(s)) for p, s in zip(ps, ss, strict=True)]

@@ -46,6 +46,7 @@ def _translator(args: argparse.Namespace):
         n_best=args.n_best,
         batch_size=args.batch_size,
         max_length=args.max_length,
+        verbose=getattr(args, "verbose", False),
     )
 
 
@@ -182,20 +183,47 @@ def add_predict(sub) -> None:
         help="ranked products for reactant SMILES",
         description=(
             "Each argument is one reaction's inputs: '.'-separated molecules, or "
-            "'reactants>reagents' for a model trained on separated inputs. --file reads more, "
-            "one per line."
+            "'reactants>reagents' for a model trained on separated inputs. --input reads more: "
+            "a text file with one per line, or a column of a CSV/TSV file. --format jsonl/csv "
+            "writes one record per (input, rank) with the input's line number; a bad input is "
+            "named by its line on stderr, gets one record with 'error', and the exit code is 1."
         ),
     )
     _beam_options(p)
     p.add_argument("inputs", nargs="*", help="reactant (and reagent) SMILES")
     p.add_argument(
+        "--input",
         "--file",
-        type=Path,
-        metavar="PATH",
-        help="file of reactions, one per line (blank and # lines skipped, UTF-8); '-' reads "
-        "standard input, and pipes, FIFOs and <(...) work too",
+        dest="input",
+        metavar="FILE",
+        help="file of reactions: plain text, one per line (blank and # lines skipped, UTF-8), "
+        "or a CSV/TSV file with a header (a .csv/.tsv name, or --column); '-' reads standard "
+        "input, and pipes, FIFOs and <(...) work too",
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--column",
+        metavar="NAME",
+        help="the header name of the reactions' column in a CSV/TSV --input (default: the only "
+        "column)",
+    )
+    form = p.add_mutually_exclusive_group()
+    form.add_argument(
+        "--format",
+        choices=("text", "jsonl", "csv"),
+        default=None,
+        help="text (default), jsonl (one JSON object per input and rank) or csv (the same "
+        "fields with a header): source, line, input, rank, product, valid, score, probability, "
+        "error",
+    )
+    form.add_argument("--json", action="store_true", help="print one JSON list (the older format)")
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the answers here (atomically; never over an input) instead of standard output",
+    )
+    p.add_argument(
+        "--verbose", action="store_true", help="show OpenNMT-py's log lines (hidden otherwise)"
+    )
     p.set_defaults(func=run_predict)
 
 
@@ -207,31 +235,38 @@ def _run_mode(model: Path) -> str | None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    """Parse -> read the rows -> prepare each -> translate each distinct source once -> fan the
+    answers out to every row (repeats included) -> write them in the chosen format."""
     from chemprune.common.options import printable
-    from reaction_nmt.predict import InvalidInput, gather_reactions, prepare_input, rank_products
+    from chemprune.common.runfolder import check_output_path
+    from reaction_nmt import predict_io
+    from reaction_nmt.predict import InvalidInput, prepare_input, rank_products
 
-    inputs = gather_reactions(args.inputs, args.file)
+    rows = predict_io.gather_rows(args.inputs, args.input, args.column)
+    if args.output is not None and args.output != "-":
+        inputs = [("--model", args.model)]
+        if args.input is not None and args.input != "-":
+            inputs.append(("--input", args.input))
+        check_output_path(args.output, flag="--output", inputs=inputs)
     mode = _run_mode(args.model)
-    sources, failed = {}, 0
-    for text in inputs:
-        try:
-            sources[text] = prepare_input(text, mode=mode)
-        except InvalidInput as err:
-            failed += 1
-            print(f"reaction-nmt: error: {err}", file=sys.stderr)
-    results = {}
-    if sources:
-        translator = _translator(args)
-        outputs = translator.translate(list(sources.values()))
-        for text, nbest in zip(sources, outputs, strict=True):
-            results[text] = rank_products(nbest)
-    if args.json:
-        print(json.dumps([{"input": t, "products": r} for t, r in results.items()], indent=2))
-    else:
-        for text, ranked in results.items():
-            print(text)
-            for r in ranked:
-                flag = "" if r["valid"] else "  (invalid SMILES)"
-                smiles = printable(r["smiles"])  # an invalid one is the model's raw tokens
-                print(f"  {r['rank']}. {smiles}  score {r['score']:.4f}{flag}")
-    return 1 if failed else 0
+    prepared: list[str | None] = []
+    errors: dict[int, str] = {}  # row index -> message
+    for i, row in enumerate(rows):
+        source, message = None, row.error
+        if message is None:
+            try:
+                source = prepare_input(row.text, mode=mode)
+            except InvalidInput as err:
+                message = str(err)
+        if message is not None:
+            errors[i] = message
+            print(f"reaction-nmt: error: {printable(f'{row.where()}: {message}')}", file=sys.stderr)
+        prepared.append(source)
+    ranked = dict.fromkeys(s for s in prepared if s is not None)  # each distinct source once
+    if ranked:
+        outputs = _translator(args).translate(list(ranked))
+        ranked = {s: rank_products(nbest) for s, nbest in zip(ranked, outputs, strict=True)}
+    answers = [errors[i] if s is None else ranked[s] for i, s in enumerate(prepared)]
+    fmt = "json" if args.json else (args.format or "text")
+    predict_io.write_output(predict_io.render(fmt, rows, answers), args.output)
+    return 1 if errors else 0

@@ -33,7 +33,7 @@ def test_read_reactions_skips_blank_and_comment_lines_and_a_bom(tmp_path):
 def test_predict_and_classify_need_reactions_or_a_readable_file(tmp_path, capsys):
     missing = tmp_path / "model.pt"  # never loaded: the inputs are read first
     assert main(["predict", "--model", str(missing)]) == 2
-    assert "no reactions given: give them as arguments or --file" in capsys.readouterr().err
+    assert "no reactions given: give them as arguments or --input FILE" in capsys.readouterr().err
     assert main(["predict", "--model", str(missing), "--file", str(tmp_path / "none.txt")]) == 2
     assert "none.txt does not exist" in capsys.readouterr().err
     argv = ["classify", "predict", "--model", str(missing), "--file", "/dev/null"]
