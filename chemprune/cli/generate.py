@@ -8,6 +8,7 @@ from pathlib import Path
 from chemprune.common.options import (
     json_line,
     nonneg_float,
+    nonneg_int,
     positive_float,
     positive_int,
     ramp_fraction,
@@ -50,6 +51,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="MGO-GAN's orthogonality term (default: the engine's)")  # fmt: skip
     t.add_argument("--minibatch-std", action="store_true",
                    help="give the critic the batch's spread (Karras et al. 2018), against collapse")  # fmt: skip
+    t.add_argument("--batch-features", type=nonneg_int, default=0, metavar="N",
+                   help="MolGAN's batch features: a size-N summary of the batch before the "
+                        "critic's score (default 0: off)")  # fmt: skip
+    t.add_argument("--pack", type=positive_int, default=1, metavar="M",
+                   help="PacGAN: the critic judges M graphs at once; M must divide "
+                        "--batch-size (default 1: off)")  # fmt: skip
+    t.add_argument("--mode-seeking", type=nonneg_float, default=0.0, metavar="LAMBDA",
+                   help="MSGAN's mode-seeking term's weight (default 0: off)")  # fmt: skip
     t.add_argument("--hidden", type=_widths, default=(128, 256, 512))
     t.add_argument("--lr", type=positive_float, default=1e-3)
     t.add_argument("--batch-size", type=positive_int, default=32)
@@ -111,6 +120,8 @@ def run_train(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     if args.steps is None and args.minutes is None:
         raise CliError("give --steps or --minutes (the training budget)")
+    if args.batch_size % args.pack:
+        raise CliError(f"--pack {args.pack} does not divide --batch-size {args.batch_size}")
     check_output_path(args.out, inputs=[])
     work = args.work_dir or args.out.with_name(args.out.name + ".run")
     check_output_path(work, flag="--work-dir" if args.work_dir else "--out (its .run folder)",
@@ -119,6 +130,7 @@ def run_train(args: argparse.Namespace) -> int:
         engine=args.engine, generators=args.generators, classifier_weight=args.classifier_weight,
         orthogonal_weight=args.orthogonal_weight, hidden=args.hidden, lr=args.lr,
         batch_size=args.batch_size, seed=args.seed, minibatch_std=args.minibatch_std,
+        batch_features=args.batch_features, pack=args.pack, mode_seeking=args.mode_seeking,
     )  # fmt: skip
     graphs = load_graphs(args.data_dir, molecules=args.molecules, seed=args.seed)
     summary = train_gan(

@@ -17,6 +17,7 @@ import copy
 import hashlib
 import io
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -168,12 +169,28 @@ class GANSettings:
     batch_size: int = 32
     seed: int = 0
     minibatch_std: bool = False
+    batch_features: int = 0  # MolGAN's batch-feature vector in the critic (0: off)
+    pack: int = 1  # PacGAN: the critic judges this many graphs at once
+    mode_seeking: float = 0.0  # MSGAN's weight
+
+    def __post_init__(self) -> None:
+        if self.batch_features < 0:
+            raise ValueError(f"batch_features must be >= 0, got {self.batch_features}")
+        if self.pack < 1:
+            raise ValueError(f"pack must be >= 1, got {self.pack}")
+        if self.batch_size % self.pack:
+            raise ValueError(
+                f"the batch size {self.batch_size} is not divisible by the pack {self.pack}"
+            )
+        if not (self.mode_seeking >= 0 and math.isfinite(self.mode_seeking)):
+            raise ValueError(f"mode_seeking must be a finite number >= 0, got {self.mode_seeking}")
 
     def engine_options(self) -> dict[str, Any]:
         return {
             "lr": self.lr, "n_critic": self.n_critic, "gp_weight": self.gp_weight,
             "classifier_weight": self.classifier_weight,
-            "orthogonal_weight": self.orthogonal_weight, "seed": self.seed,
+            "orthogonal_weight": self.orthogonal_weight, "mode_seeking": self.mode_seeking,
+            "seed": self.seed,
         }  # fmt: skip
 
     def build(self) -> tuple[GraphGenerator, GraphCritic]:
@@ -186,8 +203,9 @@ class GANSettings:
             else self.classifier_weight
         )
         critic = GraphCritic(
-            num_generators=self.generators if cw > 0 else 0, minibatch_std=self.minibatch_std
-        )
+            num_generators=self.generators if cw > 0 else 0, minibatch_std=self.minibatch_std,
+            batch_features=self.batch_features, pack=self.pack,
+        )  # fmt: skip
         return gen, critic
 
 
@@ -309,6 +327,8 @@ def train_gan(
             raise FileNotFoundError(f"--resume: {last} does not exist (nothing to continue)")
         old = load_generator_file(last)
         saved = (old.get("training") or {}).get("settings")
+        if isinstance(saved, dict):  # a run from before an option existed ran with its default
+            saved = {**_plain(asdict(GANSettings())), **saved}
         if saved != record["settings"]:
             raise ValueError(
                 f"{last} was started with other settings ({saved}); resume with the same ones"

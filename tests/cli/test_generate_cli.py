@@ -62,3 +62,25 @@ def test_bad_inputs(generator, trained, tmp_path):
     bad.write_bytes(generator.read_bytes()[:1000])
     r = run_cli("generate", "sample", "--model", str(bad), "-n", "5")
     assert r.returncode == 2 and "truncated or corrupted" in r.stderr
+
+
+def test_train_with_the_diversity_options(qm9_dir, tmp_path):
+    out = tmp_path / "d.pt"
+    r = run_cli("generate", "train", "--data-dir", str(qm9_dir), "--out", str(out), "--steps",
+                "4", "--engine", "wgan_gp", "--batch-features", "4", "--pack", "4",
+                "--mode-seeking", "1", *TINY)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = run_cli("generate", "sample", "--model", str(out), "-n", "8", "--no-fcd", "--json")
+    assert r.returncode == 0, r.stderr
+    for flags, message in [
+        (["--pack", "3"], "--pack 3 does not divide --batch-size 16"),
+        (["--pack", "0"], "--pack: must be an integer >= 1"),
+        (["--batch-features", "-1"], "--batch-features: must be an integer >= 0"),
+        (["--mode-seeking", "-0.5"], "--mode-seeking: must be a finite number >= 0"),
+    ]:
+        r = run_cli("generate", "train", "--data-dir", str(qm9_dir), "--out",
+                    str(tmp_path / "x.pt"), "--steps", "2", *TINY, *flags)  # fmt: skip
+        assert r.returncode == 2 and message in r.stderr, r.stderr
+        errors = [line for line in r.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and "Traceback" not in r.stderr  # (argparse adds its usage)
+    assert not (tmp_path / "x.pt").exists()

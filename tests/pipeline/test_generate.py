@@ -64,3 +64,30 @@ def test_sample_and_compress(graphs, tmp_path):
     small, _, ckpt = load_generator(tmp_path / "c.pt")
     assert r["macs_fraction"] <= 0.4 and small.macs() == r["macs_after"]
     assert ckpt["compressed_from"]["method"] == "content" and r["finetune_steps"] == 4
+
+
+def test_diversity_options_are_checked_recorded_and_resumed(graphs, tmp_path):
+    with pytest.raises(ValueError, match="batch size 16 is not divisible by the pack 3"):
+        GANSettings(batch_size=16, pack=3)
+    with pytest.raises(ValueError, match="batch_features must be >= 0"):
+        GANSettings(batch_features=-1)
+    with pytest.raises(ValueError, match="mode_seeking must be"):
+        GANSettings(mode_seeking=float("nan"))
+    div = GANSettings(**{**SETTINGS.__dict__, "classifier_weight": 0.0, "batch_features": 4,
+                         "pack": 2, "mode_seeking": 1.0})  # fmt: skip
+    train_gan(graphs, tmp_path / "d", tmp_path / "d.pt", settings=div, steps=3, progress=False)
+    gen, critic, ckpt = load_generator(tmp_path / "d.pt")
+    assert critic.config()["batch_features"] == 4 and critic.config()["pack"] == 2
+    assert ckpt["engine_options"]["mode_seeking"] == 1.0 and ckpt["settings"]["pack"] == 2
+    r = train_gan(graphs, tmp_path / "d", tmp_path / "d.pt", settings=div, steps=6, resume=True,
+                  progress=False)  # fmt: skip
+    assert r["steps"] == 6
+    # a run saved before the options existed resumes with their defaults
+    train_gan(graphs, tmp_path / "o", tmp_path / "o.pt", settings=SETTINGS, steps=2, progress=False)
+    last = torch.load(tmp_path / "o" / "last.pt", weights_only=True)
+    for key in ("batch_features", "pack", "mode_seeking"):
+        del last["training"]["settings"][key]
+    torch.save(last, tmp_path / "o" / "last.pt")
+    r = train_gan(graphs, tmp_path / "o", tmp_path / "o.pt", settings=SETTINGS, steps=4,
+                  resume=True, progress=False)  # fmt: skip
+    assert r["steps"] == 4

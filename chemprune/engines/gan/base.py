@@ -28,6 +28,14 @@ Optional generator terms, the family's members (:data:`GAN_ENGINES`):
   probabilities on the same noise, on the teacher's content slots (its real atoms and the bonds
   between them, :func:`content_mask`): the fine-tuning of a compressed generator
   (:mod:`chemprune.engines.gan.compress`).
+* ``mode_seeking`` (MSGAN, Mao et al. 2019): a second noise vector per sample, for the same
+  generator, and the term ``mean d(z1, z2) / (d(G(z1), G(z2)) + eps)``
+  (:func:`~chemprune.engines.gan.diversity.mode_seeking_term`), which is large when a generator
+  ignores its noise.
+
+A critic with ``pack = m`` (PacGAN) scores ``m`` consecutive graphs together: real packs come
+from the real batch, fake packs from the generated one, the batch size must be divisible by
+``m``, and the gradient penalty takes one interpolation weight and one gradient norm per pack.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from chemprune.engines.gan.diversity import mode_seeking_term
 from chemprune.engines.gan.models import GraphCritic, GraphGenerator
 from chemprune.engines.registry import Registry
 
@@ -67,14 +76,17 @@ def one_hot_graphs(atoms: Tensor, bonds: Tensor, atom_types: int, bond_types: in
 
 def gradient_penalty(critic: nn.Module, real: Graphs, fake: Graphs, eps: Tensor) -> Tensor:
     """``mean_b (||grad_(x,adj) D(x_hat_b, adj_hat_b)|| - 1)^2`` at ``x_hat = eps*real +
-    (1-eps)*fake`` (``eps [B]``, one weight per graph for both tensors)."""
+    (1-eps)*fake`` (``eps [B]``, one weight per graph for both tensors). A critic that scores
+    packs of ``m`` graphs (``B / m`` scores) gets one norm per pack, over its ``m`` graphs'
+    inputs together (give the pack's members the same ``eps``)."""
     ex = eps.view(-1, 1, 1)
     ea = eps.view(-1, 1, 1, 1)
     x = (ex * real[0] + (1 - ex) * fake[0]).detach().requires_grad_(True)
     a = (ea * real[1] + (1 - ea) * fake[1]).detach().requires_grad_(True)
     score = critic(x, a)[0]
     gx, ga = torch.autograd.grad(score.sum(), (x, a), create_graph=True)
-    norm = torch.sqrt(gx.flatten(1).pow(2).sum(1) + ga.flatten(1).pow(2).sum(1) + 1e-12)
+    sq = gx.flatten(1).pow(2).sum(1) + ga.flatten(1).pow(2).sum(1)
+    norm = torch.sqrt(sq.view(score.shape[0], -1).sum(1) + 1e-12)
     return ((norm - 1) ** 2).mean()
 
 
@@ -142,6 +154,7 @@ class AdversarialTraining:
         classifier_weight, orthogonal_weight: the optional generator terms (``None``: the
             member's default).
         teacher, distill_weight: distillation from a frozen generator (see the module).
+        mode_seeking: MSGAN's weight (0: off).
         seed: the engine's random stream.
     """
 
@@ -162,6 +175,7 @@ class AdversarialTraining:
         orthogonal_weight: float | None = None,
         teacher: GraphGenerator | None = None,
         distill_weight: float = 0.0,
+        mode_seeking: float = 0.0,
         seed: int = 0,
     ) -> None:
         cw = self.default_classifier_weight if classifier_weight is None else classifier_weight
@@ -171,7 +185,7 @@ class AdversarialTraining:
                 raise ValueError(f"{what} must be a positive finite number, got {v}")
         for what, v in (
             ("gp_weight", gp_weight), ("classifier_weight", cw), ("orthogonal_weight", ow),
-            ("distill_weight", distill_weight),
+            ("distill_weight", distill_weight), ("mode_seeking", mode_seeking),
         ):  # fmt: skip
             if not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{what} must be a finite number >= 0, got {v}")
@@ -202,7 +216,8 @@ class AdversarialTraining:
                 p.requires_grad_(False)
         self.generator, self.critic, self.teacher = generator, critic, teacher
         self.classifier_weight, self.orthogonal_weight = float(cw), float(ow)
-        self.distill_weight = float(distill_weight)
+        self.distill_weight, self.mode_seeking = float(distill_weight), float(mode_seeking)
+        self.pack = int(getattr(critic, "pack", 1))
         self.n_critic, self.gp_weight = int(n_critic), float(gp_weight)
         self.g_optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
         self.d_optimizer = torch.optim.Adam(critic.parameters(), lr=lr, betas=betas)
@@ -227,7 +242,7 @@ class AdversarialTraining:
             fake, which, _, _ = self.fake(b)
         d_real = self.critic(*real)[0]
         d_fake, logits, _ = self.critic(*fake)
-        eps = torch.rand(b, generator=self.rng)
+        eps = torch.rand(b // self.pack, generator=self.rng).repeat_interleave(self.pack)
         gp = gradient_penalty(self.critic, real, fake, eps)
         wdist = d_real.mean() - d_fake.mean()
         loss = -wdist + self.gp_weight * gp
@@ -260,6 +275,12 @@ class AdversarialTraining:
             kd = self.distill_loss(z, which, fake)
             loss = loss + self.distill_weight * kd
             stats["distill"] = float(kd.detach())
+        if self.mode_seeking:
+            z2 = torch.randn(z.shape, generator=self.rng)
+            nodes2, edges2 = self.generator(z2, which)
+            ms = mode_seeking_term(z, z2, fake, (nodes2.softmax(-1), edges2.softmax(-1)))
+            loss = loss + self.mode_seeking * ms
+            stats["mode_seeking"] = float(ms.detach())
         return loss, stats
 
     def distill_loss(self, z: Tensor, which: Tensor, fake: Graphs) -> Tensor:
@@ -290,6 +311,11 @@ class AdversarialTraining:
 
     def train_step(self, real: Graphs) -> dict[str, float]:
         """One critic update on ``real``; every ``n_critic``-th call also a generator update."""
+        if real[0].shape[0] % self.pack:
+            raise ValueError(
+                f"the batch size {real[0].shape[0]} is not divisible by the critic's pack "
+                f"{self.pack} (PacGAN judges {self.pack} graphs at once)"
+            )
         stats = self.critic_step(real)
         self.step += 1
         if self.step % self.n_critic == 0:

@@ -95,6 +95,8 @@ def content_scores(
     on each channel's producing weights (the module docstring)."""
     if batches < 1 or batch_size < 1:
         raise ValueError("batches and batch_size must be >= 1")
+    pack = int(getattr(critic, "pack", 1))
+    batch_size = -(-batch_size // pack) * pack  # whole packs for a PacGAN critic
     groups = generator_groups(gen)
     scores = {g.name: torch.zeros(g.size) for g in groups}
     rng = torch.Generator().manual_seed(seed)

@@ -14,7 +14,9 @@ diagonal ignored. The widths are per layer so a pruned generator rebuilds from i
 inputs concatenated with the atom types at every layer, tanh), a gated sum over atoms into a
 graph embedding (tanh, signed: what the orthogonality term compares), an MLP, a scalar score;
 optionally a head that tells which of ``K`` generators made a sample (MGAN's classifier, sharing
-every layer but its last with the critic).
+every layer but its last with the critic). Against collapse it can see the batch: the minibatch
+standard deviation (``minibatch_std``), MolGAN's batch features (``batch_features``) and PacGAN's
+packs of ``pack`` graphs judged together (:mod:`chemprune.engines.gan.diversity`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from chemprune.engines.gan.diversity import BatchFeatures, pack_rows
 
 __all__ = ["GraphCritic", "GraphGenerator", "RelationalGraphConv"]
 
@@ -149,7 +153,20 @@ def batch_spread(emb: Tensor) -> Tensor:
 class GraphCritic(nn.Module):
     """MolGAN's critic (WGAN: an unbounded score), with an optional K-way generator head.
 
-    Returns ``(score [B], generator logits [B, K] or None, graph embedding [B, aggregate])``.
+    Returns ``(score [B / pack], generator logits [B, K] or None, graph embedding [B,
+    aggregate])``.
+
+    Args:
+        atom_types, bond_types: T and Y.
+        conv: the relational graph convolutions' widths.
+        aggregate: the graph embedding's width.
+        mlp: the widths of the MLP between the embedding and the score.
+        num_generators: K for MGAN's generator head (0 or 1: none).
+        minibatch_std: append the batch's spread (Karras et al. 2018) to the MLP's input.
+        batch_features: the width of MolGAN's batch-feature vector, concatenated before the
+            score (0: off).
+        pack: PacGAN's m: the score of each ``pack`` consecutive graphs together (1: off; the
+            generator head needs 1).
     """
 
     def __init__(
@@ -162,15 +179,28 @@ class GraphCritic(nn.Module):
         mlp: Sequence[int] = (128, 64),
         num_generators: int = 0,
         minibatch_std: bool = False,
+        batch_features: int = 0,
+        pack: int = 1,
     ) -> None:
         super().__init__()
+        if batch_features < 0:
+            raise ValueError(f"batch_features must be >= 0, got {batch_features}")
+        if pack < 1:
+            raise ValueError(f"pack must be >= 1, got {pack}")
+        if pack > 1 and num_generators > 1:
+            raise ValueError(
+                f"the generator head (MGAN's classifier term) judges single graphs: it needs "
+                f"pack 1, got pack {pack}"
+            )
         self._config = {
             "atom_types": int(atom_types), "bond_types": int(bond_types),
             "conv": [int(c) for c in conv], "aggregate": int(aggregate),
             "mlp": [int(m) for m in mlp], "num_generators": int(num_generators),
-            "minibatch_std": bool(minibatch_std),
+            "minibatch_std": bool(minibatch_std), "batch_features": int(batch_features),
+            "pack": int(pack),
         }  # fmt: skip
         self.minibatch_std = bool(minibatch_std)
+        self.pack = int(pack)
         convs, width = [], 0
         for c in conv:
             convs.append(RelationalGraphConv(width + atom_types, c, bond_types))
@@ -178,12 +208,13 @@ class GraphCritic(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.gate = nn.Linear(width + atom_types, aggregate)
         self.value = nn.Linear(width + atom_types, aggregate)
-        layers, w = [], aggregate + int(self.minibatch_std)
+        layers, w = [], self.pack * aggregate + int(self.minibatch_std)
         for m in mlp:
             layers += [nn.Linear(w, m), nn.Tanh()]
             w = m
         self.mlp = nn.Sequential(*layers)
-        self.score = nn.Linear(w, 1)
+        self.batch_features = BatchFeatures(aggregate, batch_features) if batch_features else None
+        self.score = nn.Linear(w + int(batch_features), 1)
         self.classifier = nn.Linear(w, num_generators) if num_generators > 1 else None
         self.aggregate_features = aggregate
 
@@ -200,9 +231,19 @@ class GraphCritic(nn.Module):
             h = conv(torch.cat([h, x], dim=-1), adj)
         hx = torch.cat([h, x], dim=-1)
         emb = torch.tanh((torch.sigmoid(self.gate(hx)) * torch.tanh(self.value(hx))).sum(1))
-        feats = emb
+        feats = pack_rows(emb, self.pack)
         if self.minibatch_std:
-            feats = torch.cat([emb, batch_spread(emb).expand(emb.shape[0], 1)], dim=1)
+            feats = torch.cat([feats, batch_spread(emb).expand(feats.shape[0], 1)], dim=1)
         trunk = self.mlp(feats)
         logits = self.classifier(trunk) if self.classifier is not None else None
+        if self.batch_features is not None:
+            trunk = torch.cat([trunk, self.batch_features(emb, trunk.shape[0])], dim=1)
         return self.score(trunk).squeeze(-1), logits, emb
+
+    def extra_repr(self) -> str:
+        c = self._config
+        return (
+            f"conv={c['conv']}, aggregate={c['aggregate']}, mlp={c['mlp']}, "
+            f"minibatch_std={c['minibatch_std']}, batch_features={c['batch_features']}, "
+            f"pack={c['pack']}"
+        )
