@@ -1,6 +1,7 @@
 """Molecule GANs on QM9: one generator against K shared orthogonal ones, then compression (issue 19).
 
-Rows, each trained with the same budget (``--steps`` critic steps and/or ``--minutes``) and saved
+Rows, each trained with the same budget (``--steps`` critic steps, default 15,000, about 5
+minutes on one thread; ``--minutes`` adds a time limit) and saved
 as soon as it is done (``--work-dir/rows/<row>.{json,pt}``; a rerun skips it), seeds
 ``--seeds``:
 
@@ -10,6 +11,12 @@ k4_plain_s<k>      K = 4 generators sharing all but their first layer (MGAN's sh
 k4_cls_s<k>        + MGAN's generator classifier (``mgan``)
 k4_orth_s<k>       + MGO-GAN's orthogonality term (``mgo_gan``)
 k4_both_s<k>       + both
+single_bf_s<k>     one generator, MolGAN's batch features in the critic (``--batch-features``)
+single_pack2_s<k>  one generator, PacGAN with packs of 2 (``--pack``)
+single_ms_s<k>     one generator, MSGAN's mode-seeking term (``--mode-seeking``)
+k4_all_s<k>        K = 4, both MGAN terms, batch features and mode seeking (no pack: MGAN's
+                   classifier head needs pack 1)
+k4_all_pack2_s<k>  K = 4, orthogonality, batch features, packs of 2 and mode seeking
 content_<parent>   ``--compress-parent``'s generator, content-aware channel pruning to
                    ``--target-macs`` of its MACs, removed, distilled (``--finetune-steps``)
 magnitude_<parent> the same with uniform L1-magnitude channel pruning at the same MACs
@@ -17,12 +24,15 @@ magnitude_<parent> the same with uniform L1-magnitude channel pruning at the sam
 
 Every generator is scored on ``--samples`` samples (seed 0): validity, uniqueness, novelty
 against its training molecules, internal diversity and FCD against 10,000 held-out QM9
-molecules; per method the mean and spread over seeds; generation throughput (graphs/s of the
+molecules (:mod:`chemprune.engines.gan.metrics`' protocol), and each row records the coverage of
+each of its generators (distinct valid molecules, those only it made, the union's); per method
+the mean and spread over seeds; generation throughput (graphs/s of the
 generator alone, batch 1,000, ``--threads``) for parent and compressed generators measured side
 by side in the same process. Writes a table, ``--out`` (JSON), ``--plot`` and a grid of the best
 row's molecules (``--grid``, RDKit drawings).
 
-    .venv/bin/python benchmarks/qm9_gan.py --work-dir runs/qm9_gan --minutes 8       # ~2 h
+    .venv/bin/python benchmarks/qm9_gan.py --work-dir runs/qm9_gan --steps 15000   # ~2 h
+    .venv/bin/python benchmarks/qm9_gan.py --methods single_bf,k4_all --seeds 0 --steps 3000
     .venv/bin/python benchmarks/qm9_gan.py --quick --data-dir <qm9 csv folder> --out /tmp/g.json
 """
 
@@ -61,7 +71,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "k4_cls": {"engine": "mgan", "generators": 4},
     "k4_orth": {"engine": "mgo_gan", "generators": 4},
     "k4_both": {"engine": "mgo_gan", "generators": 4, "classifier_weight": 1.0},
-}
+    "single_bf": {"engine": "wgan_gp", "generators": 1, "batch_features": 16},
+    "single_pack2": {"engine": "wgan_gp", "generators": 1, "pack": 2},
+    "single_ms": {"engine": "wgan_gp", "generators": 1, "mode_seeking": 1.0},
+    "k4_all": {"engine": "mgo_gan", "generators": 4, "classifier_weight": 1.0,
+               "batch_features": 16, "mode_seeking": 1.0},
+    "k4_all_pack2": {"engine": "mgo_gan", "generators": 4, "batch_features": 16, "pack": 2,
+                     "mode_seeking": 1.0},
+}  # fmt: skip
+#: the rows run unless ``--methods`` says otherwise (the issue-19 set)
+DEFAULT_METHODS = ("single", "k4_plain", "k4_cls", "k4_orth", "k4_both")
 METRICS = ("validity", "uniqueness", "novelty", "internal_diversity", "fcd")
 
 
@@ -91,15 +110,17 @@ def row_store(args, log=None) -> RowStore:
 
 def score(path: Path, graphs, args) -> dict[str, Any]:
     gen, _, ckpt = load_generator(path)
-    samples = sample_smiles(gen, args.samples, seed=0)
-    m = evaluate_samples(samples, graphs, fcd_reference=None if args.no_fcd else 10_000)
-    per_gen = {}
-    if gen.num_generators > 1:  # each generator's own validity and uniqueness
-        for k in range(gen.num_generators):
-            own = samples[k :: gen.num_generators]
-            valid = [s for s in own if s]
-            per_gen[k] = {"validity": len(valid) / len(own),
-                          "distinct": len(set(valid))}  # fmt: skip
+    pairs = sample_smiles(gen, args.samples, seed=0, with_generator=True)
+    samples = [s for s, _ in pairs]
+    m = evaluate_samples(
+        samples, graphs, fcd_reference=None if args.no_fcd else 10_000,
+        generators=[k for _, k in pairs], num_generators=gen.num_generators,
+    )  # fmt: skip
+    per_gen = {  # each generator's own validity and distinct molecules (as before)
+        r["generator"]: {"validity": r["valid"] / r["samples"] if r["samples"] else 0.0,
+                         "distinct": r["distinct"], "only": r["only"]}
+        for r in m["coverage"]["generators"]
+    } if gen.num_generators > 1 else {}  # fmt: skip
     return {
         **m, "macs": gen.macs(), "parameters": sum(p.numel() for p in gen.parameters()),
         "steps": ckpt["metrics"].get("steps"), "per_generator": per_gen,
@@ -177,7 +198,7 @@ def goals(rows: dict[str, dict], stats: dict[str, dict], args) -> dict[str, Any]
 
 def table(rows: list[dict]) -> str:
     head = (f"{'row':<26} {'valid':>6} {'unique':>6} {'novel':>6} {'IntDiv':>6} {'FCD':>6} "
-            f"{'MACs':>8} {'graphs/s':>9}")  # fmt: skip
+            f"{'distinct':>8} {'MACs':>8} {'graphs/s':>9}")  # fmt: skip
     lines = [head, "-" * len(head)]
     for r in rows:
         if "validity" not in r:
@@ -185,7 +206,8 @@ def table(rows: list[dict]) -> str:
             continue
         lines.append(
             f"{r['row']:<26} {r['validity']:>6.1%} {r['uniqueness']:>6.1%} {r['novelty']:>6.1%} "
-            f"{r['internal_diversity']:>6.3f} {r.get('fcd', float('nan')):>6.2f} {r['macs']:>8,} "
+            f"{r['internal_diversity']:>6.3f} {r.get('fcd', float('nan')):>6.2f} "
+            f"{(r.get('coverage') or {}).get('union', ''):>8} {r['macs']:>8,} "
             f"{r.get('graphs_per_s', float('nan')):>9.0f}"
         )
     return "\n".join(lines)
@@ -216,13 +238,26 @@ def grid(smiles: list[str], path: Path) -> None:
     img.save(str(path))
 
 
+def _methods(text: str) -> list[str]:
+    names = [m for m in text.split(",") if m]
+    bad = [m for m in names if m not in VARIANTS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown method {', '.join(bad) or repr(text)}; choose from {', '.join(VARIANTS)}"
+        )
+    return names
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--methods", type=lambda s: s.split(","), default=list(VARIANTS))
+    p.add_argument("--methods", type=_methods, default=list(DEFAULT_METHODS),
+                   help=f"comma-separated rows of {', '.join(VARIANTS)} "
+                        f"(default {','.join(DEFAULT_METHODS)})")  # fmt: skip
     p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=None, help="critic steps per row")
-    p.add_argument("--minutes", type=float, default=8.0, help="training minutes per row")
+    p.add_argument("--steps", type=int, default=15_000, help="critic steps per row (the budget)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="also stop a row after this many minutes (default: steps only)")  # fmt: skip
     p.add_argument(
         "--hidden", type=lambda s: [int(x) for x in s.split(",")], default=[128, 256, 512]
     )

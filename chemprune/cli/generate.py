@@ -74,9 +74,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     s = act.add_parser("sample", help="sample molecules and score them")
     s.add_argument("--model", type=Path, required=True)
-    s.add_argument("-n", type=positive_int, default=10_000, help="samples (default 10000)")
+    s.add_argument("-n", type=positive_int, default=10_000,
+                   help="samples (default 10000, the evaluation protocol's)")  # fmt: skip
+    s.add_argument("--out", type=Path, default=None,
+                   help="write the valid samples' canonical SMILES, one per line")  # fmt: skip
+    s.add_argument("--all", action="store_true",
+                   help="with --out: one line per sample, an empty SMILES for an invalid one")  # fmt: skip
+    s.add_argument("--with-generator", action="store_true",
+                   help="with --out: a tab and the sample's generator index after the SMILES")  # fmt: skip
     s.add_argument("--smiles-out", type=Path, default=None,
-                   help="write the samples, one canonical SMILES per line ('' for invalid)")  # fmt: skip
+                   help="deprecated: --out FILE --all")  # fmt: skip
     s.add_argument("--no-fcd", action="store_true", help="skip the Frechet ChemNet Distance")
     _common(s)
     s.set_defaults(run=run_sample)
@@ -109,6 +116,18 @@ def _table(metrics: dict) -> str:
     if "fcd" in metrics:
         rows.append(("FCD (held-out QM9)", f"{metrics['fcd']:.2f}"))
     return "\n".join(f"{k:<20} {v:>8}" for k, v in rows)
+
+
+def _coverage_table(coverage: dict) -> str:
+    head = f"{'generator':>9} {'samples':>8} {'valid':>8} {'distinct':>8} {'only it':>8}"
+    lines = [head]
+    for r in coverage["generators"]:
+        lines.append(
+            f"{r['generator']:>9} {r['samples']:>8} {r['valid']:>8} {r['distinct']:>8} "
+            f"{r['only']:>8}"
+        )
+    lines.append(f"{'all':>9} {'':>8} {'':>8} {coverage['union']:>8}")
+    return "\n".join(lines)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -145,27 +164,52 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    import sys
+
     from chemprune.cli._common import set_threads
+    from chemprune.cli.errors import CliError
     from chemprune.common.atomic import atomic_write_text
     from chemprune.common.runfolder import check_output_path
     from chemprune.engines.gan.checkpoint import load_generator
     from chemprune.pipeline.generate import evaluate_samples, graphs_of, sample_smiles
 
     set_threads(args.threads)
+    out, flag, keep_all = args.out, "--out", args.all
     if args.smiles_out is not None:
-        check_output_path(args.smiles_out, inputs=[("--model", args.model)])
+        if out is not None:
+            raise CliError("give --out or its deprecated alias --smiles-out, not both")
+        out, flag, keep_all = args.smiles_out, "--smiles-out", True
+    if out is None and (args.all or args.with_generator):
+        raise CliError("--all and --with-generator shape the --out file; give --out")
+    if out is not None:
+        check_output_path(out, flag=flag, inputs=[("--model", args.model)])
+    if args.smiles_out is not None:
+        print("--smiles-out is deprecated: use --out FILE --all", file=sys.stderr)
     gen, _, ckpt = load_generator(args.model)
-    samples = sample_smiles(gen, args.n, seed=args.seed)
-    if args.smiles_out is not None:
-        atomic_write_text(args.smiles_out, "".join(f"{s or ''}\n" for s in samples))
+    pairs = sample_smiles(gen, args.n, seed=args.seed, with_generator=True)
+    samples = [s for s, _ in pairs]
+    which = [k for _, k in pairs]
+    if out is not None:
+        lines = [
+            f"{s or ''}\t{k}\n" if args.with_generator else f"{s or ''}\n"
+            for s, k in pairs
+            if s or keep_all
+        ]
+        atomic_write_text(out, "".join(lines))
     graphs = graphs_of(ckpt, args.data_dir)
-    metrics = evaluate_samples(samples, graphs, fcd_reference=None if args.no_fcd else 10_000)
+    metrics = evaluate_samples(
+        samples, graphs, fcd_reference=None if args.no_fcd else 10_000, generators=which,
+        num_generators=gen.num_generators,
+    )  # fmt: skip
     if args.json:
         print(json_line({"model": str(args.model), **metrics}))
     else:
         print(_table(metrics))
-        if args.smiles_out is not None:
-            print(f"wrote {args.smiles_out}")
+        if gen.num_generators > 1:
+            print()
+            print(_coverage_table(metrics["coverage"]))
+        if out is not None:
+            print(f"wrote {out}")
     return 0
 
 

@@ -5,8 +5,9 @@
   into training and held-out molecules by a seed; the encoding is cached beside the QM9 cache.
 * :func:`train_gan`: a run folder with ``last.pt`` (everything needed to continue exactly,
   written atomically every ``save_every`` seconds and at the end), then the generator file.
-* :func:`sample_smiles`, :func:`evaluate_samples`: canonical SMILES of ``n`` samples and their
-  metrics against the file's own training molecules (novelty) and held-out ones (FCD).
+* :func:`sample_smiles`, :func:`evaluate_samples`: canonical SMILES of ``n`` samples (with
+  the generator of each on request) and the evaluation protocol's metrics against the file's
+  own training molecules (novelty) and held-out ones (FCD), with per-generator coverage.
 * :func:`compress_gan`: content-aware (or magnitude) channel pruning to a MAC budget, removed
   for real, then distillation from the uncompressed generator with the same engine.
 """
@@ -360,17 +361,33 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def sample_smiles(gen: GraphGenerator, n: int, *, seed: int = 0) -> list[str | None]:
-    """Canonical SMILES of ``n`` samples (``None`` for an invalid graph)."""
-    atoms, bonds, _ = sample_graphs(gen, n, seed=seed)
-    return [decode(a, b) for a, b in zip(atoms.numpy(), bonds.numpy(), strict=True)]
+def sample_smiles(
+    gen: GraphGenerator, n: int, *, seed: int = 0, with_generator: bool = False
+) -> list[str | None] | list[tuple[str | None, int]]:
+    """Canonical SMILES of ``n`` samples (``None`` for an invalid graph), reproducible from
+    ``seed``. Sample ``i`` comes from generator ``i mod K`` (:func:`sample_graphs`), so each of
+    the K generators makes ``n // K`` or ``n // K + 1`` of them (the first ``n mod K`` one
+    more). ``with_generator``: ``(smiles, k)`` pairs instead, ``k`` the sample's generator."""
+    atoms, bonds, which = sample_graphs(gen, n, seed=seed)
+    smiles = [decode(a, b) for a, b in zip(atoms.numpy(), bonds.numpy(), strict=True)]
+    if with_generator:
+        return list(zip(smiles, (int(k) for k in which.tolist()), strict=True))
+    return smiles
 
 
 def evaluate_samples(
-    samples: list[str | None], graphs: GraphData, *, fcd_reference: int | None = 10_000
-) -> dict[str, float]:
-    """Metrics of ``samples``: novelty against the training molecules, FCD against up to
-    ``fcd_reference`` held-out ones (``None``: no FCD)."""
+    samples: list[str | None],
+    graphs: GraphData,
+    *,
+    fcd_reference: int | None = 10_000,
+    generators: list[int] | None = None,
+    num_generators: int | None = None,
+) -> dict[str, Any]:
+    """The protocol's metrics of ``samples`` (:mod:`chemprune.engines.gan.metrics`): validity
+    over all of them, uniqueness over the valid ones, novelty of the distinct valid ones
+    against the training molecules, internal diversity, FCD against up to ``fcd_reference``
+    held-out ones (``None``: no FCD) and, given each sample's generator (``generators``, and K
+    as ``num_generators``), the per-generator coverage under ``"coverage"``."""
     reference = None
     if fcd_reference:
         test = graphs.test_smiles()
@@ -378,7 +395,10 @@ def evaluate_samples(
         if len(test) > fcd_reference:
             test = [test[i] for i in np.sort(rng.choice(len(test), fcd_reference, replace=False))]
         reference = test
-    return generation_metrics(samples, graphs.train_smiles(), reference)
+    return generation_metrics(
+        samples, graphs.train_smiles(), reference, generators=generators,
+        num_generators=num_generators,
+    )  # fmt: skip
 
 
 def compress_gan(

@@ -23,13 +23,74 @@ def generator(qm9_dir, tmp_path_factory):
 
 
 def test_sample_writes_smiles_and_metrics(generator, tmp_path):
+    """--smiles-out, the deprecated alias of --out FILE --all: one line per sample."""
     smi = tmp_path / "mols.smi"
     r = run_cli("generate", "sample", "--model", str(generator), "-n", "40", "--smiles-out",
                 str(smi), "--no-fcd", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert "deprecated" in r.stderr
     m = json.loads(r.stdout.strip().splitlines()[-1])
     assert m["samples"] == 40 and 0 <= m["validity"] <= 1
     assert len(smi.read_text().splitlines()) == 40
+    cov = m["coverage"]  # K = 2: 20 samples each
+    assert [g["samples"] for g in cov["generators"]] == [20, 20]
+    assert cov["union"] == len({s for s in smi.read_text().splitlines() if s})
+
+
+@pytest.fixture(scope="module")
+def mixed_generator(generator, tmp_path_factory):
+    """The tiny generator (valid 0 of 200 after 10 steps) with its output biases shaped so that
+    its samples are a mix of valid and invalid graphs: slots 2-8 padding and no bond outside
+    the pair (0, 1), so each graph is one or two atoms, bonded or not, as the network says."""
+    import torch
+
+    from chemprune.common.atomic import atomic_save
+    from chemprune.engines.gan.checkpoint import generator_checkpoint, load_generator
+
+    gen, critic, ckpt = load_generator(generator)
+    n, t, y = gen.max_atoms, gen.atom_types, gen.bond_types
+    with torch.no_grad():
+        gen.nodes.bias.view(n, t)[2:, 0] += 100
+        keep = torch.zeros(n, n, dtype=torch.bool)
+        keep[0, 1] = keep[1, 0] = True
+        gen.edges.bias.view(n, n, y)[~keep, 0] += 100
+    out = tmp_path_factory.mktemp("mixed") / "m.pt"
+    atomic_save(generator_checkpoint(gen, critic, engine=ckpt["engine"],
+                                     engine_options=ckpt.get("engine_options"), data=ckpt["data"],
+                                     extra={"settings": ckpt.get("settings")}), out)  # fmt: skip
+    return out
+
+
+def test_sample_out_files(mixed_generator, tmp_path):
+    from rdkit import Chem
+
+    generator = mixed_generator
+    out = tmp_path / "valid.smi"
+    r = run_cli("generate", "sample", "--model", str(generator), "-n", "20", "--out", str(out),
+                "--no-fcd", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    lines = out.read_text().splitlines()
+    assert 0 < len(lines) == round(20 * m["validity"]) < 20  # the valid samples only
+    for s in lines:
+        assert s and Chem.MolToSmiles(Chem.MolFromSmiles(s)) == s  # canonical
+
+    every = tmp_path / "all.smi"
+    r = run_cli("generate", "sample", "--model", str(generator), "-n", "20", "--out", str(every),
+                "--all", "--with-generator", "--no-fcd")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "only it" in r.stdout  # the coverage table (K = 2)
+    rows = [line.split("\t") for line in every.read_text().splitlines()]
+    assert len(rows) == 20 and all(len(row) == 2 for row in rows)
+    assert [int(k) for _, k in rows] == [i % 2 for i in range(20)]
+    assert [s for s, _ in rows if s] == lines  # the same samples, invalid ones as ''
+
+    r = run_cli("generate", "sample", "--model", str(generator), "-n", "5", "--out",
+                str(generator))  # fmt: skip
+    assert r.returncode == 2 and "same file" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    r = run_cli("generate", "sample", "--model", str(generator), "-n", "5", "--all")
+    assert r.returncode == 2 and "give --out" in r.stderr
 
 
 def test_compress(generator, tmp_path):

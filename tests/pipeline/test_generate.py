@@ -58,7 +58,12 @@ def test_sample_and_compress(graphs, tmp_path):
     samples = sample_smiles(gen, 50, seed=1)
     assert samples == sample_smiles(gen, 50, seed=1) and len(samples) == 50
     m = evaluate_samples(samples, graphs, fcd_reference=None)
-    assert 0 <= m["validity"] <= 1 and "fcd" not in m
+    assert 0 <= m["validity"] <= 1 and "fcd" not in m and "coverage" not in m
+    pairs = sample_smiles(gen, 50, seed=1, with_generator=True)
+    cov = evaluate_samples(samples, graphs, fcd_reference=None, generators=[k for _, k in pairs],
+                           num_generators=2)["coverage"]  # fmt: skip
+    assert [r["samples"] for r in cov["generators"]] == [25, 25]
+    assert cov["union"] == len({s for s in samples if s})
     r = compress_gan(tmp_path / "g.pt", tmp_path / "c.pt", target_macs=0.4, steps=4,
                      progress=False)  # fmt: skip
     small, _, ckpt = load_generator(tmp_path / "c.pt")
@@ -91,3 +96,16 @@ def test_diversity_options_are_checked_recorded_and_resumed(graphs, tmp_path):
     r = train_gan(graphs, tmp_path / "o", tmp_path / "o.pt", settings=SETTINGS, steps=4,
                   resume=True, progress=False)  # fmt: skip
     assert r["steps"] == 4
+
+
+def test_sample_smiles_with_generator_indices():
+    """Sample i comes from generator i mod K: with K = 3 and 10 samples, 4, 3 and 3; the
+    SMILES are those of the plain call."""
+    from chemprune.engines.gan.models import GraphGenerator
+
+    torch.manual_seed(0)
+    gen = GraphGenerator(num_generators=3, z_dim=8, hidden=(16, 24, 32))
+    pairs = sample_smiles(gen, 10, seed=2, with_generator=True)
+    assert [k for _, k in pairs] == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
+    assert [s for s, _ in pairs] == sample_smiles(gen, 10, seed=2)
+    assert all(isinstance(k, int) for _, k in pairs)
