@@ -5,22 +5,27 @@ minutes on one thread; ``--minutes`` adds a time limit) and saved
 as soon as it is done (``--work-dir/rows/<row>.{json,pt}``; a rerun skips it), seeds
 ``--seeds``:
 
-=================  =============================================================================
-single_s<k>        MolGAN's recipe without the reward network: one generator, WGAN-GP
-k4_plain_s<k>      K = 4 generators sharing all but their first layer (MGAN's sharing), no term
-k4_cls_s<k>        + MGAN's generator classifier (``mgan``)
-k4_orth_s<k>       + MGO-GAN's orthogonality term (``mgo_gan``)
-k4_both_s<k>       + both
-single_bf_s<k>     one generator, MolGAN's batch features in the critic (``--batch-features``)
-single_pack2_s<k>  one generator, PacGAN with packs of 2 (``--pack``)
-single_ms_s<k>     one generator, MSGAN's mode-seeking term (``--mode-seeking``)
-k4_all_s<k>        K = 4, both MGAN terms, batch features and mode seeking (no pack: MGAN's
-                   classifier head needs pack 1)
-k4_all_pack2_s<k>  K = 4, orthogonality, batch features, packs of 2 and mode seeking
-content_<parent>   ``--compress-parent``'s generator, content-aware channel pruning to
-                   ``--target-macs`` of its MACs, removed, distilled (``--finetune-steps``)
-magnitude_<parent> the same with uniform L1-magnitude channel pruning at the same MACs
-=================  =============================================================================
+=====================  =============================================================================
+single_s<k>            MolGAN's recipe without the reward network: one generator, WGAN-GP
+k4_plain_s<k>          K = 4 generators sharing all but their first layer (MGAN's sharing), no term
+k4_cls_s<k>            + MGAN's generator classifier (``mgan``)
+k4_orth_s<k>           + MGO-GAN's orthogonality term (``mgo_gan``)
+k4_both_s<k>           + both
+single_bf_s<k>         one generator, MolGAN's batch features in the critic (``--batch-features``)
+single_pack2_s<k>      one generator, PacGAN with packs of 2 (``--pack``)
+single_ms_s<k>         one generator, MSGAN's mode-seeking term (``--mode-seeking``)
+k4_all_s<k>            K = 4, both MGAN terms, batch features and mode seeking (no pack: MGAN's
+                       classifier head needs pack 1)
+k4_all_pack2_s<k>      K = 4, orthogonality, batch features, packs of 2 and mode seeking
+single_valence_s<k>    one generator, the valence/connectivity penalties (``--valence-weight 1``)
+single_rl_s<k>         one generator, MolGAN's reward network for validity, lambda 0.5, after a
+                       GAN-only half of the steps (``--rl-weight 0.5 --rl-warmup steps/2``)
+k4_mgan_same_s<k>      K = 4, MGAN with its paper's beta 0.01 and its code's shared noise
+                       (``--engine mgan --classifier-weight 0.01 --same-noise``)
+content_<parent>       ``--compress-parent``'s generator, content-aware channel pruning to
+                       ``--target-macs`` of its MACs, removed, distilled (``--finetune-steps``)
+magnitude_<parent>     the same with uniform L1-magnitude channel pruning at the same MACs
+=====================  =============================================================================
 
 Every generator is scored on ``--samples`` samples (seed 0): validity, uniqueness, novelty
 against its training molecules, internal diversity and FCD against 10,000 held-out QM9
@@ -78,6 +83,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
                "batch_features": 16, "mode_seeking": 1.0},
     "k4_all_pack2": {"engine": "mgo_gan", "generators": 4, "batch_features": 16, "pack": 2,
                      "mode_seeking": 1.0},
+    "single_valence": {"engine": "wgan_gp", "generators": 1, "valence_weight": 1.0},
+    # rl_warmup_fraction: the warm-up as a fraction of --steps (train_row turns it into steps)
+    "single_rl": {"engine": "wgan_gp", "generators": 1, "rl_weight": 0.5,
+                  "rl_warmup_fraction": 0.5, "reward": "validity"},
+    "k4_mgan_same": {"engine": "mgan", "generators": 4, "classifier_weight": 0.01,
+                     "same_noise": True},
 }  # fmt: skip
 #: the rows run unless ``--methods`` says otherwise (the issue-19 set)
 DEFAULT_METHODS = ("single", "k4_plain", "k4_cls", "k4_orth", "k4_both")
@@ -90,8 +101,11 @@ def log(msg: str) -> None:
 
 def train_row(name: str, graphs, args) -> Path:
     variant, seed = name.rsplit("_s", 1)
+    options = dict(VARIANTS[variant])
+    if "rl_warmup_fraction" in options:
+        options["rl_warmup"] = int(options.pop("rl_warmup_fraction") * args.steps)
     settings = GANSettings(
-        **VARIANTS[variant], hidden=tuple(args.hidden), lr=args.lr, batch_size=args.batch_size,
+        **options, hidden=tuple(args.hidden), lr=args.lr, batch_size=args.batch_size,
         seed=int(seed), minibatch_std=args.minibatch_std,
     )  # fmt: skip
     run = Path(args.work_dir) / "runs" / name

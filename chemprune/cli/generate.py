@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from chemprune.common.options import (
+    fraction,
     json_line,
     nonneg_float,
     nonneg_int,
@@ -59,6 +60,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "--batch-size (default 1: off)")  # fmt: skip
     t.add_argument("--mode-seeking", type=nonneg_float, default=0.0, metavar="LAMBDA",
                    help="MSGAN's mode-seeking term's weight (default 0: off)")  # fmt: skip
+    t.add_argument("--same-noise", action="store_true",
+                   help="MGAN's code: the K generators share each noise vector")  # fmt: skip
+    t.add_argument("--valence-weight", type=nonneg_float, default=0.0, metavar="W",
+                   help="differentiable penalties on the generator's probabilities: valence "
+                        "over the atom type's, isolated atoms, bonds on padding (default 0: "
+                        "off)")  # fmt: skip
+    t.add_argument("--rl-weight", type=fraction, default=0.0, metavar="LAMBDA",
+                   help="MolGAN's reward network: generator loss (1-LAMBDA) WGAN + LAMBDA "
+                        "(-reward), in [0, 1] (default 0: off)")  # fmt: skip
+    t.add_argument("--rl-warmup", type=nonneg_int, default=0, metavar="STEPS",
+                   help="critic steps of GAN-only training before the reward term (default 0)")  # fmt: skip
+    t.add_argument("--reward", choices=("validity", "validity_qed"), default="validity",
+                   help="the reward the network learns (default validity; validity_qed: QED "
+                        "of the valid molecules)")  # fmt: skip
     t.add_argument("--hidden", type=_widths, default=(128, 256, 512))
     t.add_argument("--lr", type=positive_float, default=1e-3)
     t.add_argument("--batch-size", type=positive_int, default=32)
@@ -150,6 +165,8 @@ def run_train(args: argparse.Namespace) -> int:
         orthogonal_weight=args.orthogonal_weight, hidden=args.hidden, lr=args.lr,
         batch_size=args.batch_size, seed=args.seed, minibatch_std=args.minibatch_std,
         batch_features=args.batch_features, pack=args.pack, mode_seeking=args.mode_seeking,
+        same_noise=args.same_noise, valence_weight=args.valence_weight, rl_weight=args.rl_weight,
+        rl_warmup=args.rl_warmup, reward=args.reward,
     )  # fmt: skip
     graphs = load_graphs(args.data_dir, molecules=args.molecules, seed=args.seed)
     summary = train_gan(

@@ -49,6 +49,7 @@ from chemprune.engines.gan.compress import (
 from chemprune.engines.gan.metrics import generation_metrics
 from chemprune.engines.gan.models import GraphCritic, GraphGenerator
 from chemprune.molecules.chem.molgraph import ATOM_TYPES, BOND_TYPES, MAX_ATOMS, decode, encode_many
+from chemprune.pipeline.gan_reward import REWARDS, chemistry_options
 
 __all__ = [
     "GANSettings",
@@ -173,6 +174,11 @@ class GANSettings:
     batch_features: int = 0  # MolGAN's batch-feature vector in the critic (0: off)
     pack: int = 1  # PacGAN: the critic judges this many graphs at once
     mode_seeking: float = 0.0  # MSGAN's weight
+    same_noise: bool = False  # MGAN's code: the K generators share each noise vector
+    valence_weight: float = 0.0  # the differentiable valence/connectivity penalties
+    rl_weight: float = 0.0  # MolGAN's reward network (lambda; 0: off)
+    rl_warmup: int = 0  # GAN-only critic steps before the reward term
+    reward: str = "validity"  # or validity_qed
 
     def __post_init__(self) -> None:
         if self.batch_features < 0:
@@ -185,13 +191,24 @@ class GANSettings:
             )
         if not (self.mode_seeking >= 0 and math.isfinite(self.mode_seeking)):
             raise ValueError(f"mode_seeking must be a finite number >= 0, got {self.mode_seeking}")
+        if not (self.valence_weight >= 0 and math.isfinite(self.valence_weight)):
+            raise ValueError(
+                f"valence_weight must be a finite number >= 0, got {self.valence_weight}"
+            )
+        if not 0 <= self.rl_weight <= 1:
+            raise ValueError(f"rl_weight must be in [0, 1], got {self.rl_weight}")
+        if self.rl_warmup < 0:
+            raise ValueError(f"rl_warmup must be >= 0, got {self.rl_warmup}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
 
     def engine_options(self) -> dict[str, Any]:
         return {
             "lr": self.lr, "n_critic": self.n_critic, "gp_weight": self.gp_weight,
             "classifier_weight": self.classifier_weight,
             "orthogonal_weight": self.orthogonal_weight, "mode_seeking": self.mode_seeking,
-            "seed": self.seed,
+            "same_noise": self.same_noise, "valence_weight": self.valence_weight,
+            "rl_weight": self.rl_weight, "rl_warmup": self.rl_warmup, "seed": self.seed,
         }  # fmt: skip
 
     def build(self) -> tuple[GraphGenerator, GraphCritic]:
@@ -321,7 +338,7 @@ def train_gan(
     gen, critic = settings.build()
     engine_cls = GAN_ENGINES.get(settings.engine)
     options = settings.engine_options()
-    engine = engine_cls(generator=gen, critic=critic, **options)
+    engine = engine_cls(generator=gen, critic=critic, **chemistry_options(options, settings.reward))
     record = {"settings": _plain(asdict(settings)), "engine_options": options}
     if resume:
         if not last.exists():
@@ -435,10 +452,11 @@ def compress_gan(
     gen.train()
     options = dict(ckpt.get("engine_options") or {})
     options["seed"] = seed
-    engine = GAN_ENGINES.get(ckpt["engine"])(
-        generator=gen, critic=critic, teacher=teacher, distill_weight=distill_weight, **options
-    )
     settings = ckpt.get("settings") or {}
+    engine = GAN_ENGINES.get(ckpt["engine"])(
+        generator=gen, critic=critic, teacher=teacher, distill_weight=distill_weight,
+        **chemistry_options(options, settings.get("reward", "validity")),
+    )  # fmt: skip
     summary: dict[str, Any] = {"steps": 0}
     if steps or minutes:
         run_dir = run_dir or out.with_name(out.name + ".run")

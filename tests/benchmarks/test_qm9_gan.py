@@ -44,3 +44,27 @@ def test_quick_run_records_coverage(qm9_dir, tmp_path, capsys):
             assert [per[str(i)]["distinct"] for i in range(k)] == [
                 g["distinct"] for g in cov["generators"]
             ]
+
+
+def test_the_validity_rows(qm9_dir, tmp_path):
+    """single_valence, single_rl (warm-up: half the steps) and k4_mgan_same train in --quick."""
+    args = qm9_gan.parse_args(["--methods", "single_valence,single_rl,k4_mgan_same"])
+    assert args.methods == ["single_valence", "single_rl", "k4_mgan_same"]
+    assert qm9_gan.VARIANTS["single_rl"]["rl_weight"] == 0.5
+    assert qm9_gan.VARIANTS["k4_mgan_same"]["same_noise"] is True
+    out = tmp_path / "v.json"
+    rc = qm9_gan.main([
+        "--quick", "--data-dir", str(qm9_dir), "--methods", "single_valence,single_rl,k4_mgan_same",
+        "--no-compress", "--work-dir", str(tmp_path / "w"), "--out", str(out),
+    ])  # fmt: skip
+    assert rc == 0
+    rows = {r["row"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {f"{m}_s{s}" for m in ("single_valence", "single_rl", "k4_mgan_same")
+                         for s in (0, 1)}  # fmt: skip
+    for name in rows:
+        assert "error" not in rows[name], rows[name].get("error")
+        assert rows[name]["steps"] == 10
+    from chemprune.engines.gan.checkpoint import load_generator_file
+
+    ckpt = load_generator_file(tmp_path / "w" / "rows" / "single_rl_s0.pt")
+    assert ckpt["settings"]["rl_warmup"] == 5 and ckpt["engine_options"]["rl_weight"] == 0.5

@@ -145,3 +145,32 @@ def test_train_with_the_diversity_options(qm9_dir, tmp_path):
         errors = [line for line in r.stderr.splitlines() if "error" in line]
         assert len(errors) == 1 and "Traceback" not in r.stderr  # (argparse adds its usage)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_train_with_the_validity_options(qm9_dir, tmp_path):
+    """--same-noise, --valence-weight, --rl-weight/--rl-warmup/--reward reach the engine and
+    the generator file; bad values get one-line errors."""
+    import torch
+
+    out = tmp_path / "v.pt"
+    r = run_cli("generate", "train", "--data-dir", str(qm9_dir), "--out", str(out), "--steps",
+                "4", "--engine", "mgan", "--classifier-weight", "0.01", "--same-noise",
+                "--valence-weight", "1", "--rl-weight", "0.5", "--rl-warmup", "2", "--reward",
+                "validity_qed", "--json", *TINY)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    ckpt = torch.load(out, weights_only=True)
+    opts = ckpt["engine_options"]
+    assert opts["same_noise"] is True and opts["valence_weight"] == 1.0
+    assert opts["rl_weight"] == 0.5 and opts["rl_warmup"] == 2
+    assert ckpt["settings"]["reward"] == "validity_qed"
+    for flags, message in [
+        (["--rl-weight", "1.5"], "--rl-weight: must be a finite number >= 0 and <= 1"),
+        (["--rl-warmup", "-1"], "--rl-warmup: must be an integer >= 0"),
+        (["--valence-weight", "nan"], "--valence-weight: must be a finite number >= 0"),
+        (["--reward", "qed"], "--reward: invalid choice"),
+    ]:
+        r = run_cli("generate", "train", "--data-dir", str(qm9_dir), "--out",
+                    str(tmp_path / "x.pt"), "--steps", "2", *TINY, *flags)  # fmt: skip
+        assert r.returncode == 2 and message in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "x.pt").exists()

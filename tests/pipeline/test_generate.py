@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,3 +110,67 @@ def test_sample_smiles_with_generator_indices():
     assert [k for _, k in pairs] == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
     assert [s for s, _ in pairs] == sample_smiles(gen, 10, seed=2)
     assert all(isinstance(k, int) for _, k in pairs)
+
+
+def test_the_validity_options_are_checked_recorded_and_resumed_exactly(graphs, tmp_path):
+    """Shared noise, the valence penalties and the reward network (its weights and optimizer
+    in last.pt): 3 + 3 resumed steps equal 6 straight ones."""
+    for bad, message in [({"rl_weight": 1.5}, r"rl_weight must be in \[0, 1\]"),
+                         ({"rl_warmup": -1}, "rl_warmup must be >= 0"),
+                         ({"valence_weight": float("inf")}, "valence_weight must be"),
+                         ({"reward": "qed"}, "reward must be one of validity, validity_qed")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            GANSettings(**bad)
+    opts = GANSettings(**{**SETTINGS.__dict__, "engine": "mgan", "classifier_weight": 0.01,
+                          "same_noise": True, "valence_weight": 1.0, "rl_weight": 0.5,
+                          "rl_warmup": 2})  # fmt: skip
+    train_gan(graphs, tmp_path / "a", tmp_path / "a.pt", settings=opts, steps=6, progress=False)
+    train_gan(graphs, tmp_path / "b", tmp_path / "b.pt", settings=opts, steps=3, progress=False)
+    train_gan(graphs, tmp_path / "b", tmp_path / "b.pt", settings=opts, steps=6, resume=True,
+              progress=False)  # fmt: skip
+    a, da, ckpt = load_generator(tmp_path / "a.pt")
+    b, db, _ = load_generator(tmp_path / "b.pt")
+    for p, q in zip([*a.state_dict().values(), *da.state_dict().values()],
+                    [*b.state_dict().values(), *db.state_dict().values()], strict=True):  # fmt: skip
+        assert torch.equal(p, q)
+    assert ckpt["engine_options"]["same_noise"] is True
+    assert ckpt["engine_options"]["rl_weight"] == 0.5 and ckpt["settings"]["reward"] == "validity"
+    ra = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["training"]["engine_state"]
+    rb = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["training"]["engine_state"]
+    for p, q in zip(ra["reward"]["net"].values(), rb["reward"]["net"].values(), strict=True):
+        assert torch.equal(p, q)
+    # a file trained with the options compresses (the engine gets its chemistry again)
+    r = compress_gan(tmp_path / "a.pt", tmp_path / "c.pt", target_macs=0.5, steps=2,
+                     progress=False)  # fmt: skip
+    assert r["finetune_steps"] == 2
+    # a run saved before the options existed resumes with their defaults
+    train_gan(graphs, tmp_path / "o", tmp_path / "o.pt", settings=SETTINGS, steps=2, progress=False)
+    last = torch.load(tmp_path / "o" / "last.pt", weights_only=True)
+    for key in ("same_noise", "valence_weight", "rl_weight", "rl_warmup", "reward"):
+        del last["training"]["settings"][key]
+    torch.save(last, tmp_path / "o" / "last.pt")
+    r = train_gan(graphs, tmp_path / "o", tmp_path / "o.pt", settings=SETTINGS, steps=4,
+                  resume=True, progress=False)  # fmt: skip
+    assert r["steps"] == 4
+
+
+def test_the_rdkit_reward_and_the_valence_tables():
+    from chemprune.engines.gan import one_hot_graphs
+    from chemprune.engines.gan.penalties import validity_penalties
+    from chemprune.molecules.chem.molgraph import encode
+    from chemprune.pipeline.gan_reward import reward_function, valence_tables
+
+    good = [encode(s) for s in ("CCO", "c1ccoc1")]
+    atoms = torch.tensor(np.stack([g[0] for g in good] + [good[0][0]]))
+    bonds = torch.tensor(np.stack([g[1] for g in good] + [good[0][1]]))
+    bonds[2, 0, 2] = bonds[2, 2, 0] = 3  # a triple bond C#O on top: O over its valence
+    graphs = one_hot_graphs(atoms, bonds, 5, 4)
+    assert reward_function("validity")(graphs).tolist() == [1.0, 1.0, 0.0]
+    qed = reward_function("validity_qed")(graphs)
+    assert 0 < qed[0] < 1 and 0 < qed[1] < 1 and qed[2] == 0
+    max_valence, bond_order = valence_tables()
+    assert max_valence.tolist() == [0, 4, 3, 2, 1] and bond_order.tolist() == [0, 1, 2, 3]
+    pen = validity_penalties(*graphs, max_valence, bond_order)
+    assert pen["valence"][:2].tolist() == [0, 0] and pen["valence"][2] > 0
+    with pytest.raises(ValueError, match="reward must be one of"):
+        reward_function("logp")

@@ -32,6 +32,21 @@ Optional generator terms, the family's members (:data:`GAN_ENGINES`):
   generator, and the term ``mean d(z1, z2) / (d(G(z1), G(z2)) + eps)``
   (:func:`~chemprune.engines.gan.diversity.mode_seeking_term`), which is large when a generator
   ignores its noise.
+* ``valence_weight`` with ``max_valence``/``bond_order`` (the chemistry, as vectors): the
+  generator's softmax graphs pay :func:`~chemprune.engines.gan.penalties.validity_penalties`
+  (expected valence over the expected largest, isolated atoms, bonds on padding): validity
+  help without reinforcement learning.
+* ``reward_fn`` + ``rl_weight`` (MolGAN, De Cao & Kipf 2018): a reward network
+  (:class:`~chemprune.engines.gan.reward.RewardLearner`) learns ``reward_fn`` of the fake
+  batch's discrete graphs in every critic step; from critic step ``rl_warmup`` on, the
+  generator's loss is ``(1 - rl_weight) * loss + rl_weight * -mean R(G(z))``, ``loss`` the
+  WGAN loss with the terms above (the valence penalty is added after the mix).
+
+``same_noise`` is MGAN's layout in its official code (qhoangdl/MGAN): one minibatch of noise
+goes through every generator. The fake batch keeps the real batch's size B, so ``ceil(B / K)``
+noise vectors are drawn and sample ``i`` (generator ``i mod K``) gets vector ``i // K``: the K
+samples ``kK .. kK + K - 1`` share one z, one per generator. The default is the paper's
+model as written, a generator index ``u ~ Mult(pi)`` independent of z (here ``i mod K``).
 
 A critic with ``pack = m`` (PacGAN) scores ``m`` consecutive graphs together: real packs come
 from the real batch, fake packs from the generated one, the batch size must be divisible by
@@ -45,10 +60,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from chemprune.engines.gan.diversity import mode_seeking_term
 from chemprune.engines.gan.models import GraphCritic, GraphGenerator
+from chemprune.engines.gan.penalties import validity_penalties
+from chemprune.engines.gan.reward import RewardFn, RewardLearner
+from chemprune.engines.gan.terms import content_mask, gradient_penalty, orthogonality
 from chemprune.engines.registry import Registry
 
 __all__ = [
@@ -74,54 +92,20 @@ def one_hot_graphs(atoms: Tensor, bonds: Tensor, atom_types: int, bond_types: in
     )
 
 
-def gradient_penalty(critic: nn.Module, real: Graphs, fake: Graphs, eps: Tensor) -> Tensor:
-    """``mean_b (||grad_(x,adj) D(x_hat_b, adj_hat_b)|| - 1)^2`` at ``x_hat = eps*real +
-    (1-eps)*fake`` (``eps [B]``, one weight per graph for both tensors). A critic that scores
-    packs of ``m`` graphs (``B / m`` scores) gets one norm per pack, over its ``m`` graphs'
-    inputs together (give the pack's members the same ``eps``)."""
-    ex = eps.view(-1, 1, 1)
-    ea = eps.view(-1, 1, 1, 1)
-    x = (ex * real[0] + (1 - ex) * fake[0]).detach().requires_grad_(True)
-    a = (ea * real[1] + (1 - ea) * fake[1]).detach().requires_grad_(True)
-    score = critic(x, a)[0]
-    gx, ga = torch.autograd.grad(score.sum(), (x, a), create_graph=True)
-    sq = gx.flatten(1).pow(2).sum(1) + ga.flatten(1).pow(2).sum(1)
-    norm = torch.sqrt(sq.view(score.shape[0], -1).sum(1) + 1e-12)
-    return ((norm - 1) ** 2).mean()
-
-
-def orthogonality(embeddings: Tensor, which: Tensor, num_generators: int) -> Tensor:
-    """Mean over generator pairs ``i < j`` of ``cos(e_i, e_j)^2``, ``e_k`` the mean embedding
-    of generator k's samples (0 for one generator, or when a generator has no sample)."""
-    means = []
-    for k in range(num_generators):
-        sel = which == k
-        if bool(sel.any()):
-            means.append(embeddings[sel].mean(0))
-    if len(means) < 2:
-        return embeddings.new_zeros(())
-    e = F.normalize(torch.stack(means), dim=1, eps=1e-8)
-    cos = e @ e.T
-    i, j = torch.triu_indices(len(means), len(means), offset=1)
-    return (cos[i, j] ** 2).mean()
-
-
-def content_mask(nodes: Tensor) -> tuple[Tensor, Tensor]:
-    """The content slots of graphs with node probabilities/logits ``nodes [B, N, T]``: the atoms
-    whose most likely type is not padding ``[B, N]`` and the pairs of such atoms ``[B, N, N]``
-    (off the diagonal), as float masks."""
-    atom = (nodes.argmax(-1) != 0).float()
-    pair = atom.unsqueeze(2) * atom.unsqueeze(1)
-    pair = pair * (1 - torch.eye(nodes.shape[1], device=nodes.device))
-    return atom, pair
-
-
-def draw_noise(gen: GraphGenerator, n: int, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+def draw_noise(
+    gen: GraphGenerator, n: int, rng: torch.Generator, *, same_noise: bool = False
+) -> tuple[Tensor, Tensor]:
     """``(z [n, z_dim], which [n])``: standard normal noise from ``rng`` and the generator of
-    each sample, ``i mod K`` (equal shares)."""
+    each sample, ``i mod K`` (equal shares). ``same_noise``: ``ceil(n / K)`` vectors, sample
+    ``i`` gets vector ``i // K``, so the K generators see the same noise (MGAN's code)."""
     if n < 1:
         raise ValueError(f"the number of samples must be >= 1, got {n}")
-    return torch.randn(n, gen.z_dim, generator=rng), torch.arange(n) % gen.num_generators
+    k = gen.num_generators
+    which = torch.arange(n) % k
+    if same_noise:
+        z = torch.randn(-(-n // k), gen.z_dim, generator=rng)
+        return z.repeat_interleave(k, dim=0)[:n], which
+    return torch.randn(n, gen.z_dim, generator=rng), which
 
 
 @torch.no_grad()
@@ -155,6 +139,11 @@ class AdversarialTraining:
             member's default).
         teacher, distill_weight: distillation from a frozen generator (see the module).
         mode_seeking: MSGAN's weight (0: off).
+        same_noise: MGAN's code's noise layout (see the module).
+        valence_weight, max_valence, bond_order: the validity penalties' weight (0: off) and
+            the chemistry they need, ``[T]`` and ``[Y]``.
+        reward_fn, rl_weight, rl_warmup: MolGAN's reward (``[B]`` of discrete one-hot graphs),
+            its weight in [0, 1] (0: off, no reward network) and the GAN-only critic steps first.
         seed: the engine's random stream.
     """
 
@@ -176,6 +165,13 @@ class AdversarialTraining:
         teacher: GraphGenerator | None = None,
         distill_weight: float = 0.0,
         mode_seeking: float = 0.0,
+        same_noise: bool = False,
+        valence_weight: float = 0.0,
+        max_valence: Tensor | None = None,
+        bond_order: Tensor | None = None,
+        reward_fn: RewardFn | None = None,
+        rl_weight: float = 0.0,
+        rl_warmup: int = 0,
         seed: int = 0,
     ) -> None:
         cw = self.default_classifier_weight if classifier_weight is None else classifier_weight
@@ -186,11 +182,19 @@ class AdversarialTraining:
         for what, v in (
             ("gp_weight", gp_weight), ("classifier_weight", cw), ("orthogonal_weight", ow),
             ("distill_weight", distill_weight), ("mode_seeking", mode_seeking),
+            ("valence_weight", valence_weight),
         ):  # fmt: skip
             if not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{what} must be a finite number >= 0, got {v}")
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        if not (0 <= rl_weight <= 1 and rl_warmup >= 0):
+            raise ValueError(f"rl_weight must be in [0, 1] and rl_warmup >= 0, got {rl_weight}, "
+                             f"{rl_warmup}")  # fmt: skip
+        if rl_weight > 0 and reward_fn is None:
+            raise ValueError("rl_weight > 0 needs a reward_fn")
+        if valence_weight > 0 and (max_valence is None or bond_order is None):
+            raise ValueError("valence_weight > 0 needs the max_valence and bond_order vectors")
         k = generator.num_generators
         if cw > 0:
             head = critic.classifier
@@ -221,12 +225,25 @@ class AdversarialTraining:
         self.n_critic, self.gp_weight = int(n_critic), float(gp_weight)
         self.g_optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
         self.d_optimizer = torch.optim.Adam(critic.parameters(), lr=lr, betas=betas)
+        self.same_noise, self.valence_weight = bool(same_noise), float(valence_weight)
+        self.valence_tables = None
+        if valence_weight > 0:
+            tables = tuple(
+                torch.as_tensor(v, dtype=torch.float32) for v in (max_valence, bond_order)
+            )
+            if [t.shape for t in tables] != [(generator.atom_types,), (generator.bond_types,)]:
+                raise ValueError("max_valence must be [T] and bond_order [Y] (the type counts)")
+            self.valence_tables = tables
+        self.rl_weight, self.rl_warmup = float(rl_weight), int(rl_warmup)
+        self.reward = None
+        if rl_weight > 0:
+            self.reward = RewardLearner(critic, reward_fn, lr=lr, betas=betas, seed=seed + 1)
         self.rng = torch.Generator().manual_seed(int(seed))
         self.step = 0
 
     # ------------------------------------------------------------------ sampling
     def noise(self, n: int) -> tuple[Tensor, Tensor]:
-        return draw_noise(self.generator, n, self.rng)
+        return draw_noise(self.generator, n, self.rng, same_noise=self.same_noise)
 
     def fake(self, n: int) -> tuple[Graphs, Tensor, Tensor, tuple[Tensor, Tensor]]:
         """``((x, adj) probabilities, which, z, logits)`` of ``n`` fresh samples."""
@@ -256,6 +273,8 @@ class AdversarialTraining:
         loss.backward()
         self.d_optimizer.step()
         stats["d_loss"] = float(loss.detach())
+        if self.reward is not None:
+            stats.update(self.reward.fit(*fake))
         return stats
 
     def generator_loss(self, n: int) -> tuple[Tensor, dict[str, float]]:
@@ -276,11 +295,20 @@ class AdversarialTraining:
             loss = loss + self.distill_weight * kd
             stats["distill"] = float(kd.detach())
         if self.mode_seeking:
-            z2 = torch.randn(z.shape, generator=self.rng)
+            z2 = draw_noise(self.generator, n, self.rng, same_noise=self.same_noise)[0]
             nodes2, edges2 = self.generator(z2, which)
             ms = mode_seeking_term(z, z2, fake, (nodes2.softmax(-1), edges2.softmax(-1)))
             loss = loss + self.mode_seeking * ms
             stats["mode_seeking"] = float(ms.detach())
+        if self.reward is not None and self.step >= self.rl_warmup:
+            r = self.reward(*fake).mean()
+            loss = (1 - self.rl_weight) * loss - self.rl_weight * r
+            stats["g_reward"] = float(r.detach())
+        if self.valence_tables is not None:
+            terms = validity_penalties(*fake, *self.valence_tables)
+            pen = sum(terms.values()).mean()
+            loss = loss + self.valence_weight * pen
+            stats.update({f"penalty_{k}": float(v.detach().mean()) for k, v in terms.items()})
         return loss, stats
 
     def distill_loss(self, z: Tensor, which: Tensor, fake: Graphs) -> Tensor:
@@ -295,12 +323,15 @@ class AdversarialTraining:
 
     def generator_step(self, n: int) -> dict[str, float]:
         self.generator.train()
-        for p in self.critic.parameters():
+        judges = [*self.critic.parameters()]
+        if self.reward is not None:
+            judges += self.reward.net.parameters()
+        for p in judges:
             p.requires_grad_(False)
         try:
             loss, stats = self.generator_loss(n)
         finally:
-            for p in self.critic.parameters():
+            for p in judges:
                 p.requires_grad_(True)
         self._check(loss, "generator")
         self.g_optimizer.zero_grad(set_to_none=True)
@@ -331,13 +362,15 @@ class AdversarialTraining:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Optimizers, step and random stream (the networks' own state dicts hold weights)."""
+        """Optimizers, step, random stream and the reward network with its optimizer (the
+        generator's and critic's own state dicts hold their weights)."""
         return {
             "name": self.name,
             "step": self.step,
             "g_optimizer": self.g_optimizer.state_dict(),
             "d_optimizer": self.d_optimizer.state_dict(),
             "rng": self.rng.get_state(),
+            **({"reward": self.reward.state_dict()} if self.reward is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -347,6 +380,10 @@ class AdversarialTraining:
         self.g_optimizer.load_state_dict(state["g_optimizer"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
         self.rng.set_state(state["rng"])
+        if (self.reward is None) != ("reward" not in state):
+            raise ValueError("the training state and this engine differ in the reward network")
+        if self.reward is not None:
+            self.reward.load_state_dict(state["reward"])
 
 
 GAN_ENGINES: Registry[AdversarialTraining] = Registry("GAN training", AdversarialTraining)
