@@ -56,6 +56,7 @@ def test_the_validity_rows(qm9_dir, tmp_path):
     rc = qm9_gan.main([
         "--quick", "--data-dir", str(qm9_dir), "--methods", "single_valence,single_rl,k4_mgan_same",
         "--no-compress", "--work-dir", str(tmp_path / "w"), "--out", str(out),
+        "--plot", str(tmp_path / "v.png"), "--grid", str(tmp_path / "vgrid.png"),
     ])  # fmt: skip
     assert rc == 0
     rows = {r["row"]: r for r in json.loads(out.read_text())["rows"]}
