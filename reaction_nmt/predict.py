@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 
-from chemprune.molecules.chem.inputs import InputFileError, read_input_lines
-from chemprune.molecules.chem.sanity import DEFAULT_LIMITS, SMILES_CHARACTERS
+from chemprune.molecules.chem.inputs import InputFileError
+from chemprune.molecules.chem.sanity import SMILES_CHARACTERS
 from reaction_nmt.chem import InvalidSmilesError, canonicalize, canonicalize_or_none
 from reaction_nmt.tokenize import detokenize, tokenize
 
@@ -32,14 +32,9 @@ def read_reactions(path, *, what: str = "reaction file", stdin=None) -> list[str
         chemprune.molecules.chem.inputs.InputFileError: missing, empty, too large, not UTF-8, or no
             reaction in it.
     """
-    lines, _ = read_input_lines(
-        path,
-        what=what,
-        max_bytes=DEFAULT_LIMITS.max_file_bytes,
-        max_lines=DEFAULT_LIMITS.max_molecules,
-        stdin=stdin,
-    )
-    return [line for _, line in lines]
+    from reaction_nmt.predict_io import read_text_rows
+
+    return [row.text for row in read_text_rows(path, stdin=stdin, what=what)]
 
 
 def gather_reactions(given, file) -> list[str]:
