@@ -89,6 +89,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
                   "rl_warmup_fraction": 0.5, "reward": "validity"},
     "k4_mgan_same": {"engine": "mgan", "generators": 4, "classifier_weight": 0.01,
                      "same_noise": True},
+    # the mode-seeking weight swept (single_ms is 1.0), and with validity help
+    "single_ms01": {"engine": "wgan_gp", "generators": 1, "mode_seeking": 0.1},
+    "single_ms03": {"engine": "wgan_gp", "generators": 1, "mode_seeking": 0.3},
+    "single_ms03_valence": {"engine": "wgan_gp", "generators": 1, "mode_seeking": 0.3,
+                            "valence_weight": 1.0},
+    "single_ms03_rl": {"engine": "wgan_gp", "generators": 1, "mode_seeking": 0.3,
+                       "rl_weight": 0.5, "rl_warmup_fraction": 0.5, "reward": "validity"},
 }  # fmt: skip
 #: the rows run unless ``--methods`` says otherwise (the issue-19 set)
 DEFAULT_METHODS = ("single", "k4_plain", "k4_cls", "k4_orth", "k4_both")
