@@ -55,6 +55,8 @@ PARENT = REPO / "benchmarks" / "parents" / "uspto50k_compact_5363.pt"
 #: half precision, its step, no Adam moments; one file, replaced each time
 STATE = REPO / "benchmarks" / "parents" / "uspto_robust_last.pt"
 RELEASE = REPO / "models" / "uspto50k_compact.pt"
+#: the release's training steps, from its card: the parent's 5,363 + the 1,000 of compression
+RELEASE_STEPS = 6363
 
 
 def _lines(path: Path) -> list[str]:
@@ -178,13 +180,15 @@ def save_state(work: Path) -> Path:
 
 
 def _has_moments(path: Path) -> bool:
+    """Whether the checkpoint carries Adam moments (OpenNMT-py wrote it), not a weights-only
+    seed (:func:`seed`), which needs ``-reset_optim states`` to start."""
     from reaction_nmt.backend import load_checkpoint
 
     return bool((load_checkpoint(path).get("optim") or {}).get("optimizer"))
 
 
 def train(args, view: Path, work: Path) -> None:
-    from reaction_nmt.backend import checkpoints, load_checkpoint
+    from reaction_nmt.backend import checkpoints
 
     run = work / "run_compact"
     found = checkpoints(run) if run.is_dir() else []
@@ -197,7 +201,7 @@ def train(args, view: Path, work: Path) -> None:
              "-keep_checkpoint", "20", "-valid_steps", "1000", "-report_every", "100"]  # fmt: skip
     if _step(found[-1]) == _step(PARENT):  # the first call: the parent's vocabulary extended
         extra += ["-update_vocab", "true"]
-    if _state_step(load_checkpoint(found[-1])) is not None and not _has_moments(found[-1]):
+    if not _has_moments(found[-1]):
         extra += ["-reset_optim", "states"]  # seeded from a weights-only file
     Job("train", "--data", str(view), "--out", str(run), "--preset", "compact", "--resume",
         "--max-minutes", str(args.train_minutes), "--threads", str(args.threads), *extra,
@@ -245,7 +249,7 @@ def evaluate(args, data: dict[str, Path], work: Path) -> dict:
     for (m, t), path in results.items():
         r = json.loads(path.read_text())
         rows.append({"model": m, "test": t, "path": str(models[m]),
-                     "steps": _step(last[-1]) if m == "robust" else 6363,
+                     "steps": _step(last[-1]) if m == "robust" else RELEASE_STEPS,
                      "n": r["n"], "invalid_top1": r["invalid_top1"],
                      **{f"top{k}": r["top_k"].get(str(k)) for k in (1, 2, 3, 5)}})  # fmt: skip
     return {"rows": rows, "averaged": [str(p) for p in last]}

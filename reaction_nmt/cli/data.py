@@ -90,12 +90,8 @@ def run_prepare(args: argparse.Namespace) -> int:
         "product_column": args.product_column,
         "split_column": args.split_column,
     }
-    pool = None
-    if args.spectators is not None:
-        pool = read_spectator_pool(args.spectators)
-    elif args.spectator_copies:
-        raise PrepareError("--spectator-copies needs --spectators FILE")
-    copies = args.spectator_copies
+    pool = None if args.spectators is None else read_spectator_pool(args.spectators)
+    copies = args.spectator_copies  # prepare_corpora refuses copies without a pool
     if copies is None:
         copies = 1 if pool is not None else 0
     manifest = prepare_corpora(
